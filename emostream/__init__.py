@@ -1,0 +1,3 @@
+"""emostream: streaming, real-time, multimodal conversation analyzer."""
+
+__version__ = "0.1.0"

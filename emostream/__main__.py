@@ -1,0 +1,5 @@
+import sys
+
+from emostream.cli import main
+
+sys.exit(main())

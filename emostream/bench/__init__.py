@@ -1,0 +1,1 @@
+"""Benchmarks behind `emostream bench NAME`: medians and ratios measured in one run."""

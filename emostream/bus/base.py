@@ -1,0 +1,109 @@
+"""The Bus interface every stage talks to, with Redis Streams semantics.
+
+Two real implementations: :mod:`emostream.bus.memory` (embedded, in-process, bounded) and
+:mod:`emostream.bus.redis` (Redis Streams consumer groups). Stages never know which one they run on.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message handed to a consumer of a group; ack it by ``(stream, id)``."""
+
+    stream: str
+    id: str
+    data: bytes
+    deliveries: int = 1
+    """How many times this message has been delivered to the group (1 on first delivery)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One message read without a group (tailing a stream)."""
+
+    stream: str
+    id: str
+    data: bytes
+
+
+def dead_stream(stream: str) -> str:
+    """Name of a stream's dead-letter stream."""
+    return f"{stream}:dead"
+
+
+class Bus(abc.ABC):
+    """Streams of bytes with consumer groups, at-least-once delivery, plus blobs with a TTL."""
+
+    url: str = ""
+
+    @abc.abstractmethod
+    async def publish(self, stream: str, data: bytes) -> str:
+        """Append ``data`` to ``stream`` (approximately trimmed to maxlen); return its id."""
+
+    @abc.abstractmethod
+    async def ensure_group(self, stream: str, group: str, start: str = "0") -> None:
+        """Create consumer ``group`` on ``stream`` (and the stream) if missing. Idempotent."""
+
+    @abc.abstractmethod
+    async def read_group(
+        self, streams: list[str], group: str, consumer: str, count: int, block_ms: int
+    ) -> list[Delivery]:
+        """New messages for this consumer (XREADGROUP ... >); waits up to ``block_ms`` for some."""
+
+    @abc.abstractmethod
+    async def ack(self, stream: str, group: str, ids: list[str]) -> None:
+        """Acknowledge processed messages (XACK). Only after the outputs are published."""
+
+    @abc.abstractmethod
+    async def claim_stale(
+        self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int
+    ) -> list[Delivery]:
+        """Take over messages pending longer than ``min_idle_ms`` on other consumers (XAUTOCLAIM)."""
+
+    @abc.abstractmethod
+    async def pending_count(self, stream: str, group: str) -> int:
+        """Delivered but not yet acknowledged messages of the group."""
+
+    @abc.abstractmethod
+    async def lag(self, stream: str, group: str) -> int:
+        """Messages in the stream not yet delivered to the group (consumer lag)."""
+
+    @abc.abstractmethod
+    async def tail(self, streams: dict[str, str], count: int, block_ms: int) -> list[Entry]:
+        """Read without a group from each ``stream -> last seen id`` ("$" = only new ones)."""
+
+    @abc.abstractmethod
+    async def length(self, stream: str) -> int:
+        """Number of messages currently in the stream."""
+
+    @abc.abstractmethod
+    async def put_blob(self, key: str, data: bytes, ttl_s: float) -> str:
+        """Store media bytes under ``key`` for ``ttl_s`` seconds; return the ref to put in messages."""
+
+    @abc.abstractmethod
+    async def get_blob(self, ref: str) -> bytes | None:
+        """The blob's bytes, or None when it expired or never existed."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections/tasks."""
+
+    async def dead_letter(self, delivery: Delivery, group: str, reason: str) -> None:
+        """Move a delivery to ``<stream>:dead`` with the reason, then ack it so it is not retried."""
+        from emostream.schema import DeadLetter, encode, now
+
+        record = DeadLetter(
+            stream=delivery.stream,
+            id=delivery.id,
+            reason=reason,
+            payload=delivery.data,
+            deliveries=delivery.deliveries,
+            group=group,
+            at=now(),
+        )
+        await self.publish(dead_stream(delivery.stream), encode(record))
+        await self.ack(delivery.stream, group, [delivery.id])

@@ -1,0 +1,48 @@
+"""`emostream bench NAME`: benchmarks, one module each under emostream/bench/.
+
+Each bench module exposes ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int`` and prints one
+JSON line per measured variant with ``--json``. Speed is reported as medians (p50/p95) measured in one
+run, because the machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+BENCHES: tuple[str, ...] = ("bus", "asr", "visual", "quant")
+
+HELP = "Benchmarks: bus, asr, visual, quant (medians in one run, JSON lines with --json)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="bench", metavar="NAME", required=True)
+    for name in BENCHES:
+        try:
+            module = importlib.import_module(f"emostream.bench.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"emostream.bench.{name}":
+                raise
+            p = sub.add_parser(name, help=f"{name} benchmark (not available yet)")
+            p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+            p.set_defaults(_bench=_not_landed(name))
+            continue
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_bench=module.run)
+
+
+def _not_landed(name: str):  # type: ignore[no-untyped-def]
+    def run(args: argparse.Namespace) -> int:
+        from emostream.errors import NotLanded
+
+        raise NotLanded(
+            f"emostream bench {name}",
+            {"bus": "[spine]", "asr": "[speech]", "visual": "[visual]", "quant": "[runtime]"}[name],
+        )
+
+    return run
+
+
+def run(args: argparse.Namespace) -> int:
+    return int(args._bench(args) or 0)

@@ -1,0 +1,242 @@
+"""One typed settings object, every default documented here and nowhere else.
+
+Sources, later wins: built-in defaults < TOML file (``--config FILE`` or ``EMOSTREAM_CONFIG``) <
+environment variables ``EMOSTREAM_<SECTION>_<FIELD>`` (e.g. ``EMOSTREAM_BUS_URL=redis://...``,
+``EMOSTREAM_ASR_MODEL=whisper-base``). ``emostream config show`` prints the effective values.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+
+class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class BusSettings(Section):
+    url: str = "memory://"
+    """``memory://`` (embedded, in-process) or ``redis://[:password@]host:port/db`` / ``rediss://`` (TLS)."""
+    maxlen: int = 10_000
+    """Approximate cap on every stream's length (Redis MAXLEN ~; in-memory bound)."""
+    blob_ttl_s: float = 120.0
+    """Raw media blobs (utterance audio, frame JPEGs) expire after this many seconds."""
+    max_deliveries: int = 5
+    """After this many deliveries a message goes to ``<stream>:dead``."""
+    claim_idle_ms: int = 30_000
+    """Un-acked messages idle this long are reclaimed from dead consumers (XAUTOCLAIM)."""
+    block_ms: int = 1_000
+    """How long a consumer blocks waiting for new messages."""
+
+
+class StageSettings(Section):
+    concurrency: int = 2
+    """Concurrent handlers per stage process."""
+    metrics_port: int = 0
+    """Prometheus ``/metrics`` port for ``emostream worker`` (0 = off)."""
+    metrics_host: str = "127.0.0.1"
+    shutdown_grace_s: float = 10.0
+    """On SIGTERM, in-flight work gets this long to finish before it is released un-acked."""
+
+
+class StoreSettings(Section):
+    home: str = "~/.cache/emostream"
+    """Model store root: models live in ``<home>/models/<name>``."""
+    manifest: str = ""
+    """Manifest override (default: the manifest shipped in models/manifest.toml)."""
+
+
+class VadSettings(Section):
+    threshold: float = 0.5
+    """Speech probability above which a 32 ms chunk counts as speech."""
+    min_speech_ms: int = 250
+    """Shorter bursts are ignored (clicks, coughs)."""
+    hangover_ms: int = 400
+    """Silence needed after speech before the utterance is closed (end-of-speech delay)."""
+    preroll_ms: int = 200
+    """Audio kept before the detected start, so first phonemes are not cut."""
+    max_utterance_s: float = 15.0
+    """Longer monologues are split at the quietest point."""
+    partial_every_ms: int = 1_000
+    """Publish partial audio of an ongoing utterance this often (0 = never)."""
+
+
+class AsrSettings(Section):
+    model: str = "whisper-tiny.en"
+    """Model store name: ``whisper-tiny.en`` (fast) or ``whisper-base`` (multilingual)."""
+    device: str = "cpu"
+    compute_type: str = "int8"
+    """CTranslate2 compute type: int8 on CPU, float16 on CUDA."""
+    cpu_threads: int = 2
+    language: str = "en"
+    beam_size: int = 1
+    word_timestamps: bool = True
+    early_partials: bool = True
+    """Transcribe partial audio while the person speaks; finish only the tail after end of speech."""
+
+
+class FramesSettings(Section):
+    fps: float = 3.0
+    """Frames per second sampled from the utterance window."""
+    buffer_s: float = 20.0
+    """Ring buffer of recent video per participant."""
+    jpeg_quality: int = 85
+    max_side: int = 640
+    """Frames are downscaled so their longer side is at most this many pixels."""
+
+
+class FecSettings(Section):
+    backend: str = "litert"
+    """Expression classifier: ``litert`` (FER tflite, default) or ``deepface`` (needs local weights)."""
+    top_k: int = 4
+    """Key frames kept per utterance."""
+    mask_background: bool = True
+
+
+class VlmSettings(Section):
+    backend: str = "landmarks"
+    """``landmarks`` (CPU, ms), ``openai`` (OpenAI-compatible server) or ``transformers`` (Qwen2.5-VL)."""
+    encoder: str = "all-MiniLM-L6-v2"
+    """Sentence encoder for description embeddings (384-d; ``all-mpnet-base-v2`` for 768-d)."""
+    openai_url: str = "http://127.0.0.1:8000/v1"
+    openai_model: str = "qwen2.5-vl-7b-instruct"
+    openai_api_key: str = ""
+    timeout_s: float = 10.0
+    retries: int = 2
+    transformers_model: str = ""
+    """Local path or hub id of a Qwen2.5-VL checkpoint for the ``transformers`` backend."""
+    max_sentences: int = 3
+
+
+class ContextSettings(Section):
+    model: str = "emostream-text-int8"
+    """Text-teacher model in the store (runtime ONNX)."""
+    max_tokens: int = 128
+    """Token budget of the dialogue-so-far input (left-truncated)."""
+    history: int = 32
+    """Utterances of dialogue history kept per room."""
+    provider: str = "cpu"
+    """ONNX Runtime execution provider: ``cpu``, ``cuda`` or ``tensorrt``."""
+    trt_cache_dir: str = "~/.cache/emostream/trt"
+
+
+class FusionSettings(Section):
+    deadline_ms: int = 150
+    """Wait at most this long for the visual branch after the text is ready."""
+    model: str = "emostream-fusion-int8"
+    """Fusion head in the store; when absent, the text head decides alone."""
+    visual_ttl_s: float = 30.0
+    """Visual results with no matching text after this long are dropped (and counted)."""
+
+
+class ApiSettings(Section):
+    host: str = "127.0.0.1"
+    """Bind address: localhost by default (emotion analytics about people)."""
+    port: int = 8765
+    secret: str = ""
+    """HMAC secret for access tokens (``emostream token``); required for any non-local bind."""
+
+
+class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    bus: BusSettings = msgspec.field(default_factory=BusSettings)
+    stage: StageSettings = msgspec.field(default_factory=StageSettings)
+    store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    vad: VadSettings = msgspec.field(default_factory=VadSettings)
+    asr: AsrSettings = msgspec.field(default_factory=AsrSettings)
+    frames: FramesSettings = msgspec.field(default_factory=FramesSettings)
+    fec: FecSettings = msgspec.field(default_factory=FecSettings)
+    vlm: VlmSettings = msgspec.field(default_factory=VlmSettings)
+    context: ContextSettings = msgspec.field(default_factory=ContextSettings)
+    fusion: FusionSettings = msgspec.field(default_factory=FusionSettings)
+    api: ApiSettings = msgspec.field(default_factory=ApiSettings)
+
+    @property
+    def home(self) -> Path:
+        return Path(os.path.expanduser(self.store.home))
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message names it and says what to do."""
+
+
+ENV_PREFIX = "EMOSTREAM_"
+_NOT_SETTINGS = {"EMOSTREAM_CONFIG", "EMOSTREAM_HOME"}
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Build the effective settings: defaults, then the TOML file, then ``EMOSTREAM_*`` variables."""
+    env = dict(os.environ if env is None else env)
+    data: dict[str, Any] = {}
+    path = path or env.get("EMOSTREAM_CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} not found: pass an existing TOML file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    if "EMOSTREAM_HOME" in env:
+        data.setdefault("store", {})["home"] = env["EMOSTREAM_HOME"]
+    sections = {f.name: f.type for f in msgspec.structs.fields(Settings)}
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX) or key in _NOT_SETTINGS:
+            continue
+        section, _, field = key[len(ENV_PREFIX) :].lower().partition("_")
+        if section not in sections or not field:
+            raise ConfigError(f"unknown setting {key}: sections are {', '.join(sections)}")
+        names = {f.name: f.type for f in msgspec.structs.fields(sections[section])}
+        if field not in names:
+            raise ConfigError(f"unknown setting {key}: {section} has {', '.join(names)}")
+        data.setdefault(section, {})[field] = _parse_env(raw, names[field])
+    try:
+        return msgspec.convert(data, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid setting: {exc}") from None
+
+
+def _parse_env(raw: str, kind: Any) -> Any:
+    if kind is bool:
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    return raw
+
+
+SECRET_FIELDS = {"secret", "openai_api_key"}
+
+
+def settings_toml(settings: Settings, redact: bool = True) -> str:
+    """Render settings as TOML (for ``emostream config show``); secrets and URL passwords redacted."""
+    lines: list[str] = []
+    for name, section in msgspec.structs.asdict(settings).items():
+        lines.append(f"[{name}]")
+        for key, value in msgspec.structs.asdict(section).items():
+            if redact and key in SECRET_FIELDS and value:
+                value = "***"
+            elif redact and key == "url" and isinstance(value, str):
+                value = redact_url(value)
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def redact_url(url: str) -> str:
+    """``redis://:pw@host`` -> ``redis://:***@host`` (for logs and ``config show``)."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user, colon, _ = creds.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return msgspec.json.encode(value).decode()
+    return repr(value)

@@ -1,0 +1,1 @@
+"""Training, distillation, curriculum and quantization code that produces models/ artifacts (torch)."""

@@ -1,0 +1,1 @@
+"""Pipeline stages, one module per stage: asr, fec, vlm, context, fusion."""
