@@ -31,7 +31,9 @@ class BusSettings(Section):
     claim_idle_ms: int = 30_000
     """Un-acked messages idle this long are reclaimed from dead consumers (XAUTOCLAIM)."""
     block_ms: int = 1_000
-    """How long a consumer blocks waiting for new messages."""
+    """How long a consumer blocks waiting for new messages (also bounds how fast a stop is noticed)."""
+    publish_timeout_s: float = 30.0
+    """In-memory bus: a publish to a stream full of un-acked entries waits this long, then fails."""
 
 
 class StageSettings(Section):
@@ -42,6 +44,14 @@ class StageSettings(Section):
     metrics_host: str = "127.0.0.1"
     shutdown_grace_s: float = 10.0
     """On SIGTERM, in-flight work gets this long to finish before it is released un-acked."""
+    claim_every_ms: int = 0
+    """How often a stage reclaims stale messages (0 = half of bus.claim_idle_ms, within 0.1-5 s)."""
+    lag_every_s: float = 5.0
+    """How often the consumer-lag gauge is refreshed."""
+    log_format: str = "kv"
+    """Log lines as ``kv`` (key=value) or ``json``."""
+    log_level: str = "info"
+    """Python logging level name: debug, info, warning, error."""
 
 
 class StoreSettings(Section):

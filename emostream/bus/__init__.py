@@ -1,1 +1,39 @@
-"""Message buses: the Bus interface, the embedded in-memory bus and Redis Streams."""
+"""Message buses: the Bus interface, the embedded in-memory bus and Redis Streams.
+
+``open_bus(url)`` picks the implementation from the URL scheme: ``memory://`` (embedded, in-process),
+``redis://`` or ``rediss://`` (TLS).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from emostream.bus.base import Bus, Delivery, Entry, dead_stream
+from emostream.errors import UserError
+
+if TYPE_CHECKING:
+    from emostream.config import BusSettings
+
+__all__ = ["Bus", "Delivery", "Entry", "dead_stream", "open_bus"]
+
+
+def open_bus(url: str, settings: BusSettings | None = None) -> Bus:
+    """A bus for ``url``; raise a one-line UserError for an unsupported or malformed URL.
+
+    Connections are lazy: call ``await bus.ping()`` to fail fast when Redis is unreachable.
+    """
+    from emostream.config import BusSettings
+
+    opts = settings or BusSettings(url=url)
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        raise UserError(f"bad bus URL {url!r}: use memory:// or redis://[:password@]HOST:PORT[/DB]")
+    if scheme == "memory":
+        from emostream.bus.memory import MemoryBus
+
+        return MemoryBus(maxlen=opts.maxlen, publish_timeout_s=opts.publish_timeout_s)
+    if scheme in ("redis", "rediss", "unix"):
+        from emostream.bus.redis import RedisBus
+
+        return RedisBus(url, maxlen=opts.maxlen)
+    raise UserError(f"bad bus URL scheme {scheme!r}: use memory://, redis:// or rediss:// (TLS)")

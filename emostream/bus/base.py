@@ -92,6 +92,28 @@ class Bus(abc.ABC):
     async def close(self) -> None:
         """Release connections/tasks."""
 
+    async def ping(self) -> None:  # noqa: B027 - optional hook
+        """Fail fast (one-line UserError) when the bus cannot be reached."""
+
+    async def publish_and_ack(
+        self, outputs: list[tuple[str, bytes]], stream: str, group: str, entry_id: str
+    ) -> None:
+        """Publish ``(stream, data)`` outputs, then ack the input. Redis does it in one round trip."""
+        for target, data in outputs:
+            await self.publish(target, data)
+        await self.ack(stream, group, [entry_id])
+
+    async def last_id(self, stream: str) -> str:
+        """Id of the newest entry ("0-0" when empty): a race-free start for ``tail`` ("$" is not)."""
+        return "$"
+
+    async def release(self, stream: str, group: str, ids: list[str]) -> None:  # noqa: B027
+        """Hand un-acked entries back: any consumer's next ``claim_stale`` may take them at once."""
+
+    async def pending_of(self, stream: str, group: str, consumer: str) -> int:
+        """Un-acked messages held by one consumer (default: the whole group's)."""
+        return await self.pending_count(stream, group)
+
     async def dead_letter(self, delivery: Delivery, group: str, reason: str) -> None:
         """Move a delivery to ``<stream>:dead`` with the reason, then ack it so it is not retried."""
         from emostream.schema import DeadLetter, encode, now

@@ -3,15 +3,60 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
 
-from emostream.errors import NotLanded
+from emostream import schema
+from emostream.config import ConfigError, load_settings
+from emostream.errors import UserError
 
 HELP = "Follow the emotion event stream and print events as JSON lines."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("--redis", metavar="URL", help="bus URL (default: bus.url setting)")
+    parser.add_argument("--room", metavar="R", help="only events of this room")
+    parser.add_argument("--from-start", action="store_true", help="print the retained history first")
+    parser.add_argument(
+        "--count", type=int, metavar="N", help="exit after N events (default: follow forever)"
+    )
+    parser.add_argument("--stream", default=schema.EmotionEvent.stream, help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotLanded("emostream events", "[spine]")
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    url = args.redis or settings.bus.url
+    if url.startswith("memory"):
+        raise UserError("events needs a shared bus: pass --redis redis://HOST:PORT", exit_code=2)
+    return asyncio.run(_follow(url, args))
+
+
+async def _follow(url: str, args: argparse.Namespace) -> int:
+    from emostream.bus import open_bus
+
+    bus = open_bus(url)
+    printed = 0
+    try:
+        await bus.ping()
+        last = "0-0" if args.from_start else await bus.last_id(args.stream)
+        while args.count is None or printed < args.count:
+            for entry in await bus.tail({args.stream: last}, count=100, block_ms=1000):
+                last = entry.id
+                try:
+                    event = schema.decode_checked(entry.data, schema.EmotionEvent)
+                except schema.SchemaError as exc:
+                    print(f"emostream events: skipped {entry.id}: {exc}", file=sys.stderr)
+                    continue
+                if args.room and event.room != args.room:
+                    continue
+                sys.stdout.write(schema.to_json(event).decode() + "\n")
+                sys.stdout.flush()
+                printed += 1
+                if args.count is not None and printed >= args.count:
+                    break
+    finally:
+        await bus.close()
+    return 0

@@ -14,4 +14,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotLanded("emostream serve", "[spine]")
+    raise NotLanded("emostream serve", "[ingest]")

@@ -1,0 +1,293 @@
+"""The embedded in-memory bus: Redis Streams consumer-group semantics inside one asyncio process.
+
+Same observable behaviour as :mod:`emostream.bus.redis`: ``<ms>-<seq>`` ids, one pending entries list
+(PEL) per group with owner, delivery count and idle time, XAUTOCLAIM-style ``claim_stale``, ``tail``,
+``lag`` and blobs that expire. It is the default bus of ``serve`` and ``replay`` (no server needed).
+
+Bounded, with backpressure instead of loss. A stream keeps at most ``maxlen`` entries:
+- a stream *without* consumer groups (events, dead letters) is a ring: the oldest entry is dropped,
+  like Redis ``MAXLEN``;
+- a stream *with* groups only drops entries every group has read and acknowledged. When it is full of
+  entries some group still needs, ``publish`` waits for consumers to catch up (backpressure flows up to
+  the producer) and raises :class:`BusFull` after ``publish_timeout_s``. Un-acked work is never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from emostream.bus.base import Bus, Delivery, Entry
+from emostream.errors import UserError
+
+
+class BusFull(UserError):
+    """A publish waited ``publish_timeout_s`` for room in a full stream whose consumers do not keep up."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    consumer: str
+    delivered_at: float
+    count: int
+    index: int
+
+
+@dataclass(slots=True)
+class _Group:
+    next_index: int
+    """Absolute index of the first entry never delivered to this group."""
+    pel: dict[str, _Pending] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Stream:
+    ids: list[str] = field(default_factory=list)
+    data: list[bytes] = field(default_factory=list)
+    head: int = 0
+    """Position in ``ids``/``data`` of the oldest live entry (the list is compacted lazily)."""
+    base: int = 0
+    """Absolute index of ``ids[0]``."""
+    last_ms: int = 0
+    last_seq: int = -1
+    groups: dict[str, _Group] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids) - self.head
+
+    @property
+    def end(self) -> int:
+        """Absolute index one past the newest entry."""
+        return self.base + len(self.ids)
+
+    @property
+    def first(self) -> int:
+        """Absolute index of the oldest live entry."""
+        return self.base + self.head
+
+    def at(self, index: int) -> tuple[str, bytes]:
+        pos = index - self.base
+        return self.ids[pos], self.data[pos]
+
+    def next_id(self) -> str:
+        ms = int(time.time() * 1000)
+        if ms > self.last_ms:
+            self.last_ms, self.last_seq = ms, 0
+        else:
+            self.last_seq += 1
+        return f"{self.last_ms}-{self.last_seq}"
+
+    def drop_oldest(self) -> None:
+        self.head += 1
+        if self.head > 1024 and self.head * 2 > len(self.ids):
+            del self.ids[: self.head], self.data[: self.head]
+            self.base += self.head
+            self.head = 0
+
+    def droppable(self) -> bool:
+        """Whether the oldest entry is no longer needed by any group (read and acked by all)."""
+        index = self.first
+        entry_id = self.ids[self.head]
+        return all(g.next_index > index and entry_id not in g.pel for g in self.groups.values())
+
+    def index_after(self, entry_id: str) -> int:
+        """Absolute index of the first entry with an id greater than ``entry_id``."""
+        key = _key(entry_id)
+        lo, hi = self.head, len(self.ids)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if _key(self.ids[mid]) <= key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return self.base + lo
+
+
+def _key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class MemoryBus(Bus):
+    """In-process streams with consumer groups; see the module docstring for the bounding policy."""
+
+    def __init__(self, maxlen: int = 10_000, publish_timeout_s: float = 30.0) -> None:
+        self.url = "memory://"
+        self.maxlen = max(1, maxlen)
+        self.publish_timeout_s = publish_timeout_s
+        self._streams: dict[str, _Stream] = {}
+        self._blobs: dict[str, tuple[float, bytes]] = {}
+        self._blob_puts = 0
+        self._changed: asyncio.Future[None] | None = None
+        """Resolved (and replaced) on every publish and ack, so blocked readers and publishers re-check."""
+
+    def _stream(self, name: str) -> _Stream:
+        s = self._streams.get(name)
+        if s is None:
+            s = self._streams[name] = _Stream()
+        return s
+
+    def _notify(self) -> None:
+        fut, self._changed = self._changed, None
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    async def _wait(self, timeout_s: float) -> bool:
+        """Wait for a change for at most ``timeout_s``; False on timeout."""
+        if timeout_s <= 0:
+            return False
+        if self._changed is None:
+            self._changed = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._changed), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def publish(self, stream: str, data: bytes) -> str:
+        s = self._stream(stream)
+        deadline = time.monotonic() + self.publish_timeout_s
+        while len(s) >= self.maxlen:
+            if not s.groups or s.droppable():
+                s.drop_oldest()
+                continue
+            if not await self._wait(deadline - time.monotonic()) and len(s) >= self.maxlen:
+                if not s.droppable():
+                    raise BusFull(
+                        f"stream {stream} is full ({self.maxlen} entries its consumers have not acked) "
+                        f"after {self.publish_timeout_s:g} s: start or speed up its consumers, or raise "
+                        "bus.maxlen"
+                    )
+        entry_id = s.next_id()
+        s.ids.append(entry_id)
+        s.data.append(bytes(data))
+        self._notify()
+        return entry_id
+
+    async def ensure_group(self, stream: str, group: str, start: str = "0") -> None:
+        s = self._stream(stream)
+        if group in s.groups:
+            return
+        if start == "$":
+            index = s.end
+        elif start in ("0", "0-0"):
+            index = s.first
+        else:
+            index = s.index_after(start)
+        s.groups[group] = _Group(next_index=index)
+
+    def _group(self, stream: str, group: str) -> _Group:
+        g = self._streams[stream].groups.get(group) if stream in self._streams else None
+        if g is None:
+            raise UserError(f"NOGROUP: no consumer group {group} on stream {stream}: call ensure_group first")
+        return g
+
+    async def read_group(
+        self, streams: list[str], group: str, consumer: str, count: int, block_ms: int
+    ) -> list[Delivery]:
+        deadline = time.monotonic() + block_ms / 1000
+        while True:
+            out: list[Delivery] = []
+            now = time.monotonic()
+            for name in streams:
+                s, g = self._streams.get(name), self._group(name, group)
+                assert s is not None
+                g.next_index = max(g.next_index, s.first)
+                while g.next_index < s.end and len(out) < count:
+                    entry_id, data = s.at(g.next_index)
+                    g.pel[entry_id] = _Pending(consumer, now, 1, g.next_index)
+                    g.next_index += 1
+                    out.append(Delivery(name, entry_id, data, 1))
+            if out or not await self._wait(deadline - time.monotonic()):
+                return out
+
+    async def ack(self, stream: str, group: str, ids: list[str]) -> None:
+        g = self._group(stream, group)
+        for entry_id in ids:
+            g.pel.pop(entry_id, None)
+        self._notify()
+
+    async def claim_stale(
+        self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int
+    ) -> list[Delivery]:
+        g, s = self._group(stream, group), self._streams[stream]
+        now = time.monotonic()
+        out: list[Delivery] = []
+        for entry_id, p in sorted(g.pel.items(), key=lambda kv: kv[1].index):
+            if len(out) >= count:
+                break
+            if (now - p.delivered_at) * 1000 < min_idle_ms:
+                continue
+            if p.index < s.first:  # trimmed while pending (cannot happen with groups; defensive)
+                del g.pel[entry_id]
+                continue
+            p.consumer, p.delivered_at, p.count = consumer, now, p.count + 1
+            out.append(Delivery(stream, entry_id, s.at(p.index)[1], p.count))
+        return out
+
+    async def release(self, stream: str, group: str, ids: list[str]) -> None:
+        g = self._group(stream, group)
+        for entry_id in ids:
+            p = g.pel.get(entry_id)
+            if p is not None:
+                p.delivered_at = float("-inf")
+
+    async def pending_count(self, stream: str, group: str) -> int:
+        return len(self._group(stream, group).pel)
+
+    async def pending_of(self, stream: str, group: str, consumer: str) -> int:
+        return sum(1 for p in self._group(stream, group).pel.values() if p.consumer == consumer)
+
+    async def lag(self, stream: str, group: str) -> int:
+        s, g = self._streams[stream], self._group(stream, group)
+        return max(0, s.end - max(g.next_index, s.first))
+
+    async def tail(self, streams: dict[str, str], count: int, block_ms: int) -> list[Entry]:
+        starts: dict[str, int] = {}
+        for name, last in streams.items():
+            s = self._stream(name)
+            starts[name] = s.end if last == "$" else s.index_after(last)
+        deadline = time.monotonic() + block_ms / 1000
+        while True:
+            out: list[Entry] = []
+            for name, start in starts.items():
+                s = self._streams[name]
+                index = max(start, s.first)
+                while index < s.end and len(out) < count:
+                    entry_id, data = s.at(index)
+                    out.append(Entry(name, entry_id, data))
+                    index += 1
+            if out or not await self._wait(deadline - time.monotonic()):
+                return out
+
+    async def last_id(self, stream: str) -> str:
+        s = self._streams.get(stream)
+        return s.ids[-1] if s is not None and len(s) else "0-0"
+
+    async def length(self, stream: str) -> int:
+        s = self._streams.get(stream)
+        return len(s) if s is not None else 0
+
+    async def put_blob(self, key: str, data: bytes, ttl_s: float) -> str:
+        now = time.monotonic()
+        self._blob_puts += 1
+        if self._blob_puts % 256 == 0:
+            for k in [k for k, (exp, _) in self._blobs.items() if exp <= now]:
+                del self._blobs[k]
+        ref = f"blob:{key}"
+        self._blobs[ref] = (now + ttl_s, bytes(data))
+        return ref
+
+    async def get_blob(self, ref: str) -> bytes | None:
+        item = self._blobs.get(ref)
+        if item is None:
+            return None
+        if item[0] <= time.monotonic():
+            del self._blobs[ref]
+            return None
+        return item[1]
+
+    async def close(self) -> None:
+        self._streams.clear()
+        self._blobs.clear()

@@ -1,0 +1,259 @@
+"""Redis Streams bus (redis-py asyncio): consumer groups, XAUTOCLAIM, blobs as keys with a TTL.
+
+Each message is one stream entry with a single field ``d`` (the encoded message). Streams are capped
+with ``XADD MAXLEN ~`` (approximate, cheap). ``redis://[:password@]host:port/db`` and ``rediss://``
+(TLS, with redis-py's ``ssl_*`` query options) are accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis import exceptions as rexc
+
+from emostream.bus.base import Bus, Delivery, Entry
+from emostream.errors import UserError
+
+FIELD = b"d"
+BLOB_PREFIX = "emostream:blob:"
+_IDLE_RELEASED_MS = 10**12
+"""Idle time given to released entries so any consumer's claim_stale takes them at once."""
+
+T = TypeVar("T")
+
+
+class BusUnavailable(UserError):
+    """Redis cannot be reached or refused us; the message says where and what to do."""
+
+
+def describe(url: str) -> str:
+    """``host:port`` of a Redis URL, for error messages (never the password)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisBus(Bus):
+    """Redis Streams consumer groups behind the Bus interface."""
+
+    def __init__(self, url: str, maxlen: int = 10_000, max_connections: int = 64) -> None:
+        self.url = url
+        self.maxlen = maxlen
+        self.where = describe(url)
+        try:
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, decode_responses=False, max_connections=max_connections, timeout=None
+            )
+        except ValueError as exc:
+            raise UserError(f"bad Redis URL {self.where}: {exc}") from None
+        self._r: aioredis.Redis = aioredis.Redis.from_pool(pool)
+        self._outbox: list[_Commit] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def _call(self, command: Awaitable[T]) -> T:
+        """Await a command, turning connection/auth failures into one-line BusUnavailable errors."""
+        try:
+            return await command
+        except rexc.AuthenticationError as exc:
+            raise BusUnavailable(
+                f"Redis at {self.where} refused the credentials ({exc}): fix the password in the URL"
+            ) from None
+        except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
+            raise BusUnavailable(
+                f"cannot reach Redis at {self.where} ({exc}): start redis-server there or pass "
+                "--redis redis://HOST:PORT"
+            ) from None
+
+    async def ping(self) -> None:
+        await self._call(self._r.ping())
+
+    async def publish(self, stream: str, data: bytes) -> str:
+        entry_id = await self._call(self._r.xadd(stream, {FIELD: data}, maxlen=self.maxlen, approximate=True))
+        return _s(entry_id)
+
+    async def publish_and_ack(
+        self, outputs: list[tuple[str, bytes]], stream: str, group: str, entry_id: str
+    ) -> None:
+        """Publish outputs then ack the input. Group commit: commits of concurrent handlers that
+        arrive while one pipeline is in flight go together in the next (one round trip for many);
+        each input's XADDs precede its XACK on the same connection, so the order holds."""
+        commit = _Commit(outputs, stream, group, entry_id, asyncio.get_running_loop().create_future())
+        self._outbox.append(commit)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await commit.done
+
+    async def _flush(self) -> None:
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            pipe = self._r.pipeline(transaction=False)
+            for c in batch:
+                for target, data in c.outputs:
+                    pipe.xadd(target, {FIELD: data}, maxlen=self.maxlen, approximate=True)
+                pipe.xack(c.stream, c.group, c.entry_id)
+            try:
+                results = await self._call(pipe.execute(raise_on_error=False))
+            except Exception as exc:
+                results = [exc] * sum(len(c.outputs) + 1 for c in batch)
+            i = 0
+            for c in batch:
+                n = len(c.outputs) + 1
+                error = next((r for r in results[i : i + n] if isinstance(r, Exception)), None)
+                i += n
+                if c.done.done():
+                    continue
+                if error is None:
+                    c.done.set_result(None)
+                else:
+                    c.done.set_exception(error)
+
+    async def ensure_group(self, stream: str, group: str, start: str = "0") -> None:
+        try:
+            await self._call(self._r.xgroup_create(stream, group, id=start, mkstream=True))
+        except rexc.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read_group(
+        self, streams: list[str], group: str, consumer: str, count: int, block_ms: int
+    ) -> list[Delivery]:
+        reply = await self._call(
+            self._r.xreadgroup(
+                group, consumer, dict.fromkeys(streams, ">"), count=count, block=max(1, block_ms)
+            )
+        )
+        out: list[Delivery] = []
+        for name, entries in _items(reply):
+            for entry_id, fields in entries:
+                if fields:
+                    out.append(Delivery(_s(name), _s(entry_id), fields[FIELD], 1))
+        return out
+
+    async def ack(self, stream: str, group: str, ids: list[str]) -> None:
+        if ids:
+            await self._call(self._r.xack(stream, group, *ids))
+
+    async def claim_stale(
+        self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int
+    ) -> list[Delivery]:
+        """XAUTOCLAIM from cursor 0-0 until the cursor wraps to 0-0 or ``count`` are claimed."""
+        claimed: list[tuple[str, bytes]] = []
+        cursor = "0-0"
+        while len(claimed) < count:
+            start = cursor
+            reply = await self._call(
+                self._r.xautoclaim(
+                    stream, group, consumer, min_idle_ms, start_id=start, count=count - len(claimed)
+                )
+            )
+            cursor = _s(reply[0])
+            for entry_id, fields in reply[1]:
+                if fields:  # trimmed entries come back empty (and leave the PEL)
+                    claimed.append((_s(entry_id), fields[FIELD]))
+            if cursor == "0-0":
+                break
+        if not claimed:
+            return []
+        counts = await self._delivery_counts(stream, group, consumer, [i for i, _ in claimed])
+        return [Delivery(stream, i, data, counts.get(i, 1)) for i, data in claimed]
+
+    async def _delivery_counts(
+        self, stream: str, group: str, consumer: str, ids: list[str]
+    ) -> dict[str, int]:
+        rows: list[dict[str, Any]] = await self._call(
+            self._r.xpending_range(
+                stream, group, min=ids[0], max=ids[-1], count=len(ids) * 2 + 16, consumername=consumer
+            )
+        )
+        return {_s(r["message_id"]): int(r["times_delivered"]) for r in rows}
+
+    async def release(self, stream: str, group: str, ids: list[str]) -> None:
+        """Make un-acked entries immediately claimable by others (XCLAIM IDLE, count unchanged)."""
+        if not ids:
+            return
+        for entry_id in ids:
+            await self._call(
+                self._r.execute_command(
+                    "XCLAIM", stream, group, "released", 0, entry_id, "IDLE", _IDLE_RELEASED_MS, "JUSTID"
+                )
+            )
+
+    async def pending_count(self, stream: str, group: str) -> int:
+        info = await self._call(self._r.xpending(stream, group))
+        return int(info["pending"])
+
+    async def pending_of(self, stream: str, group: str, consumer: str) -> int:
+        info = await self._call(self._r.xpending(stream, group))
+        for row in info.get("consumers") or []:
+            if _s(row["name"]) == consumer:
+                return int(row["pending"])
+        return 0
+
+    async def lag(self, stream: str, group: str) -> int:
+        groups = await self._call(self._r.xinfo_groups(stream))
+        for g in groups:
+            if _s(g["name"]) != group:
+                continue
+            if g.get("lag") is not None:
+                return int(g["lag"])
+            last = _s(g["last-delivered-id"])  # lag unknown after deletions: count what is newer
+            newer = await self._call(self._r.xrange(stream, min=f"({last}", max="+"))
+            return len(newer or [])
+        return 0
+
+    async def tail(self, streams: dict[str, str], count: int, block_ms: int) -> list[Entry]:
+        keys: dict[Any, Any] = dict(streams)
+        reply = await self._call(self._r.xread(keys, count=count, block=max(1, block_ms)))
+        return [
+            Entry(_s(name), _s(entry_id), fields[FIELD])
+            for name, entries in _items(reply)
+            for entry_id, fields in entries
+            if fields
+        ]
+
+    async def last_id(self, stream: str) -> str:
+        rows = await self._call(self._r.xrevrange(stream, count=1))
+        return _s(rows[0][0] or b"0-0") if rows else "0-0"
+
+    async def length(self, stream: str) -> int:
+        return int(await self._call(self._r.xlen(stream)))
+
+    async def put_blob(self, key: str, data: bytes, ttl_s: float) -> str:
+        ref = BLOB_PREFIX + key
+        await self._call(self._r.set(ref, data, px=max(1, int(ttl_s * 1000))))
+        return ref
+
+    async def get_blob(self, ref: str) -> bytes | None:
+        value = await self._call(self._r.get(ref))
+        if value is None:
+            return None
+        return value.encode() if isinstance(value, str) else bytes(value)
+
+    async def close(self) -> None:
+        await self._r.aclose()
+
+
+@dataclass(slots=True)
+class _Commit:
+    outputs: list[tuple[str, bytes]]
+    stream: str
+    group: str
+    entry_id: str
+    done: asyncio.Future[None]
+
+
+def _items(reply: Any) -> list[tuple[Any, list[tuple[Any, dict[bytes, bytes]]]]]:
+    """XREAD/XREADGROUP replies are a list of [stream, entries] (RESP2) or a dict (RESP3)."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        return [(k, v[0] if v and isinstance(v[0], list) else v) for k, v in reply.items()]
+    return [(name, entries) for name, entries in reply]
