@@ -92,6 +92,10 @@ class Bus(abc.ABC):
     async def close(self) -> None:
         """Release connections/tasks."""
 
+    async def publish_many(self, stream: str, items: list[bytes]) -> list[str]:
+        """Append several messages in order (Redis: one round trip); return their ids."""
+        return [await self.publish(stream, data) for data in items]
+
     async def ping(self) -> None:  # noqa: B027 - optional hook
         """Fail fast (one-line UserError) when the bus cannot be reached."""
 

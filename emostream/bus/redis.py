@@ -79,6 +79,12 @@ class RedisBus(Bus):
         entry_id = await self._call(self._r.xadd(stream, {FIELD: data}, maxlen=self.maxlen, approximate=True))
         return _s(entry_id)
 
+    async def publish_many(self, stream: str, items: list[bytes]) -> list[str]:
+        pipe = self._r.pipeline(transaction=False)
+        for data in items:
+            pipe.xadd(stream, {FIELD: data}, maxlen=self.maxlen, approximate=True)
+        return [_s(i) for i in await self._call(pipe.execute())]
+
     async def publish_and_ack(
         self, outputs: list[tuple[str, bytes]], stream: str, group: str, entry_id: str
     ) -> None:
