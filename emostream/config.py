@@ -106,6 +106,11 @@ class FecSettings(Section):
     top_k: int = 4
     """Key frames kept per utterance."""
     mask_background: bool = True
+    """Key-frame crops keep only the face oval; the background is blacked out (spatial masking)."""
+    max_faces: int = 4
+    """Faces detected per frame; the speaker's face is chosen among them (largest, most consistent track)."""
+    crop_size: int = 224
+    """Side in pixels of the square key-frame crop handed to the VLM."""
 
 
 class VlmSettings(Section):
