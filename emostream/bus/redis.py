@@ -185,12 +185,9 @@ class RedisBus(Bus):
         """Make un-acked entries immediately claimable by others (XCLAIM IDLE, count unchanged)."""
         if not ids:
             return
-        for entry_id in ids:
-            await self._call(
-                self._r.execute_command(
-                    "XCLAIM", stream, group, "released", 0, entry_id, "IDLE", _IDLE_RELEASED_MS, "JUSTID"
-                )
-            )
+        await self._call(
+            self._r.xclaim(stream, group, "released", 0, list(ids), idle=_IDLE_RELEASED_MS, justid=True)
+        )
 
     async def pending_count(self, stream: str, group: str) -> int:
         info = await self._call(self._r.xpending(stream, group))

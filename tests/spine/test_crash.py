@@ -1,0 +1,68 @@
+"""A consumer dies holding un-acked messages; another one reclaims them and nothing is lost.
+
+Redis: a real ``emostream worker toy`` process is killed with SIGKILL. Memory (one process, no worker
+processes): the consumer's task is cancelled mid-work, which abandons its in-flight messages un-acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from emostream.bus import Bus
+from emostream.runner import Pipeline
+from emostream.stage import run_stage
+from emostream.toy import pipeline_stages, relay, stream_of
+
+from .helpers import SINK, collect, fast_settings, pings, publish_all, start_worker, wait_until
+
+N = 1000
+
+
+async def _victim_holds_work(bus: Bus) -> bool:
+    return await bus.pending_of(stream_of(0), "toy1", "victim") >= 5 and await bus.length(stream_of(1)) >= 1
+
+
+async def test_killed_consumer_work_is_reclaimed_exactly_once(bus: Bus) -> None:
+    settings = fast_settings(bus.url)
+    for hop in (1, 2, 3):
+        await bus.ensure_group(stream_of(hop - 1), f"toy{hop}", "0")
+    await bus.ensure_group(stream_of(3), SINK, "0")
+    await publish_all(bus, pings(N))
+
+    if bus.url.startswith("redis"):
+        proc = start_worker(bus.url, hop=1, consumer="victim", delay_ms=200, concurrency=40)
+        try:
+            await wait_until(lambda: _victim_holds_work(bus), what="the victim to hold work")
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        finally:
+            proc.kill()
+        assert proc.returncode == -signal.SIGKILL
+    else:
+        stop = asyncio.Event()
+        victim = asyncio.create_task(
+            run_stage(relay(1, delay_s=0.2), bus, settings, consumer="victim", stop=stop)
+        )
+        await wait_until(lambda: _victim_holds_work(bus), what="the victim to hold work")
+        victim.cancel()
+        await asyncio.gather(victim, return_exceptions=True)
+        assert not stop.is_set()
+    held = await bus.pending_of(stream_of(0), "toy1", "victim")
+    assert held >= 5, "the victim should die holding un-acked messages"
+
+    pipeline = Pipeline(bus, settings)
+    for stage in pipeline_stages(3):
+        pipeline.add(stage, consumer=f"{stage.name}-rescuer")
+    stop = asyncio.Event()
+    task = asyncio.create_task(pipeline.run(stop))
+    seen = await collect(bus, stream_of(3), {f"m{i}" for i in range(N)}, timeout_s=45)
+    stop.set()
+    stats = await task
+
+    assert len(seen) == N
+    assert stats["toy1"].reclaimed >= held
+    duplicates = sum(seen.values()) - N
+    # At-least-once: only a message the victim published but had not yet acked may appear twice.
+    assert duplicates <= held, f"{duplicates} duplicates but the victim held only {held}"
+    assert await bus.pending_count(stream_of(0), "toy1") == 0
