@@ -1,0 +1,142 @@
+"""Replay metrics: weighted-F1, accuracy, per-class F1, confusion matrix, stage latencies, modality use.
+
+Computed with numpy in the same way as scikit-learn's ``f1_score(average="weighted", labels=0..6)`` (the
+``emostream eval meld`` definition): per-class F1 weighted by true support, a class with no predictions
+and no support scores 0 with weight 0. A row that got no event counts as wrong (prediction ``-1``): it
+adds a false negative to its true class and is never a true positive, so lost events lower the score.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from emostream.schema import EMOTIONS
+
+
+@dataclass
+class RowResult:
+    """One CSV row after the replay: its truth, what the pipeline said, and how it was replayed."""
+
+    dialogue: int
+    index: int
+    speaker: str
+    text: str
+    true: str
+    pred: str | None
+    """Predicted label, or None when no event arrived in time."""
+    source: str
+    """Where the utterance came from: ``clip`` (media), ``csv`` (text-only) or ``fallback`` (clip bad)."""
+    event: dict[str, Any] | None = None
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dialogue": self.dialogue,
+            "utterance_id": self.index,
+            "speaker": self.speaker,
+            "text": self.text,
+            "true": self.true,
+            "pred": self.pred,
+            "source": self.source,
+            "note": self.note,
+            "event": self.event,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RowResult:
+        return cls(
+            dialogue=int(data["dialogue"]),
+            index=int(data["utterance_id"]),
+            speaker=str(data["speaker"]),
+            text=str(data["text"]),
+            true=str(data["true"]),
+            pred=data.get("pred"),
+            source=str(data.get("source", "")),
+            event=data.get("event"),
+            note=str(data.get("note", "")),
+        )
+
+
+def confusion(true: list[int], pred: list[int], n: int = len(EMOTIONS)) -> np.ndarray:
+    """``m[i, j]`` = rows of true class i predicted j; unanswered rows (j = -1) are left out."""
+    m = np.zeros((n, n), np.int64)
+    for t, p in zip(true, pred, strict=True):
+        if p >= 0:
+            m[t, p] += 1
+    return m
+
+
+def f1_scores(true: list[int], pred: list[int], n: int = len(EMOTIONS)) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class F1 and true support (sklearn semantics, zero_division = 0)."""
+    t = np.asarray(true, np.int64)
+    p = np.asarray(pred, np.int64)
+    f1 = np.zeros(n)
+    support = np.zeros(n, np.int64)
+    for c in range(n):
+        tp = int(np.sum((t == c) & (p == c)))
+        fp = int(np.sum((t != c) & (p == c)))
+        fn = int(np.sum((t == c) & (p != c)))
+        support[c] = tp + fn
+        denom = 2 * tp + fp + fn
+        f1[c] = 2 * tp / denom if denom else 0.0
+    return f1, support
+
+
+def weighted_f1(true: list[int], pred: list[int]) -> float:
+    """Support-weighted mean of per-class F1 (0.0 for no rows)."""
+    f1, support = f1_scores(true, pred)
+    total = support.sum()
+    return float((f1 * support).sum() / total) if total else 0.0
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    arr = np.asarray(values, np.float64)
+    return {
+        "p50": round(float(np.percentile(arr, 50)), 2),
+        "p95": round(float(np.percentile(arr, 95)), 2),
+        "n": len(values),
+    }
+
+
+def summarize(rows: list[RowResult], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The metrics JSON: weighted_f1 and accuracy (percent), per-class F1 and counts, the confusion
+    matrix (rows = true, columns = predicted, MELD class order), stage latency p50/p95 (ms from end of
+    speech), modality and visual-status counts, and how rows were replayed."""
+    true = [EMOTIONS.index(r.true) for r in rows]
+    pred = [EMOTIONS.index(r.pred) if r.pred in EMOTIONS else -1 for r in rows]
+    f1, support = f1_scores(true, pred)
+    correct = sum(t == p for t, p in zip(true, pred, strict=True))
+    latencies: dict[str, list[float]] = {}
+    modalities: Counter[str] = Counter()
+    visual: Counter[str] = Counter()
+    for r in rows:
+        if not r.event:
+            continue
+        for stage, ms in (r.event.get("latency_ms") or {}).items():
+            latencies.setdefault(stage, []).append(float(ms))
+        modalities["+".join(r.event.get("modalities") or []) or "none"] += 1
+        visual[str(r.event.get("visual_status", ""))] += 1
+    predicted = Counter(r.pred for r in rows if r.pred)
+    out: dict[str, Any] = {
+        "weighted_f1": round(100 * weighted_f1(true, pred), 2),
+        "accuracy": round(100 * correct / len(rows), 2) if rows else 0.0,
+        "per_class_f1": {e: round(100 * float(f1[i]), 2) for i, e in enumerate(EMOTIONS)},
+        "utterances": len(rows),
+        "answered": sum(p >= 0 for p in pred),
+        "dialogues": len({r.dialogue for r in rows}),
+        "counts": {
+            "true": {e: int(support[i]) for i, e in enumerate(EMOTIONS)},
+            "predicted": {e: predicted.get(e, 0) for e in EMOTIONS},
+        },
+        "confusion": {"labels": list(EMOTIONS), "matrix": confusion(true, pred).tolist()},
+        "latency_ms": {stage: _percentiles(v) for stage, v in sorted(latencies.items())},
+        "modalities": dict(modalities),
+        "visual_status": dict(visual),
+        "sources": dict(Counter(r.source for r in rows)),
+    }
+    out.update(extra or {})
+    return out

@@ -1,0 +1,173 @@
+"""Replay outputs people read: events JSONL, metrics JSON, confusion-matrix and timeline PNGs, Markdown.
+
+Plots use matplotlib's Agg backend (no display). Timelines are drawn for the first ``timelines``
+dialogues only (a full split has hundreds; each PNG costs ~0.1 s).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emostream.replay.metrics import RowResult
+from emostream.schema import EMOTIONS
+
+COLOURS = {
+    "neutral": "#9e9e9e",
+    "surprise": "#ff9800",
+    "fear": "#7b1fa2",
+    "sadness": "#1565c0",
+    "joy": "#fbc02d",
+    "disgust": "#2e7d32",
+    "anger": "#c62828",
+}
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_events(rows: list[RowResult], path: Path) -> int:
+    """One JSON line per answered row: the EmotionEvent plus the MELD row it answers."""
+    n = 0
+    with path.open("w") as fh:
+        for r in rows:
+            if r.event is None:
+                continue
+            record = {
+                **r.event,
+                "meld": {"dialogue": r.dialogue, "utterance_id": r.index, "true": r.true, "text": r.text},
+            }
+            fh.write(json.dumps(record) + "\n")
+            n += 1
+    return n
+
+
+def plot_confusion(metrics: dict[str, Any], path: Path) -> None:
+    """Row-normalised confusion matrix with raw counts in each cell."""
+    plt = _pyplot()
+    m = np.asarray(metrics["confusion"]["matrix"], np.float64)
+    norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6.4, 5.4), dpi=100)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45, ha="right")
+    ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(
+                j, i, int(m[i, j]), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black"
+            )
+    ax.set_title(f"weighted-F1 {metrics['weighted_f1']:.2f}  acc {metrics['accuracy']:.2f}")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_timeline(dialogue: int, rows: list[RowResult], path: Path) -> None:
+    """One lane per speaker: true emotion (square) and prediction (dot) per utterance, in speaking order."""
+    plt = _pyplot()
+    speakers = list(dict.fromkeys(r.speaker for r in rows))
+    fig, axes = plt.subplots(
+        len(speakers), 1, figsize=(max(6.0, 0.45 * len(rows) + 2), 1.3 * len(speakers) + 0.8)
+    )
+    axes = np.atleast_1d(axes)
+    for ax, speaker in zip(axes, speakers, strict=True):
+        mine = [(i, r) for i, r in enumerate(rows) if r.speaker == speaker]
+        xs = [i for i, _ in mine]
+        ax.scatter(
+            xs,
+            [EMOTIONS.index(r.true) for _, r in mine],
+            marker="s",
+            s=90,
+            facecolors="none",
+            edgecolors=[COLOURS[r.true] for _, r in mine],
+            linewidths=2,
+            label="true",
+        )
+        answered = [(i, r) for i, r in mine if r.pred in EMOTIONS]
+        ax.scatter(
+            [i for i, _ in answered],
+            [EMOTIONS.index(str(r.pred)) for _, r in answered],
+            marker="o",
+            s=30,
+            c=[COLOURS[str(r.pred)] for _, r in answered],
+            label="predicted",
+        )
+        ax.set_yticks(range(len(EMOTIONS)), EMOTIONS, fontsize=7)
+        ax.set_ylim(-0.5, len(EMOTIONS) - 0.5)
+        ax.set_xlim(-0.5, len(rows) - 0.5)
+        ax.set_ylabel(speaker, rotation=0, ha="right", va="center", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_title(f"dialogue {dialogue}: true (square) vs predicted (dot)")
+    axes[0].legend(loc="upper right", fontsize=7, ncols=2)
+    axes[-1].set_xlabel("utterance (speaking order)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def markdown(metrics: dict[str, Any], images: list[str]) -> str:
+    """The short report: headline numbers, per-class table, latency, modality use, replay notes."""
+    lines = [
+        f"# MELD replay: {metrics.get('split', '?')} split, text = {metrics.get('text', '?')}",
+        "",
+        f"- utterances: {metrics['utterances']} in {metrics['dialogues']} dialogues "
+        f"(answered {metrics['answered']})",
+        f"- **weighted-F1 {metrics['weighted_f1']:.2f}**, accuracy {metrics['accuracy']:.2f}",
+    ]
+    if "utterances_per_s" in metrics:
+        lines.append(
+            f"- throughput: {metrics['utterances_per_s']:.2f} utterances/s "
+            f"({metrics.get('wall_s', 0):.1f} s wall)"
+        )
+    if metrics.get("mode_note"):
+        lines.append(f"- {metrics['mode_note']}")
+    lines += ["", "| class | F1 | true | predicted |", "|---|---:|---:|---:|"]
+    for e in EMOTIONS:
+        lines.append(
+            f"| {e} | {metrics['per_class_f1'][e]:.2f} | {metrics['counts']['true'][e]} | "
+            f"{metrics['counts']['predicted'][e]} |"
+        )
+    if metrics["latency_ms"]:
+        lines += ["", "| stage | p50 ms | p95 ms |", "|---|---:|---:|"]
+        lines += [f"| {s} | {v['p50']:.1f} | {v['p95']:.1f} |" for s, v in metrics["latency_ms"].items()]
+    lines += [
+        "",
+        f"- modalities: {metrics['modalities']}",
+        f"- visual status: {metrics['visual_status']}",
+        f"- row sources: {metrics['sources']}",
+    ]
+    for note in metrics.get("notes", []):
+        lines.append(f"- {note}")
+    lines.append("")
+    lines += [f"![{Path(i).stem}]({i})" for i in images]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(rows: list[RowResult], metrics: dict[str, Any], out: Path, timelines: int = 12) -> Path:
+    """Write events.jsonl, metrics.json, confusion.png, timelines/*.png and report.md; return the report."""
+    write_events(rows, out / "events.jsonl")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    images = ["confusion.png"]
+    plot_confusion(metrics, out / "confusion.png")
+    by_dialogue: dict[int, list[RowResult]] = {}
+    for r in rows:
+        by_dialogue.setdefault(r.dialogue, []).append(r)
+    (out / "timelines").mkdir(exist_ok=True)
+    for d in list(by_dialogue)[: max(0, timelines)]:
+        name = f"timelines/dia{d}.png"
+        plot_timeline(d, by_dialogue[d], out / name)
+        images.append(name)
+    report = out / "report.md"
+    report.write_text(markdown(metrics, images))
+    return report

@@ -1,0 +1,260 @@
+"""Drive a MELD split through the in-process pipeline (memory bus) and collect one result per CSV row.
+
+Each dialogue is a room and each MELD speaker a participant. Within a room, utterances are fed in
+speaking order and (as fast as possible) the next one is fed only after the previous one's event came
+back, exactly like turns in a call: the context stage sees the same history ``emostream eval meld``
+builds. Up to ``jobs`` rooms run at once, which keeps both CPU cores busy. With ``realtime`` the media is
+fed at its own pace instead and events are awaited at the end of the dialogue.
+
+Events map back to rows by identity: the ingest numbers each participant's utterances 0, 1, ... in
+speaking order and remembers (room, participant, number) -> row. A row whose event does not come within
+``timeout_s`` is recorded as unanswered (counted wrong in the metrics).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from emostream.bus import open_bus
+from emostream.bus.base import Bus
+from emostream.config import Settings
+from emostream.errors import UserError
+from emostream.meld import Utterance as Row
+from emostream.replay.collect import Collector, event_dict
+from emostream.replay.ingest import DialogueIngest
+from emostream.replay.layout import MeldLayout
+from emostream.replay.metrics import RowResult
+from emostream.replay.state import RunState
+from emostream.runner import Pipeline
+from emostream.schema import RoomControl, encode, now, utterance_key
+from emostream.stage import Stage
+
+TextSource = Literal["gold", "asr"]
+MEDIA_STAGES = ("asr", "fec", "vlm", "context", "fusion")
+TEXT_STAGES = ("asr", "context", "fusion")
+"""Stages of a run with clips, and of a text-only run (no media: the visual branch is not started)."""
+
+
+@dataclass
+class ReplayPlan:
+    """What to replay and how (built by the command from its arguments)."""
+
+    layout: MeldLayout
+    dialogues: dict[int, list[Row]]
+    text: TextSource = "gold"
+    realtime: bool = False
+    jobs: int = 2
+    """Rooms replayed at the same time."""
+    timeout_s: float = 60.0
+    """Longest wait for one utterance's event before it is recorded as unanswered."""
+    media: bool = True
+    """False for a CSV-only root (or ``--no-media``): text-only replay."""
+    notes: list[str] = field(default_factory=list)
+
+
+def participant_ids(rows: list[Row]) -> dict[str, str]:
+    """MELD speaker name -> participant id (slug, unique within the dialogue)."""
+    ids: dict[str, str] = {}
+    for r in rows:
+        if r.speaker in ids:
+            continue
+        slug = re.sub(r"[^a-z0-9]+", "-", r.speaker.lower()).strip("-") or "speaker"
+        base, n = slug, 2
+        while slug in ids.values():
+            slug, n = f"{base}-{n}", n + 1
+        ids[r.speaker] = slug
+    return ids
+
+
+def room_id(split: str, dialogue: int) -> str:
+    return f"meld-{split}-dia{dialogue}"
+
+
+def build_stages(settings: Settings, names: tuple[str, ...]) -> list[Stage]:
+    """``workers.<name>.create(settings)`` for each stage, with a one-line error when one is missing."""
+    stages: list[Stage] = []
+    for name in names:
+        try:
+            module = importlib.import_module(f"workers.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name in (f"workers.{name}", "workers"):
+                raise UserError(
+                    f"pipeline stage workers/{name}.py is not installed: replay needs it"
+                ) from None
+            raise
+        stages.append(module.create(settings))
+    return stages
+
+
+class Replayer:
+    """Runs the pipeline for a plan and writes one finished dialogue at a time into ``state``."""
+
+    def __init__(
+        self,
+        plan: ReplayPlan,
+        settings: Settings,
+        state: RunState,
+        progress: Callable[[str, int, int], None] | None = None,
+        warn: Callable[[str], None] | None = None,
+        finished: Callable[[int, list[RowResult]], None] | None = None,
+    ) -> None:
+        self.plan, self.settings, self.state = plan, settings, state
+        self.progress = progress or (lambda *_: None)
+        self.warn = warn or (lambda _: None)
+        self.finished = finished or (lambda *_: None)
+        self.collector = Collector()
+        self.answered = 0
+
+    async def run(self, todo: list[int]) -> float:
+        """Replay dialogues ``todo``; return the wall seconds from pipeline ready to last event."""
+        bus = open_bus("memory://", self.settings.bus)
+        names = MEDIA_STAGES if self.plan.media else TEXT_STAGES
+        pipeline = Pipeline(bus, self.settings)
+        for stage in [*build_stages(self.settings, names), self.collector]:
+            pipeline.add(stage, consumer=f"replay-{stage.name}")
+        stop, ready = asyncio.Event(), asyncio.Event()
+        runner = asyncio.create_task(pipeline.run(stop, ready))
+        try:
+            await _first(runner, ready.wait())
+            sem = asyncio.Semaphore(max(1, self.plan.jobs))
+
+            async def one(d: int) -> None:
+                async with sem:
+                    await self._dialogue(bus, d)
+
+            t0 = time.perf_counter()
+            work = asyncio.gather(*(one(d) for d in todo))
+            await _first(runner, work)
+            return time.perf_counter() - t0
+        finally:
+            stop.set()
+            try:
+                await asyncio.wait_for(runner, timeout=30)
+            except (TimeoutError, asyncio.CancelledError):
+                runner.cancel()
+            await bus.close()
+
+    async def _dialogue(self, bus: Bus, dialogue: int) -> None:
+        plan, rows = self.plan, self.plan.dialogues[dialogue]
+        room = room_id(plan.layout.split, dialogue)
+        people = participant_ids(rows)
+        await _control(bus, RoomControl(room=room, action="room_start", at=now()))
+        for name, pid in people.items():
+            await _control(
+                bus, RoomControl(room=room, action="join", participant=pid, display_name=name, at=now())
+            )
+        ingest = DialogueIngest(bus, self.settings, room, realtime=plan.realtime, gold=plan.text == "gold")
+        counters: dict[str, int] = {}
+        pending: list[tuple[Row, str, str, str, asyncio.Future[object]]] = []
+        results: list[RowResult] = []
+        features: list[dict[str, object]] = []
+        self.progress(f"dia{dialogue}", 0, len(rows))
+        try:
+            for i, row in enumerate(rows):
+                pid = people[row.speaker]
+                n = counters[pid] = counters.get(pid, -1) + 1
+                clip = plan.layout.clip(dialogue, row.index) if plan.media else None
+                fed = await ingest.feed(row, pid, n, clip)
+                if fed.warning:
+                    self.warn(fed.warning)
+                key = utterance_key(room, pid, n)
+                fut = self.collector.expect(key)
+                await bus.publish("utterances", encode(fed.utterance))
+                pending.append((row, key, fed.source, fed.note, fut))  # type: ignore[arg-type]
+                if not plan.realtime:
+                    await self._settle(pending, results, features)
+                self.progress(f"dia{dialogue}", i + 1, len(rows))
+            await self._settle(pending, results, features)
+        finally:
+            ingest.close()
+        for pid in people.values():
+            await _control(bus, RoomControl(room=room, action="leave", participant=pid, at=now()))
+        await _control(bus, RoomControl(room=room, action="room_end", at=now()))
+        self.state.save(dialogue, results, features)
+        self.finished(dialogue, results)
+
+    async def _settle(
+        self,
+        pending: list[tuple[Row, str, str, str, asyncio.Future[object]]],
+        results: list[RowResult],
+        features: list[dict[str, object]],
+    ) -> None:
+        for row, key, source, note, fut in pending:
+            event = None
+            try:
+                event = await asyncio.wait_for(fut, timeout=self.plan.timeout_s)
+            except TimeoutError:
+                note = (note + "; " if note else "") + f"no event within {self.plan.timeout_s:.0f} s"
+                self.warn(f"dia{row.dialogue}_utt{row.index}: no event within {self.plan.timeout_s:.0f} s")
+            data = event_dict(event) if event is not None else None  # type: ignore[arg-type]
+            self.answered += data is not None
+            results.append(
+                RowResult(
+                    dialogue=row.dialogue,
+                    index=row.index,
+                    speaker=row.speaker,
+                    text=row.text,
+                    true=row.emotion,
+                    pred=data["label"] if data else None,
+                    source=source,
+                    event=data,
+                    note=note,
+                )
+            )
+            feats = self.collector.forget(key)
+            features.append(
+                {
+                    "dialogue": row.dialogue,
+                    "utterance_id": row.index,
+                    "speaker": row.speaker,
+                    "text": row.text,
+                    "emotion": row.emotion,
+                    "source": source,
+                    **feats,
+                }
+            )
+        pending.clear()
+
+
+async def _control(bus: Bus, msg: RoomControl) -> None:
+    await bus.publish(RoomControl.stream, encode(msg))
+
+
+async def _first(runner: asyncio.Task[Any], other: Awaitable[Any]) -> None:
+    """Await ``other`` but fail fast if the pipeline task dies first (e.g. a stage's model is missing)."""
+    task = asyncio.ensure_future(other)
+    done, _ = await asyncio.wait({runner, task}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()
+        return
+    task.cancel()
+    exc = runner.exception()
+    if exc is not None:
+        raise exc
+    raise UserError("the pipeline stopped before the replay finished")
+
+
+def run_replay(
+    plan: ReplayPlan,
+    settings: Settings,
+    state: RunState,
+    todo: list[int],
+    progress: Callable[[str, int, int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+    finished: Callable[[int, list[RowResult]], None] | None = None,
+) -> float:
+    """Replay ``todo`` and return the wall seconds of the replay proper (model loading excluded)."""
+    if not todo:
+        return 0.0
+    return asyncio.run(Replayer(plan, settings, state, progress, warn, finished).run(todo))
+
+
+def default_out(root: Path, split: str, text: str) -> Path:
+    return Path("out") / f"replay-{root.name or 'meld'}-{split}-{text}"
