@@ -74,7 +74,7 @@ class Reporter:
 
     def note(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message, markup=False)
+            self.console.print(message, markup=False, soft_wrap=True)
 
 
 SILENT = Reporter(bars=False, quiet=True)
