@@ -67,8 +67,12 @@ def _pull(store: Store, args: argparse.Namespace) -> int:
                 names.append(name)
     if not names:
         raise UserError("name the models to pull (see `emostream models list`) or pass --all")
-    for name in names:
-        store.entry(name)  # unknown names fail before anything is downloaded
+    for name in names:  # unknown or not-yet-built names fail before anything is downloaded
+        if store.entry(name).pending:
+            raise UserError(
+                f"model {name} is not built yet: {store.manifest.path} lists its files as pending, "
+                "so there is nothing to pull (leave it out until its owner lands it)"
+            )
     start = time.perf_counter()
     from_dir = Path(args.from_dir) if args.from_dir else None
     with reporter:

@@ -3,6 +3,7 @@ assembly steps, resume after an interruption, checksum mismatch, source selectio
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +185,16 @@ def test_pending_entry_is_one_line(
         UserError, match=r"model later is not in the store at .*: run `emostream models pull later`"
     ):
         store.load("later")
+
+
+def test_hash_prints_a_files_table_that_parses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    art = tmp_path / "artifact"
+    (art / "sub").mkdir(parents=True)
+    (art / "model.onnx").write_bytes(ART)
+    (art / "sub" / "meta.json").write_bytes(CONFIG)
+    assert main(["models", "hash", str(art)]) == 0
+    table = tomllib.loads(capsys.readouterr().out)["models"]["artifact"]["files"]
+    assert table == {
+        "model.onnx": {"sha256": sha(ART), "size": len(ART)},
+        "sub/meta.json": {"sha256": sha(CONFIG), "size": len(CONFIG)},
+    }
