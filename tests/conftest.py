@@ -54,6 +54,12 @@ def _password(extra: tuple[str, ...]) -> str | None:
     return extra[extra.index("--requirepass") + 1] if "--requirepass" in extra else None
 
 
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback TCP port nothing listens on (right now)."""
+    return free_port()
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     port = free_port()

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
 from emostream.bus.base import Bus, Delivery, Entry
+from emostream.config import redact_url
 from emostream.errors import UserError
 
 FIELD = b"d"
@@ -34,7 +35,11 @@ class BusUnavailable(UserError):
 def describe(url: str) -> str:
     """``host:port`` of a Redis URL, for error messages (never the password)."""
     parts = urlsplit(url)
-    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+    host = parts.hostname or "localhost"
+    try:
+        return f"{host}:{parts.port or 6379}"
+    except ValueError:  # a port that is not a number
+        return f"{host}:{parts.netloc.rpartition(':')[2]}"
 
 
 def _s(value: bytes | str) -> str:
@@ -48,7 +53,10 @@ class RedisBus(Bus):
         self.url = url
         self.maxlen = maxlen
         self.where = describe(url)
+        if urlsplit(url).hostname is None and not url.startswith("unix"):
+            raise UserError(f"bad Redis URL {redact_url(url)!r}: use redis://[:password@]HOST:PORT[/DB]")
         try:
+            urlsplit(url).port  # noqa: B018 - validates the port
             pool = aioredis.BlockingConnectionPool.from_url(
                 url, decode_responses=False, max_connections=max_connections, timeout=None
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,12 @@ from emostream.toy import Ping, stream_of
 SINK = "sink"
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def fast_settings(url: str = "memory://", **bus: object) -> Settings:
     """Short blocking, claiming and grace so the tests finish quickly."""
     opts: dict[str, object] = {"block_ms": 50, "claim_idle_ms": 300, "max_deliveries": 5, **bus}
@@ -27,7 +34,9 @@ def fast_settings(url: str = "memory://", **bus: object) -> Settings:
 
 
 def pings(n: int, start: int = 0, payload: bytes = b"x" * 64) -> list[bytes]:
-    return [encode(Ping(id=f"m{i}", n=i, payload=payload, sent_at=time.time())) for i in range(start, start + n)]
+    return [
+        encode(Ping(id=f"m{i}", n=i, payload=payload, sent_at=time.time())) for i in range(start, start + n)
+    ]
 
 
 async def publish_all(bus: Bus, items: list[bytes], stream: str = stream_of(0)) -> None:
@@ -35,7 +44,9 @@ async def publish_all(bus: Bus, items: list[bytes], stream: str = stream_of(0)) 
         await bus.publish_many(stream, items[i : i + 200])
 
 
-async def collect(bus: Bus, stream: str, want: set[str], timeout_s: float = 30.0, settle_s: float = 0.3) -> Counter[str]:
+async def collect(
+    bus: Bus, stream: str, want: set[str], timeout_s: float = 30.0, settle_s: float = 0.3
+) -> Counter[str]:
     """Read ``stream`` through the sink group until every id in ``want`` arrived (then a short settle
     to catch late duplicates); returns how often each id arrived."""
     seen: Counter[str] = Counter()
@@ -63,7 +74,9 @@ async def wait_until(predicate, timeout_s: float = 20.0, what: str = "condition"
         await asyncio.sleep(0.02)
 
 
-def start_worker(url: str, hop: int, consumer: str, delay_ms: int = 0, concurrency: int = 16, **env: str) -> subprocess.Popen[bytes]:
+def start_worker(
+    url: str, hop: int, consumer: str, delay_ms: int = 0, concurrency: int = 16, **env: str
+) -> subprocess.Popen[bytes]:
     """``emostream worker toy`` as a real child process."""
     full = {**os.environ, "TOY_HOP": str(hop), "TOY_DELAY_MS": str(delay_ms), **env}
     cmd = [sys.executable, "-m", "emostream", "worker", "toy", "--redis", url]

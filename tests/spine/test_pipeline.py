@@ -32,4 +32,3 @@ async def test_thousand_messages_three_stages_exactly_once(bus: Bus) -> None:
         assert stats[stage.name].processed == 1000
         assert await bus.pending_count(stream_of(hop - 1), stage.name) == 0
         assert await bus.lag(stream_of(hop - 1), stage.name) == 0
-

@@ -1,0 +1,69 @@
+"""Prometheus metrics on /metrics and structured log lines from the stage runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import urllib.request
+
+import pytest
+
+from emostream.bus import Bus
+from emostream.log import JsonFormatter, KeyValueFormatter
+from emostream.metrics import serve_metrics
+from emostream.stage import run_stage
+from emostream.toy import relay, stream_of
+
+from .helpers import SINK, collect, fast_settings, free_port, pings
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name}{{{want}}} not in /metrics")
+
+
+async def test_metrics_endpoint_counts_processed_lag_and_latency(bus: Bus) -> None:
+    port = free_port()
+    serve_metrics(port)
+    stage_name = f"toy1-{bus.url.split(':')[0]}"
+    stage = relay(1)
+    type(stage).name = stage_name  # its own label set, so the other bus's run cannot interfere
+    await bus.ensure_group(stream_of(0), stage_name, "0")
+    await bus.ensure_group(stream_of(1), SINK, "0")
+    await bus.publish_many(stream_of(0), [*pings(40), b"junk"])
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_stage(stage, bus, fast_settings(bus.url), consumer="c", stop=stop))
+    await collect(bus, stream_of(1), {f"m{i}" for i in range(40)}, settle_s=0.4)
+    body = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read())
+    stop.set()
+    await task
+    text = body.decode()
+    labels = {"stage": stage_name, "stream": "toy.0"}
+    assert _metric(text, "emostream_processed_total", **labels) == 40
+    assert _metric(text, "emostream_handle_seconds_count", **labels) == 40
+    assert _metric(text, "emostream_dead_lettered_total", **labels, reason="undecodable") == 1
+    assert _metric(text, "emostream_consumer_lag", **labels) == 0
+    assert "emostream_failed_total" in text
+
+
+def test_log_lines_are_structured() -> None:
+    record = logging.LogRecord("emostream.stage", logging.WARNING, __file__, 1, "handler failed", None, None)
+    record.stage, record.error = "asr", 'RuntimeError: bad "input"'
+    kv = KeyValueFormatter().format(record)
+    assert kv.startswith("ts=") and ' level=warning logger=emostream.stage msg="handler failed" ' in kv
+    assert kv.endswith('stage=asr error="RuntimeError: bad \\"input\\""')
+    doc = json.loads(JsonFormatter().format(record))
+    assert doc["msg"] == "handler failed" and doc["stage"] == "asr" and doc["level"] == "warning"
+
+
+def test_metrics_port_in_use_is_one_line() -> None:
+    port = free_port()
+    serve_metrics(port)
+    with pytest.raises(
+        Exception, match=rf"cannot serve metrics on 127.0.0.1:{port} .*pick a free --metrics-port"
+    ):
+        serve_metrics(port)
