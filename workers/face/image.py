@@ -1,0 +1,109 @@
+"""Frame decoding, normalisation, face crops and background masking.
+
+Frames come from other machines and other producers, so every input is distrusted: corrupt JPEGs,
+1x1 images, grayscale or RGBA frames and 4K frames are turned into a bounded RGB array or rejected
+(``None``), never an exception.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from workers.face.landmarks import Face
+
+Image = npt.NDArray[np.uint8]
+
+MIN_SIDE = 32
+"""Frames whose shorter side is below this cannot hold an analysable face: rejected as bad."""
+
+
+def decode_jpeg(data: bytes | None) -> Image | None:
+    """JPEG/PNG bytes -> RGB uint8 array, or None when the bytes are not a decodable image."""
+    if not data:
+        return None
+    buf = np.frombuffer(data, dtype=np.uint8)
+    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if bgr is None:
+        return None
+    return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+
+
+def normalize(frame: npt.NDArray[np.generic] | None, max_side: int = 640) -> Image | None:
+    """Any HxW, HxWx1, HxWx3 or HxWx4 array -> RGB uint8 with its longer side <= ``max_side``.
+
+    Returns None for frames too small to analyse (< MIN_SIDE) or of an unusable shape/dtype.
+    """
+    if frame is None or not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3) or frame.size == 0:
+        return None
+    img: npt.NDArray[Any] = frame
+    if img.dtype != np.uint8:
+        if not np.issubdtype(img.dtype, np.number):
+            return None
+        scale = 255.0 if np.issubdtype(img.dtype, np.floating) and float(np.nanmax(img)) <= 1.0 else 1.0
+        img = np.clip(np.nan_to_num(img.astype(np.float32)) * scale, 0, 255).astype(np.uint8)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    elif img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_RGBA2RGB)
+    elif img.shape[2] != 3:
+        return None
+    h, w = img.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        return None
+    return downscale(img, max_side)
+
+
+def downscale(img: Image, max_side: int) -> Image:
+    """Shrink so the longer side is at most ``max_side`` (never enlarges)."""
+    h, w = img.shape[:2]
+    if max(h, w) <= max_side:
+        return np.ascontiguousarray(img)
+    s = max_side / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return np.asarray(cv2.resize(img, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+
+
+def square_box(face: Face, shape: tuple[int, ...], margin: float) -> tuple[int, int, int, int]:
+    """Square (x0, y0, x1, y1) around the face, grown by ``margin`` of its size, clipped to the image."""
+    x, y, w, h = face.box
+    side = max(w, h) * (1.0 + 2.0 * margin)
+    cx, cy = x + w / 2, y + h / 2
+    x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+    x1, y1 = int(min(shape[1], cx + side / 2)), int(min(shape[0], cy + side / 2))
+    return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
+
+
+def face_crop(rgb: Image, face: Face, margin: float = 0.1) -> Image:
+    """Unmasked square crop around the face (input of the expression model)."""
+    x0, y0, x1, y1 = square_box(face, rgb.shape, margin)
+    return rgb[y0:y1, x0:x1]
+
+
+def face_mask(shape: tuple[int, ...], face: Face) -> npt.NDArray[np.bool_]:
+    """True inside the face oval (MediaPipe's outline), False elsewhere."""
+    mask = np.zeros(shape[:2], dtype=np.uint8)
+    cv2.fillPoly(mask, [cv2.convexHull(face.outline)], 1)
+    return mask.astype(bool)
+
+
+def masked_crop(rgb: Image, face: Face, margin: float = 0.15, size: int = 224) -> Image:
+    """Spatial masking (Emotion-Qwen FEC): background black, only the face oval kept, square ``size``."""
+    masked = np.zeros_like(rgb)
+    keep = face_mask(rgb.shape, face)
+    masked[keep] = rgb[keep]
+    x0, y0, x1, y1 = square_box(face, rgb.shape, margin)
+    crop = masked[y0:y1, x0:x1]
+    return np.asarray(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+
+
+def encode_jpeg(rgb: Image, quality: int = 85) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
