@@ -1,0 +1,244 @@
+"""`emostream train quantize`: DDVLM weight-only INT8 export of the text teacher for the torch-free runtime.
+
+    emostream train quantize --model emostream-text-int8 --checkpoint train/runs/text-main/best
+
+Steps: export the [erc] checkpoint (HF folder + head.safetensors + meta.json, :mod:`train.text_model`) to
+FP32 ONNX, rewrite every Linear and embedding table to symmetric per-channel INT8
+(:mod:`train.quant_graph`), write ``models/NAME/{model.onnx,tokenizer.json,meta.json}``, check INT8 vs FP32
+on real prompts, and record sizes and sha256 in models/manifest.toml. ``--variants DIR`` also keeps the
+comparison models the bench measures: ``onnx_fp32.onnx`` and ``dynamic_int8.onnx`` (ONNX Runtime
+``quantize_dynamic``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from train.quant_graph import Kernel, weight_only_int8
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = REPO / "tests/fixtures/meld/dev_sample.csv"
+DEFAULT_KERNEL: Kernel = "integer"
+DEFAULT_KEEP_FLOAT: tuple[str, ...] = ("layer.0/output/dense",)
+"""Linears that keep FP32 activations under the ``integer`` kernel (the most outlier-sensitive one)."""
+INPUTS = ("input_ids", "attention_mask", "mask_pos")
+OUTPUTS = ("embedding", "logits")
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_checkpoint(path: Path) -> tuple[Any, Any, dict[str, Any]]:
+    """(TextTeacher in eval mode with eager attention, HF tokenizer, meta) of an [erc] checkpoint."""
+    from train.text_model import load_hf
+
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "head.safetensors", "meta.json"):
+        if not (path / name).is_file():
+            raise SystemExit(f"{path} is not a text-teacher checkpoint: {name} is missing")
+    model, tok, meta = load_hf(path)
+    setter = getattr(model.encoder, "set_attn_implementation", None)
+    if setter is not None:
+        setter("eager")  # plain MatMul/Softmax graph: exports cleanly, softmax stays FP32
+    return model, tok, meta
+
+
+def export_fp32(model: Any, out: Path, opset: int = 17) -> None:
+    """Trace ``(input_ids, attention_mask, mask_pos) -> (embedding, logits)`` with dynamic batch/length."""
+    import torch
+
+    class Runtime(torch.nn.Module):
+        def __init__(self, teacher: Any) -> None:
+            super().__init__()
+            self.teacher = teacher
+
+        def forward(
+            self, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask_pos: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            hidden = self.teacher.encoder(
+                input_ids=input_ids, attention_mask=attention_mask
+            ).last_hidden_state
+            index = mask_pos.view(-1, 1, 1).expand(-1, 1, hidden.shape[-1])
+            h = hidden.gather(1, index).squeeze(1)
+            return h, self.teacher.head(h)
+
+    ids = torch.tensor([[101, 2000, 2001, 2002, 103, 102], [101, 2003, 2004, 103, 102, 0]])
+    mask = (ids != 0).long()
+    pos = torch.tensor([4, 3])
+    axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}}
+    axes.update({"mask_pos": {0: "batch"}, "embedding": {0: "batch"}, "logits": {0: "batch"}})
+    with torch.no_grad():
+        torch.onnx.export(
+            Runtime(model.eval()),
+            (ids, mask, pos),
+            str(out),
+            input_names=list(INPUTS),
+            output_names=list(OUTPUTS),
+            dynamic_axes=axes,
+            opset_version=opset,
+            dynamo=False,
+        )
+
+
+def woq_int8(src: Path, dst: Path, kernel: Kernel, keep_float: tuple[str, ...]) -> dict[str, Any]:
+    """DDVLM weight-only INT8 of the FP32 ONNX graph ``src`` into ``dst``; returns the rewrite report."""
+    import onnx
+
+    model = onnx.load(str(src))
+    report = weight_only_int8(
+        model, kernel=kernel, keep_float_input=keep_float if kernel == "integer" else ()
+    )
+    onnx.save(model, str(dst))
+    return {
+        "linears": report.linears,
+        "embeddings": report.embeddings,
+        "float_mb": round(report.float_bytes / 1e6, 2),
+        "int8_mb": round(report.int8_bytes / 1e6, 2),
+        "skipped": report.skipped,
+    }
+
+
+def dynamic_int8(src: Path, dst: Path) -> None:
+    """ONNX Runtime's stock dynamic quantization (the paper's comparison variant), default options."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+
+
+def agreement(ref: Path, test: Path, tokenizer_json: Path, max_tokens: int, csv: Path) -> dict[str, float]:
+    """Top-1 agreement and mean embedding cosine of ``test`` vs ``ref`` on every prompt of a MELD CSV."""
+    from emostream.dialogue import meld_prompts
+    from emostream.erc_runtime import TextModel
+    from emostream.meld import read_meld
+
+    a = TextModel.from_files(ref, tokenizer_json, max_tokens=max_tokens)
+    b = TextModel.from_files(test, tokenizer_json, max_tokens=max_tokens)
+    prompts = [p for d in read_meld(csv).dialogues.values() for p in meld_prompts(a.builder, d)]
+    ea, la = (np.concatenate(x) for x in zip(*(a.run([p]) for p in prompts), strict=True))
+    eb, lb = (np.concatenate(x) for x in zip(*(b.run([p]) for p in prompts), strict=True))
+    cos = (ea * eb).sum(1) / (np.linalg.norm(ea, axis=1) * np.linalg.norm(eb, axis=1) + 1e-12)
+    same = float((la.argmax(1) == lb.argmax(1)).mean())
+    return {
+        "top1_agreement": round(same, 4),
+        "mean_cos": round(float(cos.mean()), 5),
+        "max_logit_err": round(float(np.abs(la - lb).max()), 4),
+        "utterances": len(prompts),
+    }
+
+
+def update_manifest(manifest: Path, name: str, folder: Path) -> None:
+    """Rewrite the ``[models."NAME".files]`` table and ``size`` of one local-source entry in place."""
+    text = manifest.read_text()
+    head = f'[models."{name}"]'
+    table = f'[models."{name}".files]'
+    if head not in text or table not in text:
+        raise SystemExit(f"{manifest} has no entry {name}: ask the [models] owner to add it")
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    total = sum(p.stat().st_size for p in files)
+    rows = "".join(f'"{p.name}" = {{ sha256 = "{sha256(p)}", size = {p.stat().st_size} }}\n' for p in files)
+    start = text.index(table) + len(table) + 1
+    end = text.index("\n\n", start) + 1 if "\n\n" in text[start:] else len(text)
+    text = text[:start] + rows + text[end:]
+    entry = text.index(head)
+    size_at = text.index("\nsize = ", entry) + 1
+    line_end = text.index("\n", size_at)
+    text = text[:size_at] + f"size = {total}" + text[line_end:]
+    manifest.write_text(text)
+
+
+def build(args: argparse.Namespace) -> dict[str, Any]:
+    ckpt = Path(args.checkpoint)
+    out = Path(args.out or REPO / "models" / args.model)
+    out.mkdir(parents=True, exist_ok=True)
+    model, _, meta = load_checkpoint(ckpt)
+    keep = tuple(args.keep_float) if args.keep_float is not None else DEFAULT_KEEP_FLOAT
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(args.variants) / "onnx_fp32.onnx" if args.variants else Path(tmp) / "fp32.onnx"
+        fp32.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.time()
+        export_fp32(model, fp32)
+        report = woq_int8(fp32, out / "model.onnx", args.kernel, keep)
+        shutil.copy(ckpt / "tokenizer.json", out / "tokenizer.json")
+        if args.variants:
+            dynamic_int8(fp32, Path(args.variants) / "dynamic_int8.onnx")
+            shutil.copytree(ckpt, Path(args.variants) / "torch_fp32", dirs_exist_ok=True)
+        quant = {
+            "scheme": "symmetric per-output-channel INT8 weights (scale = max|W_j|/127), per-row INT8 "
+            "embeddings; LayerNorm/softmax FP32",
+            "kernel": args.kernel,
+            "keep_float_input": list(keep) if args.kernel == "integer" else [],
+            "inputs": list(INPUTS),
+            "outputs": list(OUTPUTS),
+            "fp32_onnx_mb": round(fp32.stat().st_size / 1e6, 2),
+            "source_checkpoint": str(ckpt),
+            "source_sha256": sha256(ckpt / "model.safetensors"),
+            **report,
+        }
+        (out / "meta.json").write_text(json.dumps({**meta, "quantization": quant}, indent=2) + "\n")
+        check = agreement(
+            fp32, out / "model.onnx", out / "tokenizer.json", meta["max_tokens"], Path(args.csv)
+        )
+    result = {
+        "model": args.model,
+        "out": str(out),
+        "seconds": round(time.time() - t0, 1),
+        "size_mb": round((out / "model.onnx").stat().st_size / 1e6, 2),
+        "fp32_mb": quant["fp32_onnx_mb"],
+        "check_csv": str(args.csv),
+        **check,
+        "files": {p.name: sha256(p) for p in sorted(out.iterdir())},
+    }
+    if args.manifest:
+        update_manifest(Path(args.manifest), args.model, out)
+    return result
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="emostream train quantize", description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="emostream-text-int8", help="store name of the artifact (models/NAME)")
+    p.add_argument(
+        "--checkpoint", required=True, help="[erc] text-teacher folder (e.g. train/runs/text-main/best)"
+    )
+    p.add_argument("--out", help="output folder (default: models/NAME in this repository)")
+    p.add_argument(
+        "--kernel",
+        choices=("integer", "dq", "nbits"),
+        default=DEFAULT_KERNEL,
+        help="how ONNX Runtime runs the INT8 weights (see train/quant_graph.py)",
+    )
+    p.add_argument(
+        "--keep-float", nargs="*", help="node-name parts kept at FP32 activations (integer kernel)"
+    )
+    p.add_argument("--variants", help="also write onnx_fp32.onnx, dynamic_int8.onnx, torch_fp32/ here")
+    p.add_argument("--csv", default=str(FIXTURE), help="MELD CSV for the INT8 vs FP32 agreement check")
+    p.add_argument("--manifest", default=str(REPO / "models/manifest.toml"), help="'' to skip the update")
+    p.add_argument("--min-agreement", type=float, default=0.98, help="fail below this top-1 agreement")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(list(sys.argv[1:] if argv is None else argv))
+    result = build(args)
+    print(json.dumps(result))
+    if result["top1_agreement"] < args.min_agreement:
+        print(f"INT8 top-1 agreement {result['top1_agreement']:.3f} < {args.min_agreement}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
