@@ -34,6 +34,7 @@ class Task:
     def close(self) -> None:
         if self._progress is not None and self._task is not None:
             self._progress.remove_task(self._task)
+            self._progress.refresh()  # or the next note line re-draws the finished bar
             self._task = None
 
 
