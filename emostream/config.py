@@ -138,6 +138,11 @@ class ContextSettings(Section):
     provider: str = "cpu"
     """ONNX Runtime execution provider: ``cpu``, ``cuda`` or ``tensorrt``."""
     trt_cache_dir: str = "~/.cache/emostream/trt"
+    """TensorRT engine cache directory (engines are built once per machine and model)."""
+    threads: int = 1
+    """ONNX Runtime intra-op threads per model (1: no spinning against the other stages on small boxes)."""
+    max_rooms: int = 1024
+    """Rooms whose history is kept; the least recently active room is forgotten beyond this."""
 
 
 class FusionSettings(Section):

@@ -1,0 +1,141 @@
+"""`context` stage: Transcript -> TextContext (the text teacher over the room's dialogue so far).
+
+Each room keeps its last ``context.history`` utterances (:class:`emostream.dialogue.DialogueHistory`,
+start-time order, past-only). For each new transcript the stage builds the teacher input (speaker tokens,
+left-truncated history, "now <sK> feels [MASK]") and runs the INT8 ONNX model off the event loop.
+
+With several context workers on Redis, the consumer group splits a room's transcripts between them, so
+every worker also tails the transcripts stream without a group into its histories: each one sees the whole
+conversation however the work is split. Adding a turn is idempotent per utterance key (redelivery and the
+tail do not duplicate it). ``room_end`` forgets a room; beyond ``context.max_rooms`` the least recently
+active room is forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from typing import ClassVar
+
+from emostream import schema
+from emostream.config import Settings
+from emostream.dialogue import DialogueHistory
+from emostream.erc_prompt import PromptInput
+from emostream.erc_runtime import RuntimeOptions, TextModel
+from emostream.schema import Message, RoomControl, TextContext, Transcript
+from emostream.stage import Emit, Stage, StageContext
+
+log = logging.getLogger("emostream.context")
+
+
+def runtime_options(settings: Settings) -> RuntimeOptions:
+    c = settings.context
+    return RuntimeOptions(provider=c.provider, threads=c.threads, trt_cache_dir=c.trt_cache_dir)
+
+
+class Rooms:
+    """Bounded map room -> DialogueHistory (least recently active room evicted first)."""
+
+    def __init__(self, model: TextModel, history: int, max_rooms: int) -> None:
+        self.model = model
+        self.history = history
+        self.max_rooms = max_rooms
+        self.rooms: OrderedDict[str, DialogueHistory] = OrderedDict()
+
+    def get(self, room: str) -> DialogueHistory:
+        h = self.rooms.get(room)
+        if h is None:
+            h = self.rooms[room] = DialogueHistory(self.model.builder, self.history)
+            while len(self.rooms) > self.max_rooms:
+                self.rooms.popitem(last=False)
+        self.rooms.move_to_end(room)
+        return h
+
+    def add(self, t: Transcript) -> PromptInput:
+        return self.get(t.room).add(t.key, t.speaker, t.start, t.text)
+
+    def end(self, room: str) -> None:
+        self.rooms.pop(room, None)
+
+
+class ContextStage(Stage):
+    name: ClassVar[str] = "context"
+    inputs: ClassVar[dict[str, type[Message]]] = {
+        Transcript.stream: Transcript,
+        RoomControl.stream: RoomControl,
+    }
+
+    def __init__(self, settings: Settings, model: TextModel | None = None, follow: bool = True) -> None:
+        self.settings = settings
+        self.model = model
+        self.follow = follow
+        self.rooms: Rooms | None = None
+        self._tail: asyncio.Task[None] | None = None
+
+    async def setup(self, ctx: StageContext) -> None:
+        if self.model is None:
+            self.model = await asyncio.to_thread(
+                TextModel.load, self.settings.context.model, runtime_options(self.settings), self.settings
+            )
+        c = self.settings.context
+        self.rooms = Rooms(self.model, c.history, c.max_rooms)
+        if self.follow and self._tail is None:
+            self._tail = asyncio.create_task(self._follow(ctx))
+
+    async def _follow(self, ctx: StageContext) -> None:
+        """Tail every transcript (no group) so this worker's histories hold the whole conversation."""
+        last = "$"
+        while True:
+            try:
+                entries = await ctx.bus.tail({Transcript.stream: last}, 200, ctx.settings.bus.block_ms)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bus hiccup must not kill the stage: retry after a pause
+                log.warning("transcript tail failed, retrying", extra={"error": str(exc)})
+                await asyncio.sleep(1.0)
+                continue
+            for entry in entries:
+                last = entry.id
+                try:
+                    t = schema.decode_checked(entry.data, Transcript)
+                except schema.SchemaError:
+                    continue  # the group consumer dead-letters it
+                if self.rooms is not None:
+                    self.rooms.add(t)
+
+    async def handle(self, message: Message, ctx: StageContext) -> list[Emit]:
+        assert self.model is not None and self.rooms is not None, "setup() was not run"
+        if isinstance(message, RoomControl):
+            if message.action == "room_end":
+                self.rooms.end(message.room)
+            return []
+        assert isinstance(message, Transcript)
+        prompt = self.rooms.add(message)
+        embedding, logits = await asyncio.to_thread(self.model.run, [prompt])
+        out = TextContext(
+            room=message.room,
+            speaker=message.speaker,
+            utterance=message.utterance,
+            start=message.start,
+            end=message.end,
+            text=message.text,
+            embedding=embedding[0].tolist(),
+            logits=logits[0].tolist(),
+            model=self.model.name,
+            eos_at=message.eos_at,
+            trace={**message.trace, self.name: schema.now()},
+        )
+        return [Emit(out)]
+
+    async def close(self) -> None:
+        if self._tail is not None:
+            self._tail.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tail
+            self._tail = None
+
+
+def create(settings: Settings) -> Stage:
+    return ContextStage(settings)
