@@ -11,6 +11,7 @@ import fcntl
 import os
 import shutil
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ def pull(
             problem = quick_problem(entry, final) or next(iter(_hashed(entry, final, reporter)), None)
             if problem is None:
                 return PullResult(name, "present", "store", time.perf_counter() - start)
-            reporter.note(f"{name}: the copy in the store {problem}; pulling it again")
+            reporter.note(f"{name} in the store: {problem}; pulling it again")
         staging = store.partial_dir / name
         staging.mkdir(parents=True, exist_ok=True)
         errors: list[str] = []
@@ -69,6 +70,9 @@ def pull(
                 wheels = _build(store, entry, src, staging, reporter)
             except UserError as exc:
                 errors.append(f"{kind}: {exc}")
+                continue
+            except (OSError, zipfile.BadZipFile) as exc:  # disk full, unreadable or damaged archive
+                errors.append(f"{kind}: {type(exc).__name__}: {exc}")
                 continue
             _finish(store, entry, staging, final, kind, reporter)
             if not keep_wheels:
