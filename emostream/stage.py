@@ -118,6 +118,10 @@ class _Runner:
         self.inflight: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.errors: dict[tuple[str, str], str] = {}
         self.stats = StageStats()
+        name = stage.name  # metric children resolved once: labels() is too slow per message
+        self._inflight_gauge = metrics.INFLIGHT.labels(name)
+        self._handle_hist = {s: metrics.HANDLE_SECONDS.labels(name, s) for s in self.streams}
+        self._processed = {s: metrics.PROCESSED.labels(name, s) for s in self.streams}
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None) -> StageStats:
         await self.stage.setup(self.ctx)
@@ -194,7 +198,7 @@ class _Runner:
     async def _process(self, d: Delivery) -> None:
         key = (d.stream, d.id)
         name = self.stage.name
-        metrics.INFLIGHT.labels(name).inc()
+        self._inflight_gauge.inc()
         try:
             limit = self.settings.bus.max_deliveries
             if d.deliveries > limit:
@@ -220,8 +224,8 @@ class _Runner:
                 if d.deliveries >= limit:
                     await self._dead(d, f"failed {d.deliveries} times (max {limit}): {self.errors.pop(key)}")
                 return
-            metrics.HANDLE_SECONDS.labels(name, d.stream).observe(time.perf_counter() - t0)
-            metrics.PROCESSED.labels(name, d.stream).inc()
+            self._handle_hist[d.stream].observe(time.perf_counter() - t0)
+            self._processed[d.stream].inc()
             self.stats.processed += 1
             self.errors.pop(key, None)
         except asyncio.CancelledError:
@@ -229,7 +233,7 @@ class _Runner:
         except Exception as exc:  # dead-lettering itself failed (bus down): it stays pending
             log.error("dead-letter failed", extra={"stage": name, "id": d.id, "error": str(exc)})
         finally:
-            metrics.INFLIGHT.labels(name).dec()
+            self._inflight_gauge.dec()
             self.inflight.pop(key, None)
 
     def _failed(self, d: Delivery, exc: Exception) -> None:

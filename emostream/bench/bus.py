@@ -187,6 +187,7 @@ async def _bench_url(url: str, args: argparse.Namespace, workers: bool) -> dict[
         await sink.wait_for(200, 30)
 
         base = sink.seen
+        cpu0, server0 = time.process_time(), await _server_cpu(bus)
         t0 = time.perf_counter()
         for start in range(0, args.messages, 250):
             items = [_ping(n + 1 + i, payload) for i in range(start, min(args.messages, start + 250))]
@@ -194,17 +195,21 @@ async def _bench_url(url: str, args: argparse.Namespace, workers: bool) -> dict[
         n += args.messages
         await sink.wait_for(base + args.messages, 120)
         throughput = args.messages / (sink.last_at - t0)
+        cpu_us = 1e6 * (time.process_time() - cpu0) / args.messages
+        server_us = 1e6 * (await _server_cpu(bus) - server0) / args.messages
 
         sink.latencies.clear()
         base = sink.seen
         paced = max(1, int(args.rate * args.seconds))
         t0 = time.perf_counter()
-        for i in range(paced):
-            due = t0 + i / args.rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await bus.publish(stream_of(0), _ping(n + 1 + i, payload))
+        sent = 0
+        while sent < paced:  # every tick publishes all messages due by now (one round trip)
+            due = min(paced, int((time.perf_counter() - t0) * args.rate) + 1)
+            if due > sent:
+                items = [_ping(n + 1 + i, payload) for i in range(sent, due)]
+                await bus.publish_many(stream_of(0), items)
+                sent = due
+            await asyncio.sleep(max(0.0, t0 + sent / args.rate - time.perf_counter()))
         achieved = paced / (time.perf_counter() - t0)
         await sink.wait_for(base + paced, 60)
         lat = sorted(sink.latencies)
@@ -222,6 +227,8 @@ async def _bench_url(url: str, args: argparse.Namespace, workers: bool) -> dict[
             "stages": "workers" if workers else "in-process",
             "message_bytes": len(_ping(0, payload)),
             "load_avg_1m": round(os.getloadavg()[0], 2),
+            "client_cpu_us_per_msg": round(cpu_us, 1),
+            "server_cpu_us_per_msg": round(server_us, 1),
         }
     finally:
         stop.set()
@@ -230,6 +237,15 @@ async def _bench_url(url: str, args: argparse.Namespace, workers: bool) -> dict[
         for p in procs:
             p.wait(15)
         await bus.close()
+
+
+async def _server_cpu(bus: Bus) -> float:
+    """CPU seconds redis-server has used so far (0 for the in-memory bus)."""
+    info = getattr(bus, "info", None)
+    if info is None:
+        return 0.0
+    cpu = await info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
 
 def _start_workers(url: str, concurrency: int) -> list[subprocess.Popen[bytes]]:
