@@ -263,7 +263,7 @@ def decode(data: bytes, kind: type[M]) -> M:
         dec = _DECODERS[kind] = msgspec.msgpack.Decoder(kind)
     try:
         return dec.decode(data)  # type: ignore[no-any-return]
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         version = _probe_version(data)
         if version is not None and version > SCHEMA_VERSION:
             raise SchemaError(
@@ -291,7 +291,7 @@ def decode_checked(data: bytes, kind: type[M]) -> M:
 def _probe_version(data: bytes) -> int | None:
     try:
         v = _VERSION_PROBE.decode(data).get("v")
-    except (msgspec.DecodeError, AttributeError):
+    except (msgspec.DecodeError, AttributeError, ValueError):  # ValueError: invalid UTF-8 keys
         return None
     return v if isinstance(v, int) else None
 

@@ -208,9 +208,10 @@ class _Runner:
                 return
             try:
                 message = decode_checked(d.data, self.stage.inputs[d.stream])
-            except SchemaError as exc:
-                kind = "schema_version" if "schema version" in str(exc) else "undecodable"
-                await self._dead(d, str(exc), kind)
+            except Exception as exc:  # SchemaError, or anything a decoder should not have raised
+                reason = str(exc) if isinstance(exc, SchemaError) else f"undecodable: {exc!r}"
+                kind = "schema_version" if "schema version" in reason else "undecodable"
+                await self._dead(d, reason, kind)
                 return
             t0 = time.perf_counter()
             try:

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from emostream import schema
@@ -84,6 +84,7 @@ def test_every_message_round_trips_msgpack_and_json(msg: Any) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200), st.sampled_from(MESSAGE_TYPES))
+@example(b"\xde\x00\x01\xa4\x00\x00\x00\x80", schema.RoomControl)  # invalid UTF-8 key (was a crash)
 def test_garbage_is_rejected_with_a_schema_error(data: bytes, kind: Any) -> None:
     try:
         decode_checked(data, kind)
