@@ -86,7 +86,7 @@ class ContextStage(Stage):
 
     async def _follow(self, ctx: StageContext) -> None:
         """Tail every transcript (no group) so this worker's histories hold the whole conversation."""
-        last = "$"
+        last = await ctx.bus.last_id(Transcript.stream)  # not "$": nothing published between reads is missed
         while True:
             try:
                 entries = await ctx.bus.tail({Transcript.stream: last}, 200, ctx.settings.bus.block_ms)

@@ -83,7 +83,7 @@ async def to_keyframes(utt: Utterance, analysis: Analysis, ctx: StageContext, tt
                 t=kf.t,
                 box=kf.box,
                 expression=[round(float(p), 5) for p in np.asarray(kf.expression)],
-                blendshapes={k: round(v, 4) for k, v in kf.face.blendshapes.items() if k != "_neutral"},
+                blendshapes={k: round(v, 4) for k, v in kf.face.blendshapes.items()},
                 head_pose=tuple(round(float(a), 2) for a in kf.face.head_pose),  # type: ignore[arg-type]
                 crop=ref,
                 score=round(kf.score, 5),

@@ -1,0 +1,1 @@
+"""Media ingest: per-participant audio segmentation and video frame sampling."""
