@@ -110,25 +110,35 @@ class RedisBus(Bus):
         while self._outbox:
             batch, self._outbox = self._outbox, []
             pipe = self._r.pipeline(transaction=False)
-            for c in batch:
+            acks: dict[tuple[str, str], list[_Commit]] = {}
+            for c in batch:  # every XADD of the batch, then one XACK per (stream, group)
                 for target, data in c.outputs:
                     pipe.xadd(target, {FIELD: data}, maxlen=self.maxlen, approximate=True)
-                pipe.xack(c.stream, c.group, c.entry_id)
+                acks.setdefault((c.stream, c.group), []).append(c)
+            for (stream, group), commits in acks.items():
+                pipe.xack(stream, group, *[c.entry_id for c in commits])
             try:
                 results = await self._call(pipe.execute(raise_on_error=False))
             except Exception as exc:
-                results = [exc] * sum(len(c.outputs) + 1 for c in batch)
+                results = [exc] * (sum(len(c.outputs) for c in batch) + len(acks))
+            errors: dict[int, BaseException] = {}
             i = 0
             for c in batch:
-                n = len(c.outputs) + 1
-                error = next((r for r in results[i : i + n] if isinstance(r, Exception)), None)
-                i += n
+                for r in results[i : i + len(c.outputs)]:
+                    if isinstance(r, BaseException):
+                        errors[id(c)] = r
+                i += len(c.outputs)
+            for commits, r in zip(acks.values(), results[i:], strict=True):
+                if isinstance(r, BaseException):
+                    for c in commits:
+                        errors.setdefault(id(c), r)
+            for c in batch:
                 if c.done.done():
                     continue
-                if error is None:
-                    c.done.set_result(None)
+                if id(c) in errors:
+                    c.done.set_exception(errors[id(c)])
                 else:
-                    c.done.set_exception(error)
+                    c.done.set_result(None)
 
     async def ensure_group(self, stream: str, group: str, start: str = "0") -> None:
         try:
