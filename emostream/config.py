@@ -62,32 +62,57 @@ class StoreSettings(Section):
 
 
 class VadSettings(Section):
+    """Speech segmentation (emostream/ingest/segmenter.py): Silero VAD decisions per 32 ms window."""
+
     threshold: float = 0.5
     """Speech probability above which a 32 ms chunk counts as speech."""
+    off_threshold: float = 0.35
+    """Probability below which a chunk counts as silence (hysteresis: in between keeps the current state)."""
     min_speech_ms: int = 250
     """Shorter bursts are ignored (clicks, coughs)."""
     hangover_ms: int = 400
     """Silence needed after speech before the utterance is closed (end-of-speech delay)."""
     preroll_ms: int = 200
     """Audio kept before the detected start, so first phonemes are not cut."""
+    tail_ms: int = 96
+    """Audio kept after the last speech chunk. The utterance ends there, and after this much silence the
+    segmenter publishes the pause partial (see ``partial_on_pause``)."""
     max_utterance_s: float = 15.0
-    """Longer monologues are split at the quietest point."""
-    partial_every_ms: int = 1_000
-    """Publish partial audio of an ongoing utterance this often (0 = never)."""
+    """Longer monologues are split at the quietest point (bounds memory and ASR cost)."""
+    partial_on_pause: bool = True
+    """When a pause begins, publish the utterance so far as PartialAudio: it is exactly the Utterance that
+    follows if the pause lasts ``hangover_ms``, so ASR transcribes it during the hangover (speculative
+    end of speech). Costs one extra ASR pass per pause that does not end the utterance."""
+    partial_every_ms: int = 0
+    """Also publish partial audio of unbroken speech this often (0 = never). Each one costs an ASR pass
+    when ``asr.early_partials`` is on and does not shorten end-of-speech latency; for consumers that
+    want progressive audio."""
 
 
 class AsrSettings(Section):
+    """Speech recognition worker (workers/asr.py): faster-whisper / CTranslate2, one model per process."""
+
     model: str = "whisper-tiny.en"
     """Model store name: ``whisper-tiny.en`` (fast) or ``whisper-base`` (multilingual)."""
     device: str = "cpu"
-    compute_type: str = "int8"
-    """CTranslate2 compute type: int8 on CPU, float16 on CUDA."""
+    """``cpu``, ``cuda`` or ``auto``."""
+    compute_type: str = "auto"
+    """CTranslate2 compute type; ``auto`` = int8 on CPU, float16 on CUDA."""
     cpu_threads: int = 2
     language: str = "en"
+    """Spoken language code (``en``); empty = detect per utterance (multilingual models only)."""
     beam_size: int = 1
+    """1 = greedy (fastest); 5 lowers WER a little at ~1.5x decode cost."""
     word_timestamps: bool = True
+    """Word start/end times (one extra alignment pass over the encoder output)."""
+    min_window_s: float = 10.0
+    """Audio is zero-padded to at least this many seconds before encoding instead of Whisper's 30 s
+    window (encoder cost scales with the window; below ~8 s tiny models start to loop). 30 = stock."""
+    max_batch: int = 4
+    """Utterances waiting at the same time are transcribed as one batch of at most this many."""
     early_partials: bool = True
-    """Transcribe partial audio while the person speaks; finish only the tail after end of speech."""
+    """Transcribe partial audio while the person speaks; an Utterance whose audio equals a transcribed
+    partial reuses its result (end of speech then costs only what is left of that pass)."""
 
 
 class FramesSettings(Section):
