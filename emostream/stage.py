@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -125,8 +126,7 @@ class _Runner:
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None) -> StageStats:
         await self.stage.setup(self.ctx)
-        for stream in self.streams:
-            await self.bus.ensure_group(stream, self.group, "0")
+        await self._ensure_groups()
         if ready is not None:
             ready.set()
         log.info("stage started", extra={"stage": self.stage.name, "consumer": self.consumer})
@@ -144,6 +144,10 @@ class _Runner:
             await self.stage.close()
         log.info("stage stopped", extra={"stage": self.stage.name, **vars(self.stats)})
         return self.stats
+
+    async def _ensure_groups(self) -> None:
+        for stream in self.streams:
+            await self.bus.ensure_group(stream, self.group, "0")
 
     async def _read_loop(self, stop: asyncio.Event) -> None:
         next_claim = 0.0
@@ -165,9 +169,12 @@ class _Runner:
                     )
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # bus down: keep trying until stopped
+            except Exception as exc:  # bus down or streams deleted: keep trying until stopped
                 log.error("bus read failed", extra={"stage": self.stage.name, "error": str(exc)})
                 await _sleep_or_stop(stop, 1.0)
+                if "NOGROUP" in str(exc):  # the stream was deleted (e.g. FLUSHALL): recreate the group
+                    with contextlib.suppress(Exception):
+                        await self._ensure_groups()
                 continue
             for d in deliveries:
                 key = (d.stream, d.id)

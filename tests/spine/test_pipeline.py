@@ -32,3 +32,32 @@ async def test_thousand_messages_three_stages_exactly_once(bus: Bus) -> None:
         assert stats[stage.name].processed == 1000
         assert await bus.pending_count(stream_of(hop - 1), stage.name) == 0
         assert await bus.lag(stream_of(hop - 1), stage.name) == 0
+
+
+async def test_stage_recovers_when_redis_loses_its_streams(flush_redis: str) -> None:
+    """FLUSHALL (or a Redis restart without persistence) deletes streams and groups: the stage
+    recreates its group and goes on."""
+    import redis.asyncio as aioredis
+
+    from emostream.bus import open_bus
+    from emostream.stage import run_stage
+    from emostream.toy import relay
+
+    settings = fast_settings(flush_redis)
+    bus = open_bus(flush_redis, settings.bus)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_stage(relay(1), bus, settings, consumer="c", stop=stop))
+    await bus.ensure_group(stream_of(1), SINK, "0")
+    await publish_all(bus, pings(5))
+    await collect(bus, stream_of(1), {f"m{i}" for i in range(5)}, settle_s=0)
+    raw = aioredis.Redis.from_url(flush_redis)
+    await raw.flushall()
+    await raw.aclose()
+    await bus.ensure_group(stream_of(1), SINK, "0")
+    await asyncio.sleep(1.5)  # the stage notices NOGROUP and recreates its group
+    await publish_all(bus, pings(5, start=5))
+    seen = await collect(bus, stream_of(1), {f"m{i}" for i in range(5, 10)}, timeout_s=10)
+    stop.set()
+    await task
+    await bus.close()
+    assert set(seen) == {f"m{i}" for i in range(5, 10)}
