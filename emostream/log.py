@@ -27,7 +27,12 @@ def fields(record: logging.LogRecord) -> dict[str, Any]:
         if key not in _STANDARD and not key.startswith("_"):
             out[key] = value
     if record.exc_info and record.exc_info[0] is not None:
-        out["error"] = f"{record.exc_info[0].__name__}: {record.exc_info[1]}"
+        out.setdefault("error", f"{record.exc_info[0].__name__}: {record.exc_info[1]}")
+        tb = record.exc_info[2]
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is not None:  # where it was raised, instead of a multi-line traceback
+            out["where"] = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
     return out
 
 

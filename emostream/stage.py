@@ -260,6 +260,7 @@ class _Runner:
                 "deliveries": d.deliveries,
                 "error": error,
             },
+            exc_info=exc,
         )
 
     async def _dead(self, d: Delivery, reason: str, kind: str = "failed") -> None:

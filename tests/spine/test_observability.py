@@ -67,3 +67,15 @@ def test_metrics_port_in_use_is_one_line() -> None:
         Exception, match=rf"cannot serve metrics on 127.0.0.1:{port} .*pick a free --metrics-port"
     ):
         serve_metrics(port)
+
+
+def test_exceptions_log_where_not_a_traceback() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError as exc:
+        record = logging.LogRecord(
+            "emostream", logging.ERROR, __file__, 1, "failed", None, (ValueError, exc, exc.__traceback__)
+        )
+    line = KeyValueFormatter().format(record)
+    assert "\n" not in line and 'error="ValueError: boom"' in line
+    assert f"where={__file__}:" in line
