@@ -118,10 +118,10 @@ async def test_tail_from_an_id_and_only_new(bus: Bus) -> None:
 
 
 async def test_blobs_expire(bus: Bus) -> None:
-    ref = await bus.put_blob("room/alice/1.wav", b"\x00\x01audio", ttl_s=0.2)
+    ref = await bus.put_blob("room/alice/1.wav", b"\x00\x01audio", ttl_s=0.6)
     assert await bus.get_blob(ref) == b"\x00\x01audio"
     assert await bus.get_blob(ref + "-missing") is None
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.8)
     assert await bus.get_blob(ref) is None
 
 
