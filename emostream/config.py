@@ -136,6 +136,8 @@ class FecSettings(Section):
     """Faces detected per frame; the speaker's face is chosen among them (largest, most consistent track)."""
     crop_size: int = 224
     """Side in pixels of the square key-frame crop handed to the VLM."""
+    threads: int = 2
+    """Landmarker instances analysing an utterance's frames in parallel (about one per CPU core to spare)."""
 
 
 class VlmSettings(Section):

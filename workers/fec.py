@@ -21,7 +21,6 @@ from emostream.config import Settings
 from emostream.schema import FaceFrame, KeyFrames, Message, Utterance
 from emostream.stage import Emit, Stage, StageContext
 from workers.face.analyze import Analysis, AnalyzeOptions, FaceAnalyzer
-from workers.face.image import decode_jpeg
 
 
 def analyze_options(settings: Settings) -> AnalyzeOptions:
@@ -39,8 +38,11 @@ def build_analyzer(settings: Settings) -> FaceAnalyzer:
     from workers.face.landmarks import FaceLandmarks
 
     expression = create_expression_model(settings.fec.backend, settings)
-    landmarks = FaceLandmarks.from_store(max_faces=settings.fec.max_faces, settings=settings)
-    return FaceAnalyzer(landmarks, expression, analyze_options(settings))
+    pool = [
+        FaceLandmarks.from_store(max_faces=settings.fec.max_faces, settings=settings)
+        for _ in range(max(1, settings.fec.threads))
+    ]
+    return FaceAnalyzer(pool, expression, analyze_options(settings))
 
 
 class FecStage(Stage):
@@ -62,14 +64,14 @@ class FecStage(Stage):
             await self.setup(ctx)
         assert self.analyzer is not None
         blobs = [await ctx.bus.get_blob(f.blob) for f in message.frames]
-        frames = [(f.t, decode_jpeg(b)) for f, b in zip(message.frames, blobs, strict=True)]
+        frames = [(f.t, b) for f, b in zip(message.frames, blobs, strict=True)]  # decoded in the pool
         analysis = await asyncio.to_thread(self.analyzer.analyze, frames)
         out = await to_keyframes(message, analysis, ctx, self.settings.bus.blob_ttl_s)
         return [Emit(out)]
 
     async def close(self) -> None:
         if self._owns_analyzer and self.analyzer is not None:
-            self.analyzer.landmarks.close()
+            self.analyzer.close()
             self.analyzer = None
 
 
