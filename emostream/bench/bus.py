@@ -44,9 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--messages", type=int, default=5000, metavar="N", help="saturation run size (5000)")
     parser.add_argument("--rate", type=float, default=1000.0, metavar="R", help="paced rate, msg/s (1000)")
-    parser.add_argument("--seconds", type=float, default=3.0, help="paced run length (3 s)")
-    parser.add_argument("--concurrency", type=int, default=32, help="handlers per stage (32)")
-    parser.add_argument("--bus", choices=["memory", "redis", "both"], default="both")
+    parser.add_argument("--seconds", type=float, default=3.0, metavar="S", help="paced run length (3 s)")
+    parser.add_argument("--concurrency", type=int, default=32, metavar="N", help="handlers per stage (32)")
+    parser.add_argument("--bus", choices=["memory", "redis", "both"], default="both", help="which bus (both)")
     parser.add_argument("--workers", action="store_true", help="Redis: run the stages as worker processes")
 
 

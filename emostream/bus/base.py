@@ -102,7 +102,8 @@ class Bus(abc.ABC):
     async def publish_and_ack(
         self, outputs: list[tuple[str, bytes]], stream: str, group: str, entry_id: str
     ) -> None:
-        """Publish ``(stream, data)`` outputs, then ack the input. Redis does it in one round trip."""
+        """Publish ``(stream, data)`` outputs, then ack the input (Redis: one pipeline shared with the
+        commits of other handlers finishing at the same time)."""
         for target, data in outputs:
             await self.publish(target, data)
         await self.ack(stream, group, [entry_id])
