@@ -75,10 +75,16 @@ async def wait_until(predicate, timeout_s: float = 20.0, what: str = "condition"
 
 
 def start_worker(
-    url: str, hop: int, consumer: str, delay_ms: int = 0, concurrency: int = 16, **env: str
+    url: str,
+    hop: int,
+    consumer: str,
+    delay_ms: int = 0,
+    concurrency: int = 16,
+    extra: tuple[str, ...] = (),
+    **env: str,
 ) -> subprocess.Popen[bytes]:
     """``emostream worker toy`` as a real child process."""
     full = {**os.environ, "TOY_HOP": str(hop), "TOY_DELAY_MS": str(delay_ms), **env}
     cmd = [sys.executable, "-m", "emostream", "worker", "toy", "--redis", url]
-    cmd += ["--consumer", consumer, "--concurrency", str(concurrency)]
+    cmd += ["--consumer", consumer, "--concurrency", str(concurrency), *extra]
     return subprocess.Popen(cmd, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -79,3 +79,32 @@ def test_exceptions_log_where_not_a_traceback() -> None:
     line = KeyValueFormatter().format(record)
     assert "\n" not in line and 'error="ValueError: boom"' in line
     assert f"where={__file__}:" in line
+
+
+async def test_worker_process_serves_metrics_and_json_logs(flush_redis: str) -> None:
+    import signal
+
+    from emostream.bus import open_bus
+
+    from .helpers import start_worker
+
+    bus = open_bus(flush_redis)
+    port = free_port()
+    proc = start_worker(
+        flush_redis, 1, "metered", extra=("--metrics-port", str(port)), EMOSTREAM_STAGE_LOG_FORMAT="json"
+    )
+    try:
+        await bus.ensure_group(stream_of(1), SINK, "0")
+        await bus.publish_many(stream_of(0), pings(25))
+        await collect(bus, stream_of(1), {f"m{i}" for i in range(25)}, settle_s=0)
+        url = f"http://127.0.0.1:{port}/metrics"
+        text = (await asyncio.to_thread(lambda: urllib.request.urlopen(url).read())).decode()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.to_thread(proc.communicate, timeout=20)
+        await bus.close()
+    assert _metric(text, "emostream_processed_total", stage="toy1", stream="toy.0") == 25
+    lines = [json.loads(line) for line in err.decode().splitlines()]
+    assert [e["msg"] for e in lines][:2] == ["worker starting", "stage started"]
+    assert lines[-1]["msg"] == "stage stopped" and lines[-1]["processed"] == 25
+    assert {e["level"] for e in lines} == {"info"} and proc.returncode == 0

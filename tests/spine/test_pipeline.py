@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from emostream.bus import Bus
 from emostream.runner import Pipeline
 from emostream.toy import pipeline_stages, stream_of
@@ -61,3 +63,17 @@ async def test_stage_recovers_when_redis_loses_its_streams(flush_redis: str) -> 
     await task
     await bus.close()
     assert set(seen) == {f"m{i}" for i in range(5, 10)}
+
+
+async def test_pipeline_fails_fast_when_a_stage_cannot_start(bus: Bus) -> None:
+    from emostream.errors import UserError
+    from emostream.stage import StageContext
+    from emostream.toy import relay
+
+    class Broken(type(relay(2))):  # type: ignore[misc]
+        async def setup(self, ctx: StageContext) -> None:
+            raise UserError("model x is not in the store: run `emostream models pull x`")
+
+    pipeline = Pipeline(bus, fast_settings(bus.url)).add(relay(1), consumer="a").add(Broken(), consumer="b")
+    with pytest.raises(UserError, match="models pull x"):
+        await asyncio.wait_for(pipeline.run(asyncio.Event()), 10)
