@@ -1,0 +1,365 @@
+"""`emostream bench asr`: WER, real-time factor and end-of-speech -> transcript latency per Whisper model.
+
+N MELD utterances are spoken by espeak-ng (one voice per speaker), framed by silence, and run through
+the live speech path: segmenter (Silero VAD, pause partials) -> blobs on the in-memory bus -> the ASR
+stage's handler. Latency is measured the way a call sees it: the segmenter declares end of speech after
+the hangover (``eos_at``), and the clock stops when the Transcript exists. The hangover after the final
+pause partial runs in real time, so speculative work overlaps it exactly as it would live; earlier
+pause partials of an utterance are awaited first (assumes the ASR is idle when the last pause begins:
+one speaker, no backlog). Each utterance is also transcribed fresh after end of speech (what latency
+would be without early partials). WER uses a small normalizer (lowercase, no punctuation, MELD's
+mis-decoded quotes fixed, fillers dropped, a few spellings unified).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emostream.config import AsrSettings, Settings, VadSettings
+from emostream.errors import UserError
+from emostream.ingest.audio import SAMPLE_RATE, Audio, to_16k_mono
+
+HELP = "ASR: WER, RTF and end-of-speech -> transcript latency on MELD lines spoken by espeak-ng."
+
+VOICES = ("en-us", "en-gb", "en-us-nyc", "en-gb-x-rp", "en-us+f3", "en-us+m3")
+"""espeak-ng voices, one per speaker in order of appearance (the most intelligible English ones)."""
+MODELS = {"tiny.en": "whisper-tiny.en", "base": "whisper-base"}
+DEFAULT_CSV = "tests/fixtures/meld/dev_sample.csv"
+MAX_LATENCY_S = 8.0
+"""Latency percentiles cover utterances up to this long (the target's scope)."""
+
+# ------------------------------------------------------------------------------------- text + audio
+_MOJIBAKE = {
+    "\u0092": "'",
+    "\u0091": "'",
+    "\u0093": '"',
+    "\u0094": '"',
+    "\u0085": " ",
+    "\u0097": " ",
+    "\u0096": " ",
+    "â€™": "'",
+    "â€˜": "'",
+    "â€œ": '"',
+    "â€\x9d": '"',
+    "â€¦": " ",
+    "â€”": " ",
+    "â€“": " ",
+    "’": "'",
+    "‘": "'",
+    "“": '"',
+    "”": '"',
+    "…": " ",
+    "—": " ",
+    "–": " ",
+}
+_FILLERS = {"uh", "um", "umm", "uhh", "hmm", "mm", "mmm", "hm", "er", "ah", "ahh", "huh", "uhm"}
+_SPELLING = {
+    "ok": "okay",
+    "mr": "mister",
+    "mrs": "missus",
+    "dr": "doctor",
+    "yknow": "you know",
+    "ya": "you",
+    "gotta": "got to",
+    "gonna": "going to",
+    "wanna": "want to",
+    "cause": "because",
+    "alright": "all right",
+    "til": "until",
+    "em": "them",
+}
+_NUMBERS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty"
+).split()
+
+
+def fix_text(text: str) -> str:
+    """MELD's CSV has Windows-1252 quotes decoded as Latin-1 (and some UTF-8 mojibake): repair them."""
+    for bad, good in _MOJIBAKE.items():
+        text = text.replace(bad, good)
+    return text
+
+
+def normalize(text: str) -> list[str]:
+    """Words for WER: lowercase, no punctuation or fillers, unified spellings, small numbers spelled."""
+    text = fix_text(text).lower().replace("'", "")
+    text = re.sub(r"[^a-z0-9 ]+", " ", text)
+    words: list[str] = []
+    for w in text.split():
+        if w in _FILLERS:
+            continue
+        if w.isdigit() and int(w) < len(_NUMBERS):
+            w = _NUMBERS[int(w)]
+        words.extend(_SPELLING.get(w, w).split())
+    return words
+
+
+def edit_distance(ref: list[str], hyp: list[str]) -> int:
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[len(hyp)]
+
+
+def speak(text: str, voice: str = "en-us", speed: int = 175) -> Audio:
+    """espeak-ng speech of ``text`` as 16 kHz mono float32."""
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise UserError("espeak-ng is not installed: `apt-get install espeak-ng` (or `make apt`)")
+    proc = subprocess.run([exe, "-v", voice, "-s", str(speed), "--stdout", text], capture_output=True)
+    if proc.returncode != 0 or not proc.stdout:
+        raise UserError(f"espeak-ng failed for voice {voice}: {proc.stderr.decode().strip()[:200]}")
+    with wave.open(io.BytesIO(proc.stdout)) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+        rate = w.getframerate()
+    return to_16k_mono(pcm, rate)
+
+
+@dataclass
+class Line:
+    speaker: str
+    text: str
+    voice: str
+    audio: Audio
+
+
+def load_lines(path: str | Path, n: int) -> list[Line]:
+    """The first ``n`` MELD rows with words, spoken with one voice per speaker."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"MELD CSV {p} not found: pass --csv PATH (e.g. {DEFAULT_CSV})")
+    with p.open(encoding="utf-8", errors="replace", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if normalize(r.get("Utterance", ""))]
+    if not rows:
+        raise UserError(f"{p} has no rows with an Utterance column: pass a MELD *_sent_emo.csv")
+    voices: dict[str, str] = {}
+    out: list[Line] = []
+    for r in rows[:n]:
+        voice = voices.setdefault(r["Speaker"], VOICES[len(voices) % len(VOICES)])
+        text = fix_text(r["Utterance"])
+        out.append(Line(r["Speaker"], text, voice, speak(text, voice)))
+    return out
+
+
+# ----------------------------------------------------------------------------------------- the run
+@dataclass
+class Result:
+    model: str
+    text: str
+    hyp: str
+    seconds: float
+    errors: int
+    words: int
+    eos_to_text_s: float
+    fresh_s: float
+    compute_s: float
+    speculative: bool
+    utterances: int
+
+
+async def run_line(stage: object, line: Line, vad: VadSettings, fresh: bool, index: int = 0) -> Result:
+    """One utterance through segmenter -> bus blobs -> ASR handler, with the hangover in real time."""
+    from emostream.bus.memory import MemoryBus
+    from emostream.ingest.speech import SpeechIngest
+    from emostream.schema import PartialAudio, Transcript, Utterance
+    from emostream.stage import StageContext
+    from workers.asr import AsrStage
+
+    assert isinstance(stage, AsrStage)
+    bus = MemoryBus()
+    settings = Settings(vad=vad)
+    ctx = StageContext(bus=bus, settings=settings, stage="asr", consumer="bench")
+    silence = np.zeros(SAMPLE_RATE // 2, np.float32)
+    audio = np.concatenate([silence, line.audio, silence, silence, silence])
+    ingest = SpeechIngest(bus, settings, f"bench-{index}", line.speaker, t0=0.0)
+    step = int(0.02 * SAMPLE_RATE)
+    hyps: list[str] = []
+    latencies: list[float] = []
+    fresh_s: list[float] = []
+    compute = 0.0
+    spec = False
+    n_utt = 0
+    wait_s = max(0.0, (vad.hangover_ms - vad.tail_ms) / 1000)
+    pending: list[asyncio.Future[object]] = []
+    paused_at = time.perf_counter()
+    for i in range(0, audio.size, step):
+        for msg in await ingest.push_audio(audio[i : i + step]):
+            if isinstance(msg, PartialAudio):
+                await asyncio.gather(*pending, return_exceptions=True)  # ASR idle at this pause
+                await stage.handle(msg, ctx)
+                spec_entry = stage._spec.get(msg.key)
+                pending = [spec_entry[1]] if spec_entry else []  # type: ignore[list-item]
+                paused_at = time.perf_counter()
+            elif isinstance(msg, Utterance):
+                # the hangover after the last pause partial runs in real time
+                left = wait_s - (time.perf_counter() - paused_at) if pending else 0.0
+                if left > 0:
+                    await asyncio.sleep(left)
+                t0 = time.perf_counter()
+                emits = await stage.handle(msg, ctx)
+                latencies.append(time.perf_counter() - t0)
+                transcript = emits[0].message
+                assert isinstance(transcript, Transcript)
+                hyps.append(transcript.text)
+                spec = spec or bool(pending)
+                n_utt += 1
+                entry = pending[0] if pending else None
+                if entry is not None and entry.done() and not entry.cancelled():
+                    compute += entry.result().compute_s  # type: ignore[attr-defined]
+                pending = []
+                if fresh:
+                    blob = await bus.get_blob(msg.audio)
+                    assert blob is not None
+                    assert stage.scheduler is not None
+                    t1 = time.perf_counter()
+                    r = await stage.scheduler.submit(np.frombuffer(blob, np.float32), final=True)
+                    fresh_s.append(time.perf_counter() - t1)
+                    compute = compute if entry is not None else compute + r.compute_s
+    ingest.close()
+    await bus.close()
+    hyp = " ".join(hyps)
+    ref = normalize(line.text)
+    return Result(
+        model=stage.opts.model,
+        text=line.text,
+        hyp=hyp,
+        seconds=line.audio.size / SAMPLE_RATE,
+        errors=edit_distance(ref, normalize(hyp)),
+        words=len(ref),
+        eos_to_text_s=max(latencies) if latencies else float("nan"),
+        fresh_s=max(fresh_s) if fresh_s else float("nan"),
+        compute_s=compute,
+        speculative=spec,
+        utterances=n_utt,
+    )
+
+
+def summarize(name: str, results: list[Result]) -> dict[str, object]:
+    errors = sum(r.errors for r in results)
+    words = sum(r.words for r in results)
+    audio_s = sum(r.seconds for r in results)
+    short = [r for r in results if r.seconds <= MAX_LATENCY_S and r.utterances]
+    lat = np.array([r.eos_to_text_s for r in short], dtype=np.float64) * 1000
+    fresh = np.array([r.fresh_s for r in short if r.fresh_s == r.fresh_s], dtype=np.float64) * 1000
+
+    def pct(a: np.ndarray, q: float) -> float | None:
+        return round(float(np.percentile(a, q)), 1) if a.size else None
+
+    hangover = VadSettings().hangover_ms
+    return {
+        "model": name,
+        "wer": round(errors / max(1, words), 4),
+        "rtf": round(sum(r.compute_s for r in results) / max(audio_s, 1e-9), 4),
+        "eos_to_text_p50_ms": pct(lat, 50),
+        "eos_to_text_p95_ms": pct(lat, 95),
+        "fresh_eos_to_text_p50_ms": pct(fresh, 50),
+        "fresh_eos_to_text_p95_ms": pct(fresh, 95),
+        "speech_end_to_text_p50_ms": None
+        if not lat.size
+        else round(float(np.percentile(lat, 50)) + hangover, 1),
+        "speculative_share": round(sum(r.speculative for r in short) / max(1, len(short)), 3),
+        "n": len(results),
+        "n_latency": len(short),
+        "audio_s": round(audio_s, 1),
+    }
+
+
+async def bench_model(
+    name: str, lines: list[Line], asr: AsrSettings, fresh: bool, progress: object
+) -> list[Result]:
+    from workers.asr import AsrStage
+
+    stage = AsrStage(asr)
+    await stage.ensure_model()
+    assert stage.engine is not None
+    stage.engine.transcribe(lines[0].audio)  # warm-up (first call allocates)
+    out: list[Result] = []
+    try:
+        for line in lines:
+            out.append(await run_line(stage, line, VadSettings(), fresh, len(out)))
+            if callable(progress):
+                progress()
+    finally:
+        await stage.close()
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="one JSON line per model (else a table)")
+    parser.add_argument("--csv", default=DEFAULT_CSV, metavar="FILE", help=f"MELD CSV ({DEFAULT_CSV})")
+    parser.add_argument("--n", type=int, default=200, metavar="N", help="utterances (200)")
+    parser.add_argument("--models", default="tiny.en,base", help="comma list of tiny.en, base (both)")
+    parser.add_argument("--beam-size", type=int, default=None, metavar="B", help="override asr.beam_size")
+    parser.add_argument(
+        "--min-window", type=float, default=None, metavar="S", help="override asr.min_window_s"
+    )
+    parser.add_argument("--no-fresh", action="store_true", help="skip the fresh (no early partials) pass")
+    parser.add_argument("--out", metavar="FILE", help="also write per-utterance results as CSV")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from emostream.config import load_settings
+
+    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in names if m not in MODELS]
+    if unknown:
+        raise UserError(f"unknown model {unknown[0]}: pick from {', '.join(MODELS)}")
+    base = load_settings(getattr(args, "config", None)).asr
+    lines = load_lines(args.csv, args.n)
+    all_results: list[Result] = []
+    with Progress(transient=True, console=_stderr_console()) as bar:
+        for name in names:
+            asr = AsrSettings(
+                **{**{f: getattr(base, f) for f in base.__struct_fields__}, "model": MODELS[name]}
+            )
+            if args.beam_size:
+                asr.beam_size = args.beam_size
+            if args.min_window:
+                asr.min_window_s = args.min_window
+            task = bar.add_task(f"asr {name}", total=len(lines))
+            results = asyncio.run(
+                bench_model(name, lines, asr, not args.no_fresh, lambda t=task: bar.advance(t))
+            )
+            all_results += results
+            summary = summarize(name, results)
+            print(json.dumps(summary) if args.json else _table(summary), flush=True)
+    if args.out:
+        _write(args.out, all_results)
+    return 0
+
+
+def _stderr_console():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(file=sys.stderr)
+
+
+def _table(summary: dict[str, object]) -> str:
+    return "  ".join(f"{k}={v}" for k, v in summary.items())
+
+
+def _write(path: str, results: list[Result]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(list(Result.__dataclass_fields__))
+        for r in results:
+            w.writerow([getattr(r, f) for f in Result.__dataclass_fields__])
