@@ -81,10 +81,10 @@ def start_worker(
     delay_ms: int = 0,
     concurrency: int = 16,
     extra: tuple[str, ...] = (),
-    **env: str,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """``emostream worker toy`` as a real child process."""
-    full = {**os.environ, "TOY_HOP": str(hop), "TOY_DELAY_MS": str(delay_ms), **env}
+    full = {**os.environ, "TOY_HOP": str(hop), "TOY_DELAY_MS": str(delay_ms), **(env or {})}
     cmd = [sys.executable, "-m", "emostream", "worker", "toy", "--redis", url]
     cmd += ["--consumer", consumer, "--concurrency", str(concurrency), *extra]
     return subprocess.Popen(cmd, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

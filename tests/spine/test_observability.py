@@ -91,7 +91,11 @@ async def test_worker_process_serves_metrics_and_json_logs(flush_redis: str) -> 
     bus = open_bus(flush_redis)
     port = free_port()
     proc = start_worker(
-        flush_redis, 1, "metered", extra=("--metrics-port", str(port)), EMOSTREAM_STAGE_LOG_FORMAT="json"
+        flush_redis,
+        1,
+        "metered",
+        extra=("--metrics-port", str(port)),
+        env={"EMOSTREAM_STAGE_LOG_FORMAT": "json"},
     )
     try:
         await bus.ensure_group(stream_of(1), SINK, "0")

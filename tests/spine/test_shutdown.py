@@ -25,7 +25,7 @@ async def _sigterm_worker(bus: Bus, delay_ms: int, grace_s: float) -> StageStats
 
     if bus.url.startswith("redis"):
         env = {"EMOSTREAM_STAGE_SHUTDOWN_GRACE_S": str(grace_s), "EMOSTREAM_BUS_BLOCK_MS": "50"}
-        proc = start_worker(bus.url, 1, "w", delay_ms=delay_ms, concurrency=10, **env)
+        proc = start_worker(bus.url, 1, "w", delay_ms=delay_ms, concurrency=10, env=env)
         try:
             await wait_until(holding, what="the worker to hold work")
             proc.send_signal(signal.SIGTERM)
