@@ -25,6 +25,9 @@ BLOB_PREFIX = "emostream:blob:"
 _IDLE_RELEASED_MS = 10**12
 """Idle time given to released entries so any consumer's claim_stale takes them at once."""
 
+LAG_SCAN_CAP = 1000
+"""When Redis cannot report a group's lag, at most this many newer entries are counted."""
+
 T = TypeVar("T")
 
 
@@ -226,8 +229,9 @@ class RedisBus(Bus):
                 continue
             if g.get("lag") is not None:
                 return int(g["lag"])
-            last = _s(g["last-delivered-id"])  # lag unknown after deletions: count what is newer
-            newer = await self._call(self._r.xrange(stream, min=f"({last}", max="+"))
+            # Redis < 7 or lag unknown after deletions: count what is newer (capped, it is a gauge)
+            last = _s(g["last-delivered-id"])
+            newer = await self._call(self._r.xrange(stream, min=f"({last}", max="+", count=LAG_SCAN_CAP))
             return len(newer or [])
         return 0
 
