@@ -20,7 +20,8 @@ __all__ = ["Bus", "Delivery", "Entry", "dead_stream", "open_bus"]
 def open_bus(url: str, settings: BusSettings | None = None) -> Bus:
     """A bus for ``url``; raise a one-line UserError for an unsupported or malformed URL.
 
-    Connections are lazy: call ``await bus.ping()`` to fail fast when Redis is unreachable.
+    Connections are lazy: call ``await bus.ping()`` to fail fast when Redis is unreachable. Every
+    ``memory://`` bus is a new, independent one: stages share it by being handed the same object.
     """
     from emostream.config import BusSettings
 
