@@ -144,3 +144,17 @@ def test_twenty_faces_no_crash(analyzer: FaceAnalyzer, astronaut: np.ndarray) ->
     assert result.frames_bad == 0
     assert result.faces_max <= analyzer.landmarks.max_faces
     assert len(result.key_frames) <= 2
+
+
+def test_masked_crop_at_the_border_is_padded_not_stretched(
+    analyzer: FaceAnalyzer, astronaut: np.ndarray
+) -> None:
+    edge = np.ascontiguousarray(astronaut[:, 200:])  # her face is cut by the left border
+    kf = analyzer.analyze([(0.0, edge)]).key_frames[0]
+    crop = decode_jpeg(kf.crop_jpeg)
+    assert crop is not None and crop.shape == (224, 224, 3)
+    ys, xs = np.nonzero(face_mask(edge.shape, kf.face))
+    cy, cx = np.nonzero(crop.mean(axis=2) > 30)
+    sx = (cx.max() - cx.min()) / (xs.max() - xs.min())
+    sy = (cy.max() - cy.min()) / (ys.max() - ys.min())
+    assert abs(sx - sy) < 0.12 * sy, "same scale on both axes (a stretched crop would be ~1.5x wider)"

@@ -99,6 +99,12 @@ def masked_crop(rgb: Image, face: Face, margin: float = 0.15, size: int = 224) -
     masked[keep] = rgb[keep]
     x0, y0, x1, y1 = square_box(face, rgb.shape, margin)
     crop = masked[y0:y1, x0:x1]
+    h, w = crop.shape[:2]
+    if h != w:  # clipped at the image border: pad with black instead of stretching the face
+        side = max(h, w)
+        square = np.zeros((side, side, 3), np.uint8)
+        square[(side - h) // 2 : (side - h) // 2 + h, (side - w) // 2 : (side - w) // 2 + w] = crop
+        crop = square
     return np.asarray(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 

@@ -20,8 +20,9 @@ ANNOTATOR_PROMPT = (
     "You annotate video of a person speaking. The images are face crops taken in time order from one "
     "utterance; everything except the face has been blacked out. In two or three short sentences, "
     "describe only what can be seen, in the present progressive tense: what the eyes, eyebrows, lips "
-    "and jaw are doing, how the head is held or moving, where the gaze is going, and at least one "
-    "movement that changes between the first and the last image. Do not name or guess any emotion or "
+    "and jaw are doing, how the head is held or moving, where the gaze is going, one bodily behaviour "
+    "that can be seen (such as a nod, a head turn or a shrug), and at least one movement that changes "
+    "between the first and the last image. Do not name or guess any emotion or "
     "mood (no words such as happy, sad, angry, afraid, surprised, disgusted or neutral), do not "
     "describe the background, and do not speculate about the person."
 )
