@@ -15,12 +15,17 @@ import asyncio
 from typing import ClassVar
 
 import numpy as np
+from prometheus_client import Counter
 
 from emostream import schema
 from emostream.config import Settings
 from emostream.schema import FaceFrame, KeyFrames, Message, Utterance
 from emostream.stage import Emit, Stage, StageContext
 from workers.face.analyze import Analysis, AnalyzeOptions, FaceAnalyzer
+
+FRAMES = Counter("emostream_fec_frames", "Utterance frames seen by the fec stage, by outcome", ["outcome"])
+"""outcome: ``face`` (at least one face found), ``no_face``, ``bad`` (expired, corrupt, tiny or odd)."""
+UTTERANCES = Counter("emostream_fec_utterances", "Utterances analysed, by whether a face was found", ["face"])
 
 
 def analyze_options(settings: Settings) -> AnalyzeOptions:
@@ -66,6 +71,10 @@ class FecStage(Stage):
         blobs = [await ctx.bus.get_blob(f.blob) for f in message.frames]
         frames = [(f.t, b) for f, b in zip(message.frames, blobs, strict=True)]  # decoded in the pool
         analysis = await asyncio.to_thread(self.analyzer.analyze, frames)
+        FRAMES.labels("face").inc(analysis.frames_with_face)
+        FRAMES.labels("bad").inc(analysis.frames_bad)
+        FRAMES.labels("no_face").inc(analysis.frames_seen - analysis.frames_bad - analysis.frames_with_face)
+        UTTERANCES.labels("yes" if analysis.face_found else "no").inc()
         out = await to_keyframes(message, analysis, ctx, self.settings.bus.blob_ttl_s)
         return [Emit(out)]
 

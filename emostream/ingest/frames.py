@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 import numpy.typing as npt
+from prometheus_client import Counter
 
 from emostream.config import FramesSettings
 from emostream.schema import FrameRef
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from emostream.bus.base import Bus
 
 RGB = npt.NDArray[np.uint8]
+
+FRAMES_IN = Counter("emostream_ingest_frames", "Video frames offered to the frame buffers", ["outcome"])
+"""outcome: ``kept``, ``skipped`` (faster than the sampler needs; dropped before conversion), ``bad``."""
 
 
 @dataclass
@@ -113,23 +117,27 @@ class FrameBuffer:
         if t is None:
             t = getattr(frame, "time", None)
         if t is None or not math.isfinite(float(t)):
-            self.stats.bad += 1
-            return False
+            return self._bad()
         t = float(t)
         if self._frames and t < self._frames[-1][0]:
-            self.stats.bad += 1  # time went backwards: a reset stream must clear() first
-            return False
+            return self._bad()  # time went backwards: a reset stream must clear() first
         if self._frames and t - self._frames[-1][0] < self._keep_dt * 0.9:
             self.stats.skipped += 1
+            FRAMES_IN.labels("skipped").inc()
             return False
         img = to_rgb(frame, bgr=bgr)
         if img is None or min(img.shape[:2]) < 2:
-            self.stats.bad += 1
-            return False
+            return self._bad()
         self._frames.append((t, downscale(img, self.settings.max_side)))
         self._evict(t)
         self.stats.kept += 1
+        FRAMES_IN.labels("kept").inc()
         return True
+
+    def _bad(self) -> bool:
+        self.stats.bad += 1
+        FRAMES_IN.labels("bad").inc()
+        return False
 
     def _evict(self, now: float) -> None:
         while self._frames and self._frames[0][0] < now - self.settings.buffer_s:

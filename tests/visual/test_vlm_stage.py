@@ -11,6 +11,7 @@ import msgspec
 import numpy as np
 import pytest
 from aiohttp import web
+from prometheus_client import REGISTRY
 
 from emostream.bus.memory import MemoryBus
 from emostream.config import Settings
@@ -167,6 +168,9 @@ async def test_openai_unreachable_falls_back_to_landmarks(
     out = await one(stage, keyframes, ctx)
     await stage.close()
     assert out.backend == "landmarks<-openai" and stage.fallbacks == 1
+    assert (
+        REGISTRY.get_sample_value("emostream_vlm_descriptions_total", {"backend": "landmarks<-openai"}) or 0
+    ) >= 1
     assert "smile" in out.text and out.embedding is not None
 
 

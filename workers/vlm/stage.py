@@ -14,6 +14,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, ClassVar
 
+from prometheus_client import Counter
+
 from emostream import schema
 from emostream.config import Settings
 from emostream.schema import KeyFrames, Message, VisualDescription
@@ -26,6 +28,11 @@ if TYPE_CHECKING:
     from emostream.encoders import SentenceEncoder
 
 log = logging.getLogger("emostream.vlm")
+
+DESCRIPTIONS = Counter(
+    "emostream_vlm_descriptions", "Visual descriptions published, by backend that wrote them", ["backend"]
+)
+"""``landmarks<-openai`` etc. count fallbacks; ``none`` counts no-face utterances."""
 
 NO_FACE = "No face is visible in the video during this utterance."
 
@@ -63,8 +70,10 @@ class VlmStage(Stage):
             await self.setup(ctx)
         assert self.describer is not None and self.encoder is not None
         if not message.face_found or not message.frames:
+            DESCRIPTIONS.labels("none").inc()
             return [Emit(self._message(message, text=NO_FACE, face_found=False, backend=self.describer.name))]
         text, backend = await self.describe(message, ctx)
+        DESCRIPTIONS.labels(backend).inc()
         vector = await asyncio.to_thread(self.encoder.encode, [text])
         confidence = sum(max(f.expression, default=0.0) for f in message.frames) / len(message.frames)
         out = self._message(
