@@ -1,17 +1,100 @@
-"""`emostream train`: train and quantize emostream's models (needs the `train` extra)."""
+"""`emostream train text|visual|fusion|quantize`: train emostream's models (needs the `train` extra).
+
+torch is imported only inside the chosen subcommand, so `emostream --help` stays light.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import logging
+import sys
+from typing import Any
 
-from emostream.errors import NotLanded
+from emostream.errors import UserError
 
 HELP = "Train and quantize emostream's models (needs the `train` extra)."
 
+_KINDS = {
+    "text": ("train.text", "TextConfig", "train_text"),
+    "visual": ("train.visual", "VisualConfig", "train_visual"),
+    "fusion": ("train.fusion", "FusionConfig", "train_fusion"),
+}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
+    for kind in _KINDS:
+        p = sub.add_parser(kind, help=f"train the {kind} model from a config file (train/configs/*.toml)")
+        p.add_argument("--config", dest="train_config", metavar="FILE", help="TOML file (train/configs/)")
+        p.add_argument("--run-dir", help="output folder (overrides the config's run_dir)")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override one config key (TOML value syntax), repeatable",
+        )
+        p.add_argument("--fresh", action="store_true", help="start over instead of resuming run_dir/last.pt")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+        if kind == "text":
+            p.add_argument(
+                "--encoder", metavar="PATH", help="encoder folder (default: model store all-MiniLM-L6-v2)"
+            )
+            p.add_argument("--train-csv", metavar="FILE", help="MELD train_sent_emo.csv")
+            p.add_argument("--dev-csv", metavar="FILE", help="MELD dev_sent_emo.csv")
+    q = sub.add_parser("quantize", help="weight-only INT8 export of a trained model (train/quantize.py)")
+    q.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+
+def _parse_sets(items: list[str]) -> dict[str, Any]:
+    import tomllib
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _import(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name in ("torch", "transformers"):
+            raise UserError(f"training needs the `train` extra ({exc.name} is not installed)") from None
+        if exc.name == module:
+            return None
+        raise
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotLanded("emostream train", "[erc]")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    if args.kind == "quantize":
+        mod = _import("train.quantize")
+        if mod is None or not hasattr(mod, "main"):
+            raise UserError(
+                "`emostream train quantize` is not available yet (issue [runtime] has not landed)"
+            )
+        return int(mod.main(list(args.rest)) or 0)
+    module, cfg_name, fn_name = _KINDS[args.kind]
+    mod = _import(module)
+    if mod is None:
+        raise UserError(f"`emostream train {args.kind}` is not available yet ({module} is missing)")
+    from train.config import load_config
+
+    overrides = _parse_sets(args.set)
+    overrides["run_dir"] = args.run_dir
+    for key in ("encoder", "train_csv", "dev_csv"):
+        if hasattr(args, key):
+            overrides[key] = getattr(args, key)
+    cfg = load_config(getattr(mod, cfg_name), args.train_config, overrides)
+    result = getattr(mod, fn_name)(cfg, resume=not args.fresh, progress=not args.no_progress)
+    best = result.get("best", {})
+    print(f"best dev weighted-F1 {best.get('weighted_f1')} accuracy {best.get('accuracy')} -> {cfg.run_dir}")
+    return 0

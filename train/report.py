@@ -1,0 +1,106 @@
+"""Run reports: confusion-matrix PNG and training-curves PNG from a run's metrics.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from emostream.schema import EMOTIONS
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion(confusion: list[list[int]], out: Path, title: str) -> Path:
+    """Row-normalised confusion matrix (gold rows, predicted columns) with raw counts in the cells."""
+    import numpy as np
+
+    plt = _plt()
+    cm = np.asarray(confusion, dtype=float)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45, ha="right")
+    ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(
+                j, i, int(cm[i, j]), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black"
+            )
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_curves(
+    epochs: list[int], losses: list[float], dev: dict[str, list[float]], out: Path, title: str
+) -> Path:
+    """Train loss (left) and dev weighted-F1 / accuracy per epoch (right)."""
+    plt = _plt()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(epochs, losses, marker="o")
+    a.set_xlabel("epoch")
+    a.set_ylabel("train loss")
+    for name, values in dev.items():
+        b.plot(epochs[: len(values)], values, marker="o", label=name)
+    b.set_xlabel("epoch")
+    b.set_ylabel("dev (%)")
+    b.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def write_text_report(run_dir: str | Path) -> list[Path]:
+    """Plots for a text-teacher run (history entries carry "model" and optionally "ema" dev scores)."""
+    run = Path(run_dir)
+    m = json.loads((run / "metrics.json").read_text())
+    hist = m["history"]
+    epochs = [h["epoch"] for h in hist]
+    dev: dict[str, list[float]] = {}
+    for which in ("model", "ema"):
+        for key, label in (("weighted_f1", "wF1"), ("accuracy", "acc")):
+            vals = [h[which][key] for h in hist if which in h]
+            if vals and len(vals) == len(hist):
+                dev[f"{which} {label}"] = vals
+    out = [plot_curves(epochs, [h["train_loss"] for h in hist], dev, run / "curves.png", run.name)]
+    best = m.get("best", {})
+    if "confusion" in best:
+        title = (
+            f"{run.name} dev (epoch {best.get('epoch')} {best.get('which', '')}, wF1 {best['weighted_f1']})"
+        )
+        out.append(plot_confusion(best["confusion"], run / "confusion.png", title))
+    return out
+
+
+def write_report(run_dir: str | Path) -> list[Path]:
+    """Plots for a run written by train.heads.run_epochs (history entries carry "dev")."""
+    run = Path(run_dir)
+    m = json.loads((run / "metrics.json").read_text())
+    hist = m["history"]
+    if not hist:
+        return []
+    epochs = [h["epoch"] for h in hist]
+    dev = {"wF1": [h["dev"]["weighted_f1"] for h in hist], "acc": [h["dev"]["accuracy"] for h in hist]}
+    out = [plot_curves(epochs, [h.get("train_total", 0.0) for h in hist], dev, run / "curves.png", run.name)]
+    best = m.get("best", {})
+    if "confusion" in best:
+        out.append(
+            plot_confusion(
+                best["confusion"], run / "confusion.png", f"{run.name} dev (epoch {best['epoch']})"
+            )
+        )
+    return out
