@@ -73,6 +73,7 @@ class ContextStage(Stage):
         self.follow = follow
         self.rooms: Rooms | None = None
         self._tail: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def setup(self, ctx: StageContext) -> None:
         if self.model is None:
@@ -87,7 +88,7 @@ class ContextStage(Stage):
     async def _follow(self, ctx: StageContext) -> None:
         """Tail every transcript (no group) so this worker's histories hold the whole conversation."""
         last = await ctx.bus.last_id(Transcript.stream)  # not "$": nothing published between reads is missed
-        while True:
+        while not self._stopping:
             try:
                 entries = await ctx.bus.tail({Transcript.stream: last}, 200, ctx.settings.bus.block_ms)
             except asyncio.CancelledError:
@@ -130,10 +131,14 @@ class ContextStage(Stage):
         return [Emit(out)]
 
     async def close(self) -> None:
+        """Stop the tail between reads (cancelling a blocked Redis read can hang), cancel as a last resort."""
         if self._tail is not None:
-            self._tail.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._tail
+            self._stopping = True
+            done, _ = await asyncio.wait([self._tail], timeout=self.settings.bus.block_ms / 1000 + 2)
+            if not done:
+                self._tail.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._tail
             self._tail = None
 
 

@@ -51,6 +51,7 @@ class FusionStage(Stage):
         f = settings.fusion
         self.cache = VisualCache(ttl_s=f.visual_ttl_s, max_entries=max(1024, settings.bus.maxlen))
         self._tail: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def counts(self) -> dict[str, int]:
@@ -68,7 +69,7 @@ class FusionStage(Stage):
     async def _follow(self, ctx: StageContext) -> None:
         """Tail every visual description (no group) into the cache; expire unmatched ones."""
         last = "0"
-        while True:
+        while not self._stopping:
             try:
                 entries = await ctx.bus.tail({VisualDescription.stream: last}, 200, ctx.settings.bus.block_ms)
             except asyncio.CancelledError:
@@ -142,10 +143,14 @@ class FusionStage(Stage):
         return "used" if self.head.usable(visual.embedding) else "absent"
 
     async def close(self) -> None:
+        """Stop the tail between reads (cancelling a blocked Redis read can hang), cancel as a last resort."""
         if self._tail is not None:
-            self._tail.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._tail
+            self._stopping = True
+            done, _ = await asyncio.wait([self._tail], timeout=self.settings.bus.block_ms / 1000 + 2)
+            if not done:
+                self._tail.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._tail
             self._tail = None
 
 

@@ -57,12 +57,9 @@ def to_rgb(frame: Any, *, bgr: bool = False) -> RGB | None:
             return None
     if not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3) or frame.size == 0:
         return None
-    img = frame
-    if img.dtype != np.uint8:
-        if not np.issubdtype(img.dtype, np.number):
-            return None
-        scale = 255.0 if np.issubdtype(img.dtype, np.floating) and float(np.nanmax(img)) <= 1.0 else 1.0
-        img = np.clip(np.nan_to_num(img.astype(np.float32)) * scale, 0, 255).astype(np.uint8)
+    img = frame if frame.dtype == np.uint8 else to_uint8(frame)
+    if img is None:
+        return None
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
     if img.ndim == 2:
@@ -74,6 +71,18 @@ def to_rgb(frame: Any, *, bgr: bool = False) -> RGB | None:
     if img.shape[2] != 3:
         return None
     return np.ascontiguousarray(img[:, :, ::-1] if bgr else img)
+
+
+def to_uint8(arr: npt.NDArray[Any]) -> RGB | None:
+    """Numbers -> uint8 pixels: floats in [0, 1] are scaled by 255, everything clipped to [0, 255]."""
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * np.uint8(255)
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        return None
+    x = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+    if np.issubdtype(arr.dtype, np.floating) and float(x.max(initial=0.0)) <= 1.0:
+        x = x * 255.0
+    return np.clip(x, 0, 255).astype(np.uint8)
 
 
 def downscale(img: RGB, max_side: int) -> RGB:

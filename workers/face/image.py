@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from emostream.ingest.frames import downscale, to_rgb
 from workers.face.landmarks import Face
 
 Image = npt.NDArray[np.uint8]
@@ -32,41 +33,19 @@ def decode_jpeg(data: bytes | None) -> Image | None:
     return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
 
 
-def normalize(frame: npt.NDArray[np.generic] | None, max_side: int = 640) -> Image | None:
-    """Any HxW, HxWx1, HxWx3 or HxWx4 array -> RGB uint8 with its longer side <= ``max_side``.
+def normalize(frame: npt.NDArray[Any] | None, max_side: int = 640) -> Image | None:
+    """Any HxW, HxWx1, HxWx3 (RGB) or HxWx4 array -> RGB uint8 with its longer side <= ``max_side``.
 
-    Returns None for frames too small to analyse (< MIN_SIDE) or of an unusable shape/dtype.
+    Returns None for frames too small to analyse (< MIN_SIDE, also after downscaling) or of an
+    unusable shape/dtype.
     """
-    if frame is None or not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3) or frame.size == 0:
+    img = to_rgb(frame) if frame is not None else None
+    if img is None or min(img.shape[:2]) < 2:
         return None
-    img: npt.NDArray[Any] = frame
-    if img.dtype != np.uint8:
-        if not np.issubdtype(img.dtype, np.number):
-            return None
-        scale = 255.0 if np.issubdtype(img.dtype, np.floating) and float(np.nanmax(img)) <= 1.0 else 1.0
-        img = np.clip(np.nan_to_num(img.astype(np.float32)) * scale, 0, 255).astype(np.uint8)
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if img.ndim == 2:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    elif img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_RGBA2RGB)
-    elif img.shape[2] != 3:
+    out = downscale(img, max_side)
+    if min(out.shape[:2]) < MIN_SIDE:  # tiny, or a sliver once downscaled (e.g. 4000x100)
         return None
-    h, w = img.shape[:2]
-    if min(h, w) < MIN_SIDE:
-        return None
-    return downscale(img, max_side)
-
-
-def downscale(img: Image, max_side: int) -> Image:
-    """Shrink so the longer side is at most ``max_side`` (never enlarges)."""
-    h, w = img.shape[:2]
-    if max(h, w) <= max_side:
-        return np.ascontiguousarray(img)
-    s = max_side / max(h, w)
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    return np.asarray(cv2.resize(img, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    return out
 
 
 def square_box(face: Face, shape: tuple[int, ...], margin: float) -> tuple[int, int, int, int]:
