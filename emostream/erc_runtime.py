@@ -80,7 +80,7 @@ def session(path: Path, options: RuntimeOptions) -> Any:
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), so, providers=providers_for(options))
-    except (RuntimeError, ValueError) as exc:  # onnxruntime raises its own subclasses of these
+    except Exception as exc:  # onnxruntime's Fail/InvalidGraph/... are not one common type
         raise UserError(f"cannot load {path}: {str(exc).splitlines()[0]}") from None
 
 

@@ -83,6 +83,7 @@ class ContextStage(Stage):
         c = self.settings.context
         self.rooms = Rooms(self.model, c.history, c.max_rooms)
         if self.follow and self._tail is None:
+            self._stopping = False
             self._tail = asyncio.create_task(self._follow(ctx))
 
     async def _follow(self, ctx: StageContext) -> None:

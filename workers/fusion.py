@@ -64,6 +64,7 @@ class FusionStage(Stage):
             )
             self.load_head = False
         if self._tail is None:
+            self._stopping = False
             self._tail = asyncio.create_task(self._follow(ctx))
 
     async def _follow(self, ctx: StageContext) -> None:

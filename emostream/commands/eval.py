@@ -1,17 +1,96 @@
-"""`emostream eval`: evaluate the runtime emotion model on a MELD-format CSV."""
+"""`emostream eval meld`: evaluate the runtime emotion model on a MELD-format CSV.
+
+Runs exactly what the context worker runs (:class:`emostream.dialogue.DialogueHistory` for past-only
+context, :class:`emostream.erc_runtime.TextModel` at batch 1) over every dialogue of the CSV with its gold
+text, and prints weighted-F1 and accuracy (percent), per-class F1, utterances and throughput.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from emostream.errors import NotLanded
+import numpy as np
 
-HELP = "Evaluate the runtime emotion model on a MELD-format CSV."
+from emostream.errors import UserError
+from emostream.schema import EMOTIONS
+
+HELP = "Evaluate the runtime emotion model on a MELD-format CSV (weighted-F1, accuracy, per class)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="dataset", metavar="DATASET", required=True)
+    p = sub.add_parser("meld", help="a MELD-format CSV (e.g. dev_sent_emo.csv)")
+    p.add_argument("--csv", required=True, help="MELD CSV (train/dev/test_sent_emo.csv layout)")
+    p.add_argument("--model", help="store name or folder of the runtime text model (default: context.model)")
+    p.add_argument("--json", action="store_true", help="print one JSON line")
+    p.add_argument("--limit", type=int, default=0, help="only the first N dialogues (0 = all)")
+
+
+def scores(gold: Sequence[int], pred: Sequence[int]) -> dict[str, Any]:
+    """weighted_f1 and accuracy in percent (0-100), per_class_f1 by EMOTIONS name."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    labels = list(range(len(EMOTIONS)))
+    per = f1_score(gold, pred, labels=labels, average=None, zero_division=0)
+    return {
+        "weighted_f1": round(
+            100 * float(f1_score(gold, pred, labels=labels, average="weighted", zero_division=0)), 2
+        ),
+        "accuracy": round(100 * float(accuracy_score(gold, pred)), 2),
+        "per_class_f1": {e: round(100 * float(f), 2) for e, f in zip(EMOTIONS, per, strict=True)},
+    }
+
+
+def evaluate(
+    logits_of: Callable[[Any], np.ndarray], builder: Any, csv: str, history: int, limit: int = 0
+) -> dict[str, Any]:
+    """Score ``logits_of(prompt) -> [7]`` over a MELD CSV; also returns the raw predictions."""
+    from emostream.dialogue import meld_prompts
+    from emostream.meld import read_meld
+
+    split = read_meld(csv)
+    dialogues = list(split.dialogues.values())[: limit or None]
+    gold: list[int] = []
+    pred: list[int] = []
+    t0 = time.perf_counter()
+    for dialogue in dialogues:
+        for utt, prompt in zip(dialogue, meld_prompts(builder, dialogue, history), strict=True):
+            gold.append(utt.label)
+            pred.append(int(np.argmax(logits_of(prompt))))
+    elapsed = time.perf_counter() - t0
+    if not gold:
+        raise UserError(f"{csv}: no usable utterances (skipped: {dict(split.skipped)})")
+    return {
+        **scores(gold, pred),
+        "utterances": len(gold),
+        "utterances_per_s": round(len(gold) / elapsed, 2),
+        "skipped": dict(split.skipped),
+        "predictions": pred,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotLanded("emostream eval", "[erc]")
+    from emostream.config import load_settings
+    from emostream.erc_runtime import TextModel
+    from workers.context import runtime_options
+
+    settings = load_settings(args.config)
+    name = args.model or settings.context.model
+    model = TextModel.load(name, runtime_options(settings), settings)
+    result = evaluate(
+        lambda p: model.run([p])[1][0], model.builder, args.csv, settings.context.history, args.limit
+    )
+    result.pop("predictions")
+    result = {"model": name, "csv": args.csv, **result}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{name} on {args.csv}: {result['utterances']} utterances, {result['utterances_per_s']}/s")
+    print(f"weighted-F1 {result['weighted_f1']:.2f}  accuracy {result['accuracy']:.2f}")
+    for emotion, f1 in result["per_class_f1"].items():
+        print(f"  {emotion:9s} F1 {f1:6.2f}")
+    return 0

@@ -1,0 +1,126 @@
+"""DDVLM weight-only INT8: the scheme itself, the rewritten graph, and INT8 vs FP32 agreement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, numpy_helper
+
+from emostream.dialogue import meld_prompts
+from emostream.erc_runtime import TextModel
+from emostream.meld import read_meld
+from train.quant_graph import quantize_symmetric
+
+from .helpers import FIXTURE_CSV, TinyModels
+
+
+def test_per_output_channel_scales_are_max_abs_over_127() -> None:
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((48, 5)).astype(np.float32) * np.array([0.01, 1, 5, 0, 100], np.float32)
+    q, scale = quantize_symmetric(w, axis=1)
+    assert q.dtype == np.int8 and scale.shape == (5,)
+    np.testing.assert_allclose(scale[[0, 1, 2, 4]], np.abs(w).max(axis=0)[[0, 1, 2, 4]] / 127, rtol=1e-6)
+    assert scale[3] == 1.0 and not q[:, 3].any()  # an all-zero channel stays zero
+    assert np.abs(q).max() <= 127 and (np.abs(q).max(axis=0)[[0, 1, 2, 4]] == 127).all()
+    err = np.abs(q.astype(np.float32) * scale - w)
+    assert (err <= scale / 2 + 1e-6).all()  # round-to-nearest: at most half a step per weight
+
+
+def _prompts(model: TextModel) -> list:  # type: ignore[type-arg]
+    return [p for d in read_meld(FIXTURE_CSV).dialogues.values() for p in meld_prompts(model.builder, d)]
+
+
+def test_woq_graph_stores_every_linear_and_embedding_as_int8(tiny_models: TinyModels) -> None:
+    fp32 = onnx.load(str(tiny_models.fp32))
+    woq = onnx.load(str(tiny_models.woq_dq / "model.onnx"))
+    n_linear = sum(
+        1
+        for n in fp32.graph.node
+        if n.op_type in ("MatMul", "Gemm") and n.input[1] in {i.name for i in fp32.graph.initializer}
+    )
+    assert n_linear == 2 * 6 + 1  # 2 layers x (q, k, v, o, ffn in, ffn out) + the head
+    inits = {i.name: i for i in woq.graph.initializer}
+    big_float = [
+        i.name for i in woq.graph.initializer if i.data_type == TensorProto.FLOAT and len(i.dims) == 2
+    ]
+    assert big_float == [n for n in big_float if n.endswith("_scale")]  # only per-row embedding scales
+    dq = [n for n in woq.graph.node if n.op_type == "DequantizeLinear"]
+    assert len(dq) == n_linear
+    for node in dq:
+        assert inits[node.input[0]].data_type == TensorProto.INT8
+        assert next(a.i for a in node.attribute if a.name == "axis") == 1  # per output channel
+    ln = [n for n in woq.graph.node if n.op_type == "LayerNormalization"]
+    assert len(ln) == 2 * 2 + 1
+    for node in ln:  # LayerNorm keeps FP32 parameters
+        assert all(inits[x].data_type == TensorProto.FLOAT for x in node.input[1:] if x in inits)
+    meta = json.loads((tiny_models.woq_dq / "meta.json").read_text())
+    assert meta["quantization"]["linears"] == n_linear and meta["quantization"]["embeddings"] == 3
+    ratio = tiny_models.fp32.stat().st_size / (tiny_models.woq_dq / "model.onnx").stat().st_size
+    assert ratio >= 3.5
+
+
+@pytest.mark.parametrize("kernel", ["dq", "integer"])
+def test_int8_agrees_with_fp32_on_the_fixture(tiny_models: TinyModels, kernel: str) -> None:
+    folder: Path = getattr(tiny_models, f"woq_{kernel}")
+    ref = TextModel.from_files(tiny_models.fp32, tiny_models.checkpoint / "tokenizer.json")
+    test = TextModel.from_dir(folder)
+    prompts = _prompts(ref)
+    assert len(prompts) == 42
+    e_ref, l_ref = (np.concatenate(x) for x in zip(*(ref.run([p]) for p in prompts), strict=True))
+    e_q, l_q = (np.concatenate(x) for x in zip(*(test.run([p]) for p in prompts), strict=True))
+    agreement = (l_ref.argmax(1) == l_q.argmax(1)).mean()
+    cos = (e_ref * e_q).sum(1) / np.linalg.norm(e_ref, axis=1) / np.linalg.norm(e_q, axis=1)
+    assert agreement >= 0.98, f"top-1 agreement {agreement:.3f}"
+    assert cos.min() > 0.99
+    assert len(set(l_ref.argmax(1))) > 1  # the check is not trivially met by a constant prediction
+
+
+def test_fp32_onnx_matches_pytorch(tiny_models: TinyModels) -> None:
+    import torch
+
+    from train.text_model import load_hf
+
+    model, _, _ = load_hf(tiny_models.checkpoint)
+    ort_model = TextModel.from_files(tiny_models.fp32, tiny_models.checkpoint / "tokenizer.json")
+    for p in _prompts(ort_model)[:8]:
+        ids = torch.tensor([p.ids])
+        with torch.no_grad():
+            h, logits = model(ids, torch.ones_like(ids), torch.tensor([p.mask_pos]))
+        e, lo = ort_model.run([p])
+        np.testing.assert_allclose(lo[0], logits[0].numpy(), atol=2e-4)
+        np.testing.assert_allclose(e[0], h[0].numpy(), atol=2e-4)
+
+
+def test_batched_run_equals_single_runs(tiny_models: TinyModels) -> None:
+    model = TextModel.from_dir(tiny_models.woq_dq)
+    prompts = _prompts(model)[:6]
+    _, batched = model.run(prompts)
+    single = np.stack([model.run([p])[1][0] for p in prompts])
+    np.testing.assert_allclose(batched, single, atol=1e-4)
+
+
+def test_scales_in_graph_match_the_source_weights(tiny_models: TinyModels) -> None:
+    fp32 = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(tiny_models.fp32)).graph.initializer}
+    woq = {
+        i.name: numpy_helper.to_array(i)
+        for i in onnx.load(str(tiny_models.woq_dq / "model.onnx")).graph.initializer
+    }
+    linears = embeddings = 0
+    for name, w in fp32.items():
+        if w.ndim != 2 or name + "_q" not in woq:
+            continue
+        scale, q = woq[name + "_scale"], woq[name + "_q"].astype(np.float32)
+        if "embeddings" in name:  # tables: one scale per row
+            amax = np.abs(w).max(axis=1)
+            np.testing.assert_allclose(scale[:, 0], np.where(amax > 0, amax / 127, 1.0), rtol=1e-6)
+            np.testing.assert_allclose(q * scale, w, atol=float(scale.max()) / 2 + 1e-7)
+            embeddings += 1
+        else:  # Linear weights [K, N]: one scale per output channel
+            np.testing.assert_allclose(scale, np.abs(w).max(axis=0) / 127, rtol=1e-6)
+            np.testing.assert_allclose(q * scale, w, atol=float(scale.max()) / 2 + 1e-7)
+            linears += 1
+    assert (linears, embeddings) == (12, 3)
