@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -207,3 +208,42 @@ def test_backend_errors_are_one_line(
     assert "\n" not in str(info.value)
     with pytest.raises(UserError, match="unknown fec.backend"):
         create_expression_model("dlib", settings)
+
+
+async def test_openai_timeouts_are_retried_then_fail(keyframes: KeyFrames) -> None:
+    from workers.vlm.openai_chat import VlmError
+
+    calls: list[float] = []
+
+    async def slow(request: web.Request) -> web.Response:
+        calls.append(1.0)
+        await asyncio.sleep(1.0)
+        return web.json_response({})
+
+    async def refuse(request: web.Request) -> web.Response:
+        calls.append(2.0)
+        return web.Response(status=400, text="model does not accept images")
+
+    app = web.Application()
+    app.router.add_post("/slow/chat/completions", slow)
+    app.router.add_post("/bad/chat/completions", refuse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        slow_d = OpenAIDescriber(
+            f"http://127.0.0.1:{port}/slow", "m", timeout_s=0.3, retries=1, backoff_s=0.01
+        )
+        with pytest.raises(VlmError, match="no answer after 2 attempts"):
+            await slow_d.describe(keyframes, [b"\xff\xd8fake"])
+        await slow_d.close()
+        assert calls.count(1.0) == 2
+        bad_d = OpenAIDescriber(f"http://127.0.0.1:{port}/bad", "m", retries=3)
+        with pytest.raises(VlmError, match="HTTP 400 model does not accept images"):
+            await bad_d.describe(keyframes, [b"\xff\xd8fake"])
+        await bad_d.close()
+        assert calls.count(2.0) == 1  # client errors are not retried
+    finally:
+        await runner.cleanup()
