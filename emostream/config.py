@@ -74,7 +74,7 @@ class VadSettings(Section):
     """Silence needed after speech before the utterance is closed (end-of-speech delay)."""
     preroll_ms: int = 200
     """Audio kept before the detected start, so first phonemes are not cut."""
-    tail_ms: int = 96
+    tail_ms: int = 64
     """Audio kept after the last speech chunk. The utterance ends there, and after this much silence the
     segmenter publishes the pause partial (see ``partial_on_pause``)."""
     max_utterance_s: float = 15.0

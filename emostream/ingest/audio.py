@@ -157,7 +157,7 @@ def _to_mono(frame: Any, sample_rate: int | None) -> tuple[Audio, int]:
             arr = arr.reshape(-1, channels).T
         x = _as_float(arr).mean(axis=0) if channels > 1 else _as_float(arr).reshape(-1)
     else:
-        rate = int(sample_rate or SAMPLE_RATE)
+        rate = SAMPLE_RATE if sample_rate is None else int(sample_rate)
         arr = np.asarray(frame)
         if arr.ndim == 2:
             # (samples, channels) like soundfile, or (channels, samples) like PyAV planar
