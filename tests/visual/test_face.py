@@ -126,6 +126,10 @@ def test_key_frames_top_k_in_time_order() -> None:
     picked = top_k_in_time_order(scores, 2)
     assert picked == sorted(picked) and 3 in picked
     assert top_k_in_time_order(scores, 0) == []
+    flat = np.full(9, 0.9, np.float32)  # a still face: equal scores
+    assert top_k_in_time_order(flat, 3) == [0, 4, 8]
+    assert top_k_in_time_order(np.asarray([0.2, 0.9, 0.95, 0.3], np.float32), 2) == [1, 2]
+    assert top_k_in_time_order(flat[:2], 5) == [0, 1]
 
 
 def test_clip_key_frames_time_ordered_and_bounded(analyzer: FaceAnalyzer, clip: list) -> None:

@@ -9,7 +9,8 @@ in the others loses to a face present throughout.
 
 Key frames (Emotion-Qwen FEC): each speaker frame scores ``confidence + change_weight * change``, where
 confidence is the expression model's top probability and change the total-variation distance of its
-expression vector from the previous speaker frame. The ``top_k`` best are kept, in time order.
+expression vector from the previous speaker frame. The ``top_k`` best are kept, in time order (near
+ties are spread over the utterance; see :func:`top_k_in_time_order`).
 """
 
 from __future__ import annotations
@@ -80,9 +81,26 @@ def key_frame_scores(probs: npt.NDArray[np.float32], change_weight: float = 0.5)
     return (conf + change_weight * change).astype(np.float32)
 
 
-def top_k_in_time_order(scores: npt.NDArray[np.float32], k: int) -> list[int]:
-    """Indices of the ``k`` best scores (earlier wins ties), returned sorted by time."""
-    if k <= 0 or len(scores) == 0:
+def top_k_in_time_order(scores: npt.NDArray[np.float32], k: int, spread: float = 0.05) -> list[int]:
+    """Indices of the ``k`` best frames, returned sorted by time.
+
+    Picked greedily: each pick maximises ``score + spread * distance``, where distance is the gap (as a
+    fraction of the utterance) to the nearest frame already picked. Clear score differences win; near
+    ties (a still face) are spread over the utterance instead of bunching at its start, so the
+    describer still sees the beginning and the end. Earlier frames win exact ties.
+    """
+    n = len(scores)
+    if k <= 0 or n == 0:
         return []
-    order = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))
-    return sorted(order[:k])
+    picked: list[int] = []
+    for _ in range(min(k, n)):
+        best, best_value = -1, -np.inf
+        for i in range(n):
+            if i in picked:
+                continue
+            gap = min((abs(i - j) for j in picked), default=0) / max(1, n - 1)
+            value = float(scores[i]) + spread * gap
+            if value > best_value:
+                best, best_value = i, value
+        picked.append(best)
+    return sorted(picked)
