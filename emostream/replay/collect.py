@@ -78,6 +78,23 @@ class Collector(Stage):
         self.waiting: dict[str, asyncio.Future[EmotionEvent]] = {}
         self.early: dict[str, EmotionEvent] = {}
         self.features: dict[str, dict[str, Any]] = {}
+        self.changed = asyncio.Event()
+
+    async def visual_done(self, keys: list[str], timeout_s: float) -> int:
+        """Wait until every key has its visual description (the visual branch may finish after the
+        event); return how many are still missing after ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            missing = sum("description" not in self.features.get(k, {}) for k in keys)
+            left = deadline - loop.time()
+            if not missing or left <= 0:
+                return missing
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), timeout=left)
+            except TimeoutError:
+                pass
 
     def expect(self, key: str) -> asyncio.Future[EmotionEvent]:
         """A future resolved with the event of utterance ``key`` (immediately if it already came)."""
@@ -105,6 +122,7 @@ class Collector(Stage):
                 fut.set_result(message)
         else:
             self.features.setdefault(key, {}).update(feature_of(message))
+            self.changed.set()
         return []
 
 

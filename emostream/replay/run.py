@@ -33,7 +33,7 @@ from emostream.replay.layout import MeldLayout
 from emostream.replay.metrics import RowResult
 from emostream.replay.state import RunState
 from emostream.runner import Pipeline
-from emostream.schema import RoomControl, encode, now, utterance_key
+from emostream.schema import EmotionEvent, RoomControl, encode, now, utterance_key
 from emostream.stage import Stage
 
 TextSource = Literal["gold", "asr"]
@@ -152,9 +152,9 @@ class Replayer:
             )
         ingest = DialogueIngest(bus, self.settings, room, realtime=plan.realtime, gold=plan.text == "gold")
         counters: dict[str, int] = {}
-        pending: list[tuple[Row, str, str, str, asyncio.Future[object]]] = []
+        pending: list[_Pending] = []
+        fed_all: list[_Pending] = []
         results: list[RowResult] = []
-        features: list[dict[str, object]] = []
         self.progress(f"dia{dialogue}", 0, len(rows))
         try:
             for i, row in enumerate(rows):
@@ -167,11 +167,13 @@ class Replayer:
                 key = utterance_key(room, pid, n)
                 fut = self.collector.expect(key)
                 await bus.publish("utterances", encode(fed.utterance))
-                pending.append((row, key, fed.source, fed.note, fut))  # type: ignore[arg-type]
+                pending.append(_Pending(row, key, fed.source, fed.note, fut))
+                fed_all.append(pending[-1])
                 if not plan.realtime:
-                    await self._settle(pending, results, features)
+                    await self._settle(pending, results)
                 self.progress(f"dia{dialogue}", i + 1, len(rows))
-            await self._settle(pending, results, features)
+            await self._settle(pending, results)
+            features = await self._features(fed_all)
         finally:
             ingest.close()
         for pid in people.values():
@@ -180,21 +182,20 @@ class Replayer:
         self.state.save(dialogue, results, features)
         self.finished(dialogue, results)
 
-    async def _settle(
-        self,
-        pending: list[tuple[Row, str, str, str, asyncio.Future[object]]],
-        results: list[RowResult],
-        features: list[dict[str, object]],
-    ) -> None:
-        for row, key, source, note, fut in pending:
+    async def _settle(self, pending: list[_Pending], results: list[RowResult]) -> None:
+        for p in pending:
             event = None
+            note = p.note
             try:
-                event = await asyncio.wait_for(fut, timeout=self.plan.timeout_s)
+                event = await asyncio.wait_for(p.future, timeout=self.plan.timeout_s)
             except TimeoutError:
                 note = (note + "; " if note else "") + f"no event within {self.plan.timeout_s:.0f} s"
-                self.warn(f"dia{row.dialogue}_utt{row.index}: no event within {self.plan.timeout_s:.0f} s")
-            data = event_dict(event) if event is not None else None  # type: ignore[arg-type]
+                self.warn(
+                    f"dia{p.row.dialogue}_utt{p.row.index}: no event within {self.plan.timeout_s:.0f} s"
+                )
+            data = event_dict(event) if event is not None else None
             self.answered += data is not None
+            row = p.row
             results.append(
                 RowResult(
                     dialogue=row.dialogue,
@@ -203,24 +204,46 @@ class Replayer:
                     text=row.text,
                     true=row.emotion,
                     pred=data["label"] if data else None,
-                    source=source,
+                    source=p.source,
                     event=data,
                     note=note,
                 )
             )
-            feats = self.collector.forget(key)
-            features.append(
+        pending.clear()
+
+    async def _features(self, fed: list[_Pending]) -> list[dict[str, object]]:
+        """Features of a finished dialogue, after the visual branch caught up with its clips."""
+        visual = [p.key for p in fed if p.source == "clip"]
+        if visual:
+            missing = await self.collector.visual_done(visual, self.plan.timeout_s)
+            if missing:
+                self.warn(f"{missing} visual description(s) never arrived; their features lack them")
+        out: list[dict[str, object]] = []
+        for p in fed:
+            row = p.row
+            out.append(
                 {
                     "dialogue": row.dialogue,
                     "utterance_id": row.index,
                     "speaker": row.speaker,
                     "text": row.text,
                     "emotion": row.emotion,
-                    "source": source,
-                    **feats,
+                    "source": p.source,
+                    **self.collector.forget(p.key),
                 }
             )
-        pending.clear()
+        return out
+
+
+@dataclass
+class _Pending:
+    """An utterance fed to the pipeline whose event is awaited."""
+
+    row: Row
+    key: str
+    source: str
+    note: str
+    future: asyncio.Future[EmotionEvent]
 
 
 async def _control(bus: Bus, msg: RoomControl) -> None:

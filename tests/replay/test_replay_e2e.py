@@ -1,0 +1,56 @@
+"""End to end: synthesized MELD clips through segmenter, ASR, FEC, VLM, context and fusion."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z']+", text.lower()))
+
+
+def test_asr_replay_end_to_end(synth_root: Path, tmp_path: Path, replay: Any) -> None:
+    out = tmp_path / "asr"
+    metrics, err = replay("--root", str(synth_root), "--split", "dev", "--text", "asr", "--out", str(out))
+    assert {"weighted_f1", "accuracy", "per_class_f1", "utterances"} <= set(metrics)
+    assert metrics["utterances"] == metrics["answered"] == 11
+    assert metrics["sources"] == {"clip": 11} and metrics["media"] is True
+    assert 0.0 <= metrics["weighted_f1"] <= 100.0
+    assert "total" in metrics["latency_ms"] and "asr" in metrics["latency_ms"]
+    events = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
+    assert len(events) == 11
+    # espeak-ng speech is transcribed: most utterances share most of their words with the CSV text
+    overlaps = [
+        len(_words(e["transcript"]) & _words(e["meld"]["text"])) / max(1, len(_words(e["meld"]["text"])))
+        for e in events
+    ]
+    assert sum(o >= 0.5 for o in overlaps) >= 8, overlaps
+    # the faces in the clips reach the fusion stage for some utterances
+    assert any("visual" in e["modalities"] for e in events) or metrics["visual_status"].get("late", 0) > 0
+    features = [json.loads(x) for x in (out / "features.jsonl").read_text().splitlines()]
+    assert len(features) == 11
+    assert all(f.get("transcript") is not None for f in features)
+    assert sum(bool(f.get("face_found")) for f in features) >= 8
+    assert any(f.get("description_embedding") for f in features)
+    for name in ("metrics.json", "confusion.png", "report.md", "timelines/dia0.png", "timelines/dia3.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert "weighted-F1" in (out / "report.md").read_text()
+
+
+def test_gold_text_replay_uses_csv_text(synth_root: Path, tmp_path: Path, replay: Any) -> None:
+    out = tmp_path / "gold"
+    metrics, _ = replay(
+        "--root", str(synth_root), "--split", "dev", "--text", "gold", "--out", str(out), "--dialogues", "0,3"
+    )
+    assert metrics["utterances"] == metrics["answered"] == 5
+    events = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
+    assert [e["transcript"] for e in events] == [e["meld"]["text"] for e in events]
+    assert {e["room"] for e in events} == {"meld-dev-dia0", "meld-dev-dia3"}
+    assert [(e["speaker"], e["utterance"]) for e in events if e["room"] == "meld-dev-dia3"] == [
+        ("gary", 0),
+        ("ross", 0),
+        ("chandler", 0),
+    ]
