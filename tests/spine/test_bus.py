@@ -145,6 +145,7 @@ async def test_memory_bus_applies_backpressure_instead_of_dropping_unacked() -> 
         await bus.publish("s", b"%d" % i)
     with pytest.raises(BusFull, match="stream s is full .* raise bus.maxlen"):
         await bus.publish("s", b"3")
+    bus.publish_timeout_s = 30
     blocked = asyncio.create_task(bus.publish("s", b"3"))
     await asyncio.sleep(0.05)
     assert not blocked.done()  # waiting for the consumer, not dropping

@@ -37,7 +37,8 @@ async def test_metrics_endpoint_counts_processed_lag_and_latency(bus: Bus) -> No
     await bus.publish_many(stream_of(0), [*pings(40), b"junk"])
     stop = asyncio.Event()
     task = asyncio.create_task(run_stage(stage, bus, fast_settings(bus.url), consumer="c", stop=stop))
-    await collect(bus, stream_of(1), {f"m{i}" for i in range(40)}, settle_s=0.4)
+    await collect(bus, stream_of(1), {f"m{i}" for i in range(40)}, settle_s=0)
+    await asyncio.sleep(0.6)  # the lag gauge refreshes every 0.2 s
     body = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read())
     stop.set()
     await task
