@@ -12,19 +12,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from emostream.cli import main
+
 # Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime
 MOJIBAKE = ["90", "Itâ€™s fine, Iâ€™m okayâ€¦", "Joey", "joy", "positive", "2", "6", "6", "4", "", ""]
 UNKNOWN = ["91", "Whatever.", "Estelle", "confused", "neutral", "2", "7", "6", "4", "", ""]
 
 
-def test_csv_only_root_replays_text_only(tmp_path: Path, make_csv: Callable[..., Path], replay: Any) -> None:
-    make_csv(tmp_path / "root" / "dev_sent_emo.csv", (0, 1, 2, 3, 4))
+def test_csv_only_root_replays_text_only_like_eval_meld(
+    tmp_path: Path, make_csv: Callable[..., Path], replay: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = make_csv(tmp_path / "root" / "dev_sent_emo.csv", (0, 1, 2, 3, 4))
     metrics, err = replay("--root", str(tmp_path / "root"), "--out", str(tmp_path / "out"))
     assert "text-only replay (no clips found for split dev" in err
     assert metrics["media"] is False and metrics["sources"] == {"csv": 42}
     assert metrics["utterances"] == metrics["answered"] == 42
     assert metrics["modalities"] == {"text": 42}
-    assert metrics["weighted_f1"] > 0
+    # the live path (bus, context worker, fusion) scores exactly what `emostream eval meld` scores
+    assert main(["eval", "meld", "--csv", str(csv), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert evaluated["utterances"] == 42
+    assert metrics["weighted_f1"] == evaluated["weighted_f1"]
+    assert metrics["per_class_f1"] == evaluated["per_class_f1"]
 
 
 def test_bad_clips_and_csv_rows_are_reported_and_skipped(
