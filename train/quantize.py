@@ -232,6 +232,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(list(sys.argv[1:] if argv is None else argv))
+    if (Path(args.checkpoint) / "fusion.safetensors").is_file():  # a fusion checkpoint: train.quant_fusion
+        from train.quant_fusion import build_fusion
+
+        name = args.model if args.model != "emostream-text-int8" else "emostream-fusion-int8"
+        out = Path(args.out or REPO / "models" / name)
+        fused = build_fusion(Path(args.checkpoint), out)
+        if args.manifest and f'[models."{name}"]' in Path(args.manifest).read_text():
+            update_manifest(Path(args.manifest), name, out)
+        print(
+            json.dumps({"model": name, **fused, "files": {p.name: sha256(p) for p in sorted(out.iterdir())}})
+        )
+        return 0
     result = build(args)
     print(json.dumps(result))
     if result["top1_agreement"] < args.min_agreement:

@@ -124,3 +124,42 @@ def test_scales_in_graph_match_the_source_weights(tiny_models: TinyModels) -> No
             np.testing.assert_allclose(q * scale, w, atol=float(scale.max()) / 2 + 1e-7)
             linears += 1
     assert (linears, embeddings) == (12, 3)
+
+
+def test_fusion_checkpoint_exports_to_the_runtime_contract(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from emostream.fusion_runtime import FusionHead
+    from train.fusion import FusedModel
+    from train.modules import ResidualFusion, VisualStudent
+    from train.quantize import main
+
+    torch.manual_seed(0)
+    model = FusedModel(VisualStudent(384, 64, 96, dropout=0.0), ResidualFusion(64, 64)).eval()
+    with torch.no_grad():
+        model.fusion.alpha.fill_(1.0)  # a visible correction, so the check is not just z_t
+        model.fusion.correct.weight.mul_(5)
+    ckpt = tmp_path / "fusion"
+    ckpt.mkdir()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt / "fusion.safetensors"))
+    assert main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "out"), "--manifest", ""]) == 0
+    head = FusionHead.from_dir(tmp_path / "out")
+    assert head.visual_dim == 384
+    rng = np.random.default_rng(1)
+    worst, corrected = 0.0, 0
+    for _ in range(24):
+        h, z = rng.standard_normal(64).astype(np.float32), rng.standard_normal(7).astype(np.float32)
+        v = (h @ rng.standard_normal((64, 384)) * 0.2 + rng.standard_normal(384)).astype(np.float32)
+        got = head.fuse(h.tolist(), z.tolist(), v.tolist(), 0.9)
+        with torch.no_grad():
+            want, _ = model({"h": torch.tensor(h[None]), "logits": torch.tensor(z[None]),
+                             "emb": torch.tensor(v[None]), "confidence": torch.tensor([0.9])})  # fmt: skip
+        correction = float(np.abs(want[0].numpy() - z).max())
+        # INT8 weights: a few percent of the visual correction (plus noise in cos(h_t, h_v) near 0)
+        np.testing.assert_allclose(got, want[0].numpy(), atol=0.03)
+        worst = max(worst, float(np.abs(got - want[0].numpy()).max()))
+        corrected += correction > 0.1  # cos(h_t, h_v) <= 0 adds no correction, by design
+    assert corrected >= 5, "the visual correction should change the logits"
+    assert worst > 0  # the head really runs INT8 weights, not a copy of FP32
+    assert not head.usable([0.0] * 10) and not head.usable(None) and head.usable([0.1] * 384)
