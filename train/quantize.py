@@ -140,6 +140,24 @@ def agreement(ref: Path, test: Path, tokenizer_json: Path, max_tokens: int, csv:
     }
 
 
+def fixture_reference(fp32: Path, tokenizer_json: Path, max_tokens: int) -> dict[str, Any]:
+    """FP32 logits on the fixture CSV, stored in meta.json: tests check the shipped INT8 model against them
+    without needing the FP32 weights (which are not shipped)."""
+    from emostream.dialogue import meld_prompts
+    from emostream.erc_runtime import TextModel
+    from emostream.meld import read_meld
+
+    model = TextModel.from_files(fp32, tokenizer_json, max_tokens=max_tokens)
+    prompts = [p for d in read_meld(FIXTURE).dialogues.values() for p in meld_prompts(model.builder, d)]
+    logits = np.concatenate([model.run([p])[1] for p in prompts])
+    return {
+        "csv": str(FIXTURE.relative_to(REPO)),
+        "csv_sha256": sha256(FIXTURE),
+        "top1": logits.argmax(1).tolist(),
+        "logits": np.round(logits, 4).tolist(),
+    }
+
+
 def update_manifest(manifest: Path, name: str, folder: Path) -> None:
     """Rewrite the ``[models."NAME".files]`` table and ``size`` of one local-source entry in place."""
     text = manifest.read_text()
@@ -187,6 +205,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
             "source_checkpoint": str(ckpt),
             "source_sha256": sha256(ckpt / "model.safetensors"),
             **report,
+            "fixture_fp32": fixture_reference(fp32, ckpt / "tokenizer.json", meta["max_tokens"]),
         }
         (out / "meta.json").write_text(json.dumps({**meta, "quantization": quant}, indent=2) + "\n")
         check = agreement(
