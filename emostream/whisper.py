@@ -117,7 +117,7 @@ class WhisperEngine:
         self._make_tokenizer = lambda language: Tokenizer(
             self.fw.hf_tokenizer, self.multilingual, task="transcribe", language=language
         )
-        self.tokenizer = self._tokenizer(lang)
+        self.tokenizer = self._tokenizer(lang or "en")  # special token ids; prompts use per-item languages
         self.language = lang
         self.suppress = list(get_suppressed_tokens(self.tokenizer, [-1]))
         self._storage = ctranslate2.StorageView.from_array

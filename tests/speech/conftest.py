@@ -16,7 +16,7 @@ import pytest
 from emostream.bench.asr import speak
 from emostream.ingest.audio import SAMPLE_RATE
 
-SPEAKERS = {"ann": "en-us", "ben": "en-gb", "cal": "en-us-nyc"}
+SPEAKERS = {"ann": "en-us", "ben": "en-gb", "cal": "en-gb-x-rp"}
 SCRIPT: list[tuple[str, str]] = [
     ("ann", "Good morning everyone, thanks for joining the call."),
     ("ben", "Morning. I have the report ready for you."),
