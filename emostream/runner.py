@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from emostream.bus import Bus, open_bus
 from emostream.config import Settings
+from emostream.errors import UserError
 from emostream.stage import Stage, StageStats, run_stage
 
 log = logging.getLogger("emostream.runner")
@@ -23,12 +24,19 @@ def default_consumer(name: str) -> str:
     return f"{name}-{socket.gethostname()}-{os.getpid()}"
 
 
-def install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:
-    """SIGTERM/SIGINT set ``stop`` (graceful drain); returns a function that removes the handlers."""
+def install_stop_signals(
+    stop: asyncio.Event, force: Callable[[], object] | None = None
+) -> Callable[[], None]:
+    """SIGTERM/SIGINT set ``stop`` (graceful drain); a second one calls ``force`` (e.g. cancel the
+    run: in-flight work stays pending for others). Returns a function that removes the handlers."""
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT)
 
     def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set() and force is not None:
+            log.warning("second signal: stopping now", extra={"signal": sig.name})
+            force()
+            return
         log.info("stopping", extra={"signal": sig.name})
         stop.set()
 
@@ -94,14 +102,23 @@ async def run_worker(stage: Stage, settings: Settings, *, consumer: str = "") ->
         await bus.ping()
         serve_metrics(settings.stage.metrics_port, settings.stage.metrics_host)
         stop = asyncio.Event()
-        remove = install_stop_signals(stop)
         consumer = consumer or default_consumer(stage.name)
         log.info(
             "worker starting",
             extra={"stage": stage.name, "consumer": consumer, "bus": redact_url(settings.bus.url)},
         )
+        task = asyncio.create_task(run_stage(stage, bus, settings, consumer=consumer, stop=stop))
+        remove = install_stop_signals(stop, force=task.cancel)
         try:
-            return await run_stage(stage, bus, settings, consumer=consumer, stop=stop)
+            return await task
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise
+            raise UserError(
+                "stopped without draining (second signal): unfinished messages stay pending until "
+                f"another {stage.name} worker reclaims them",
+                exit_code=130,
+            ) from None
         finally:
             remove()
     finally:

@@ -92,3 +92,30 @@ async def test_work_beyond_grace_is_released_for_others(bus: Bus) -> None:
     stats_next = await rest
     assert len(seen) == N and set(seen.values()) == {1}
     assert stats_next.reclaimed == held
+
+
+async def test_second_signal_stops_a_worker_at_once(flush_redis: str) -> None:
+    from emostream.bus import open_bus
+
+    bus = open_bus(flush_redis)
+    await bus.ensure_group(stream_of(0), "toy1", "0")
+    await bus.publish_many(stream_of(0), pings(10))
+    env = {"EMOSTREAM_STAGE_SHUTDOWN_GRACE_S": "60"}
+    proc = start_worker(flush_redis, 1, "w", delay_ms=60_000, concurrency=10, env=env)
+    try:
+
+        async def holding() -> bool:
+            return await bus.pending_of(stream_of(0), "toy1", "w") == 10
+
+        await wait_until(holding, what="the worker to hold work")
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)
+        assert proc.poll() is None  # draining: waits for its 60 s handlers
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.to_thread(proc.communicate, timeout=15)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert err.decode().splitlines()[-1].startswith("emostream worker: error: stopped without draining")
+    assert await bus.pending_of(stream_of(0), "toy1", "w") == 10  # left for others to reclaim
+    await bus.close()
