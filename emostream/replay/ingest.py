@@ -30,7 +30,7 @@ from emostream.bus.base import Bus
 from emostream.config import Settings
 from emostream.meld import Utterance as Row
 from emostream.replay.media import ClipMedia, Participant, decode_clip
-from emostream.schema import Utterance, now
+from emostream.schema import FrameRef, Utterance, now
 
 
 @dataclass
@@ -63,6 +63,23 @@ def csv_duration(row: Row, default: float = 2.0) -> float:
 
 
 @dataclass
+class Prepared:
+    """A row placed on the room timeline, its clip decoded (``media``) or not (text-only)."""
+
+    row: Row
+    speaker: str
+    number: int
+    source: str
+    start: float
+    end: float
+    clock: float
+    """Room time when this row is over (real-time pacing waits for it)."""
+    media: ClipMedia | None = None
+    note: str = ""
+    warning: str = ""
+
+
+@dataclass
 class DialogueIngest:
     """The ingest of one room: a participant (segmenter + frame buffer) per speaker, one timeline."""
 
@@ -76,69 +93,61 @@ class DialogueIngest:
     participants: dict[str, Participant] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
 
-    async def feed(self, row: Row, speaker: str, number: int, clip: Path | None) -> Fed:
-        """Build (and blob-store) the Utterance of ``row`` as participant ``speaker``'s ``number``-th."""
+    async def prepare(self, row: Row, speaker: str, number: int, clip: Path | None) -> Prepared:
+        """Decode ``row``'s clip (in a thread) and place it on the room timeline. Call in row order;
+        the replay prepares row k+1 while row k is still in the pipeline."""
+        offset = self.clock
         if clip is None:
-            return await self._text_only(row, speaker, number, "csv", "no clip")
+            return self._text_only(row, speaker, number, "csv", "no clip")
         part = self.participants.get(speaker)
         if part is None:
             part = self.participants[speaker] = Participant(self.settings, self.room, speaker)
         try:
-            media = await asyncio.to_thread(decode_clip, clip, part, self.clock)
+            media = await asyncio.to_thread(decode_clip, clip, part, offset)
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             warning = f"{clip.name}: cannot decode ({reason}); replayed from its CSV text"
-            return await self._text_only(row, speaker, number, "fallback", f"bad clip: {reason}", warning)
+            return self._text_only(row, speaker, number, "fallback", f"bad clip: {reason}", warning)
         if media.audio.size == 0:
             warning = f"{clip.name}: no audio stream; replayed from its CSV text"
-            return await self._text_only(row, speaker, number, "fallback", "no audio", warning)
-        await self._pace(self.clock + media.duration)
-        utterance = await self._publish_media(row, speaker, number, media)
-        self.clock += media.duration
-        return Fed(utterance, "clip", media.note)
+            return self._text_only(row, speaker, number, "fallback", "no audio", warning)
+        self.clock = offset + media.duration
+        return Prepared(row, speaker, number, "clip", media.start, media.end, self.clock, media, media.note)
 
-    async def _publish_media(self, row: Row, speaker: str, number: int, media: ClipMedia) -> Utterance:
-        ttl = self.settings.bus.blob_ttl_s
-        base = f"{self.room}/{speaker}/{number}"
-        audio_ref = await self.bus.put_blob(f"audio/{base}", media.audio.astype(np.float32).tobytes(), ttl)
-        frames = [
-            await self.bus.put_blob(f"frame/{base}/{i}", jpeg, ttl)
-            for i, (_, jpeg) in enumerate(media.frames)
-        ]
-        from emostream.schema import FrameRef
-
-        return Utterance(
-            room=self.room,
-            speaker=speaker,
-            utterance=number,
-            start=media.start,
-            end=media.end,
-            sample_rate=16000,
-            audio=audio_ref,
-            frames=[FrameRef(t=t, blob=ref) for (t, _), ref in zip(media.frames, frames, strict=True)],
-            text=row.text if self.gold else "",
-            eos_at=now(),
-            trace={"ingest": now()},
-        )
-
-    async def _text_only(
-        self, row: Row, speaker: str, number: int, source: str, note: str, warning: str = ""
-    ) -> Fed:
-        seconds = csv_duration(row)
-        start = self.clock
-        self.clock += seconds
-        await self._pace(self.clock)
+    async def finish(self, prep: Prepared) -> Fed:
+        """Wait for the clip's end in real time (if asked), store its media as blobs, build the Utterance."""
+        await self._pace(prep.clock)
+        row, media = prep.row, prep.media
+        audio_ref = ""
+        frames: list[FrameRef] = []
+        if media is not None:
+            ttl = self.settings.bus.blob_ttl_s
+            base = f"{self.room}/{prep.speaker}/{prep.number}"
+            audio_ref = await self.bus.put_blob(
+                f"audio/{base}", media.audio.astype(np.float32).tobytes(), ttl
+            )
+            for i, (t, jpeg) in enumerate(media.frames):
+                frames.append(FrameRef(t=t, blob=await self.bus.put_blob(f"frame/{base}/{i}", jpeg, ttl)))
         utterance = Utterance(
             room=self.room,
-            speaker=speaker,
-            utterance=number,
-            start=start,
-            end=self.clock,
-            text=row.text,
+            speaker=prep.speaker,
+            utterance=prep.number,
+            start=prep.start,
+            end=prep.end,
+            audio=audio_ref,
+            frames=frames,
+            text=row.text if (self.gold or media is None) else "",
             eos_at=now(),
             trace={"ingest": now()},
         )
-        return Fed(utterance, source, note, warning)
+        return Fed(utterance, prep.source, prep.note, prep.warning)
+
+    def _text_only(
+        self, row: Row, speaker: str, number: int, source: str, note: str, warning: str = ""
+    ) -> Prepared:
+        start = self.clock
+        self.clock += csv_duration(row)
+        return Prepared(row, speaker, number, source, start, self.clock, self.clock, None, note, warning)
 
     async def _pace(self, media_time: float) -> None:
         """In real time, wait until the wall clock reaches ``media_time`` of this room."""

@@ -156,12 +156,19 @@ class Replayer:
         fed_all: list[_Pending] = []
         results: list[RowResult] = []
         self.progress(f"dia{dialogue}", 0, len(rows))
+        order: list[tuple[Row, str, int, Path | None]] = []
+        for row in rows:
+            pid = people[row.speaker]
+            n = counters[pid] = counters.get(pid, -1) + 1
+            order.append((row, pid, n, plan.layout.clip(dialogue, row.index) if plan.media else None))
+        # decode row k+1 while row k is in the pipeline (its place on the timeline is known by then)
+        upcoming = asyncio.create_task(ingest.prepare(*order[0]))
         try:
-            for i, row in enumerate(rows):
-                pid = people[row.speaker]
-                n = counters[pid] = counters.get(pid, -1) + 1
-                clip = plan.layout.clip(dialogue, row.index) if plan.media else None
-                fed = await ingest.feed(row, pid, n, clip)
+            for i, (row, pid, n, _) in enumerate(order):
+                prepared = await upcoming
+                if i + 1 < len(order):
+                    upcoming = asyncio.create_task(ingest.prepare(*order[i + 1]))
+                fed = await ingest.finish(prepared)
                 if fed.warning:
                     self.warn(fed.warning)
                 key = utterance_key(room, pid, n)
@@ -175,6 +182,7 @@ class Replayer:
             await self._settle(pending, results)
             features = await self._features(fed_all)
         finally:
+            upcoming.cancel()
             ingest.close()
         for pid in people.values():
             await _control(bus, RoomControl(room=room, action="leave", participant=pid, at=now()))
