@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from emostream.config import ConfigError, load_settings
 from emostream.errors import UserError
-from emostream.replay.layout import describe_missing, load_split, open_layout, parse_dialogues
+from emostream.replay.layout import count_mojibake, describe_missing, load_split, open_layout, parse_dialogues
 from emostream.replay.metrics import RowResult, summarize
 from emostream.replay.report import write_report
 from emostream.replay.run import ReplayPlan, TextSource, default_out, run_replay
@@ -55,6 +55,11 @@ def replay_meld(args: argparse.Namespace) -> dict[str, Any]:
     for reason, count in sorted(split.skipped.items()):
         msg = f"{layout.csv.name}: skipped {count} row(s): {reason.replace('_', ' ')}"
         err.print(f"[yellow]warning:[/] {msg}")
+        notes.append(msg)
+    repaired = count_mojibake(layout.csv)
+    if repaired:
+        msg = f"{layout.csv.name}: repaired mis-decoded characters (e.g. â€™ -> ') in {repaired} row(s)"
+        err.print(msg, markup=False, highlight=False)
         notes.append(msg)
     rows = [r for d in dialogues.values() for r in d]
     media = bool(layout.clips) and not args.no_media

@@ -118,6 +118,15 @@ def load_split(layout: MeldLayout) -> MeldSplit:
     return read_meld(layout.csv)
 
 
+_MOJIBAKE = re.compile("â€|Ã.|Â")
+
+
+def count_mojibake(csv_path: Path) -> int:
+    """Rows whose text shows UTF-8 read as cp1252 (``â€™``); emostream.meld repairs them on reading."""
+    text = csv_path.read_bytes().decode("utf-8-sig", errors="replace")
+    return sum(1 for line in text.splitlines() if _MOJIBAKE.search(line))
+
+
 def parse_dialogues(spec: str) -> set[int]:
     """``"0-9,12"`` -> {0..9, 12}. Raises UserError on anything else."""
     chosen: set[int] = set()

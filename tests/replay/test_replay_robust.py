@@ -49,6 +49,7 @@ def test_bad_clips_and_csv_rows_are_reported_and_skipped(
     metrics, err = replay("--root", str(copy_root), "--text", "gold", "--out", str(out))
     lines = err.splitlines()
     assert any("skipped 1 row(s): unknown label" in x for x in lines), err
+    assert any("repaired mis-decoded characters" in x and "in 1 row(s)" in x for x in lines), err
     assert any("clips missing: dia2_utt3.mp4" in x for x in lines), err
     assert any("dia2_utt4.mp4: cannot decode" in x for x in lines), err
     assert any("dia2_utt6.mp4" in x for x in lines), err  # the mojibake row has no clip either
