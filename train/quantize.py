@@ -29,8 +29,10 @@ from train.quant_graph import Kernel, weight_only_int8
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests/fixtures/meld/dev_sample.csv"
 DEFAULT_KERNEL: Kernel = "integer"
-DEFAULT_KEEP_FLOAT: tuple[str, ...] = ("layer.0/output/dense",)
-"""Linears that keep FP32 activations under the ``integer`` kernel (the most outlier-sensitive one)."""
+DEFAULT_KEEP_FLOAT: tuple[str, ...] = (r"layer\.\d+/output/dense",)
+"""Linears (node-name regexes) kept on the ``dq`` kernel under ``integer``: the FFN output projections,
+whose post-GELU inputs lose most to a per-tensor UINT8 scale (MELD dev, epoch-1 teacher: top-1 agreement
+with FP32 0.965 with all Linears integer, 0.973 keeping layer 0's, 0.980 keeping all six; 15 -> 22 ms)."""
 INPUTS = ("input_ids", "attention_mask", "mask_pos")
 OUTPUTS = ("embedding", "logits")
 
