@@ -10,6 +10,7 @@ training used, so the context worker and ``emostream eval meld`` see exactly wha
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from emostream.erc_prompt import PromptBuilder, PromptInput, Turn
 from emostream.errors import UserError
 from emostream.schema import EMOTIONS
 
+log = logging.getLogger("emostream.context")
 PROVIDERS = ("cpu", "cuda", "tensorrt")
 
 
@@ -130,6 +132,13 @@ class TextModel:
         if missing:
             raise UserError(f"{folder} is not a runtime text model: {', '.join(missing)} missing")
         meta = json.loads((folder / "meta.json").read_text())
+        kernel = meta.get("quantization", {}).get("kernel")
+        if options is not None and options.provider != "cpu" and kernel == "integer":
+            log.warning(
+                "this model's INT8 kernel runs on CPU only; for GPU/Jetson export with "
+                "`emostream train quantize --kernel dq` (TensorRT: INT8 weights, FP16 activations)",
+                extra={"model": folder.name, "provider": options.provider},
+            )
         return cls.from_files(
             folder / "model.onnx", folder / "tokenizer.json", meta, max_tokens, options, name=folder.name
         )

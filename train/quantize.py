@@ -167,7 +167,7 @@ def update_manifest(manifest: Path, name: str, folder: Path) -> None:
     table = f'[models."{name}".files]'
     if head not in text or table not in text:
         raise SystemExit(f"{manifest} has no entry {name}: ask the [models] owner to add it")
-    files = sorted(p for p in folder.iterdir() if p.is_file())
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != "README.md")  # the card is docs
     total = sum(p.stat().st_size for p in files)
     rows = "".join(f'"{p.name}" = {{ sha256 = "{sha256(p)}", size = {p.stat().st_size} }}\n' for p in files)
     start = text.index(table) + len(table) + 1
@@ -204,7 +204,9 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
             "inputs": list(INPUTS),
             "outputs": list(OUTPUTS),
             "fp32_onnx_mb": round(fp32.stat().st_size / 1e6, 2),
-            "source_checkpoint": str(ckpt),
+            "source_checkpoint": str(
+                ckpt.resolve().relative_to(REPO) if ckpt.resolve().is_relative_to(REPO) else ckpt
+            ),
             "source_sha256": sha256(ckpt / "model.safetensors"),
             **report,
             "fixture_fp32": fixture_reference(fp32, ckpt / "tokenizer.json", meta["max_tokens"]),

@@ -163,3 +163,16 @@ def test_fusion_checkpoint_exports_to_the_runtime_contract(tmp_path: Path) -> No
     assert corrected >= 5, "the visual correction should change the logits"
     assert worst > 0  # the head really runs INT8 weights, not a copy of FP32
     assert not head.usable([0.0] * 10) and not head.usable(None) and head.usable([0.1] * 384)
+
+
+def test_missing_execution_provider_is_one_clear_error(tiny_models: TinyModels) -> None:
+    from emostream.erc_runtime import RuntimeOptions
+    from emostream.errors import UserError
+
+    with pytest.raises(UserError, match="provider cuda is not available here") as err:
+        TextModel.from_dir(tiny_models.woq_dq, RuntimeOptions(provider="cuda"))
+    assert "\n" not in str(err.value) and "onnxruntime-gpu" in str(err.value)
+    with pytest.raises(UserError, match="unknown provider 'npu'"):
+        TextModel.from_dir(tiny_models.woq_dq, RuntimeOptions(provider="npu"))
+    with pytest.raises(UserError, match="not a runtime text model"):
+        TextModel.from_dir(tiny_models.checkpoint)
