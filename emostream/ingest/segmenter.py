@@ -117,14 +117,22 @@ class Segmenter:
         self._min_speech = max(1, _windows(o.min_speech_ms))
         self._max_windows = max(8, _windows(o.max_utterance_s * 1000))
         self._every = _windows(o.partial_every_ms) if o.partial_every_ms > 0 else 0
-        self._k = 0  # index of the next window in the stream
+        self._k = 0  # index of the next window since the last flush
+        self._base = 0  # samples pushed before the last flush (window 0 starts there)
+        self._pushed = 0  # samples pushed in total
         self._reset_utterance()
 
     # ------------------------------------------------------------------------------------- public
     @property
     def time(self) -> float:
-        """Media time of the next window."""
-        return self.t0 + self._k * WINDOW_S
+        """Media time of the next sample pushed."""
+        return self.t0 + self._pushed / SAMPLE_RATE
+
+    def set_time(self, t: float) -> None:
+        """Make the next sample pushed be at media time ``t`` (a jump in the timeline, e.g. replay)."""
+        if self._active:
+            raise ValueError("set_time during an utterance: call flush() first")
+        self.t0 = t - self._pushed / SAMPLE_RATE
 
     @property
     def in_speech(self) -> bool:
@@ -134,6 +142,7 @@ class Segmenter:
         """Run VAD over ``audio`` (16 kHz mono float32, any length) and return what happened."""
         if audio.size == 0:
             return []
+        self._pushed += audio.size
         probs, joined = self.vad.process(audio)
         events: list[SpeechEvent] = []
         for i, p in enumerate(probs):
@@ -146,7 +155,8 @@ class Segmenter:
         events: list[SpeechEvent] = []
         if self._active:
             self._close("flush", events)
-        self.vad.reset()
+        self.vad.reset()  # samples short of a window are dropped: restart windows at the next sample
+        self._base, self._k = self._pushed, 0
         self._preroll.clear()
         return events
 
@@ -209,7 +219,7 @@ class Segmenter:
             self._split(events)
 
     def _time(self, k: int) -> float:
-        return self.t0 + k * WINDOW_S
+        return self.t0 + (self._base + k * WINDOW) / SAMPLE_RATE
 
     def _audio_end(self) -> int:
         """Buffer length of the utterance as it would close now: up to last speech + tail."""

@@ -205,3 +205,32 @@ def test_periodic_partials_grow_and_pause_partial_matches() -> None:
 def _rss() -> int:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * 4096
+
+
+def test_flush_and_set_time_keep_the_clock_exact() -> None:
+    """Replay-style use: one segmenter per participant, a forced boundary per clip, clips placed on a
+    room timeline. Odd clip lengths (not multiples of a window) must not make the clock drift."""
+    speech = trimmed(speak("Have a nice weekend.", "en-gb"))
+    pad = np.zeros(8_123, np.float32)
+    clip = np.concatenate([pad, speech, pad])
+    seg = Segmenter()
+    starts: list[float] = []
+    for i in range(4):
+        events = seg.push(clip[: clip.size - 700]) + seg.flush()  # cut mid-speech-tail: flush closes
+        starts += [e.start for e in events if isinstance(e, SpeechEnd)]
+        if i == 1:
+            seg.set_time(100.0)
+    clip_s = (clip.size - 700) / SAMPLE_RATE
+    want = [0.0, clip_s, 100.0, 100.0 + clip_s]
+    onset = pad.size / SAMPLE_RATE
+    assert len(starts) == 4
+    for got, t in zip(starts, want, strict=True):
+        assert abs(got - (t + onset)) <= TOLERANCE_S
+    assert abs(seg.time - (100.0 + 2 * clip_s)) < 1e-6
+    seg.push(clip[: pad.size + 8_000])  # half a second into speech
+    try:
+        seg.set_time(5.0)
+    except ValueError as exc:
+        assert "flush" in str(exc)
+    else:
+        raise AssertionError("set_time mid-utterance must refuse")
