@@ -191,3 +191,24 @@ async def test_without_fusion_model_the_text_head_decides_at_once() -> None:
     assert got.visual_status == "disabled" and got.modalities == ["text"] and got.label == "neutral"
     assert got.latency_ms["fusion"] - got.latency_ms["context"] < 1000  # did not wait for the 2 s deadline
     await bus.close()
+
+
+async def test_room_end_and_the_room_bound_forget_histories(tiny_models: TinyModels) -> None:
+    from emostream.schema import RoomControl
+    from emostream.stage import StageContext
+
+    settings = settings_for()
+    settings.context.max_rooms = 2
+    bus = open_bus("memory://", settings.bus)
+    stage = ContextStage(settings, model=TextModel.from_dir(tiny_models.woq_dq), follow=False)
+    ctx = StageContext(bus=bus, settings=settings, stage="context", consumer="c")
+    await stage.setup(ctx)
+    assert stage.rooms is not None
+    for room in ("a", "b", "c"):
+        (out,) = await stage.handle(transcript(0, "alice", "hello", room=room), ctx)
+        assert isinstance(out.message, TextContext) and out.message.room == room
+    assert list(stage.rooms.rooms) == ["b", "c"]  # least recently active room forgotten
+    assert await stage.handle(RoomControl(room="b", action="room_end"), ctx) == []
+    assert list(stage.rooms.rooms) == ["c"]
+    await stage.close()
+    await bus.close()
