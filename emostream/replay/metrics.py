@@ -8,6 +8,7 @@ adds a false negative to its true class and is never a true positive, so lost ev
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +94,35 @@ def weighted_f1(true: list[int], pred: list[int]) -> float:
     return float((f1 * support).sum() / total) if total else 0.0
 
 
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+def _norm_words(text: str) -> list[str]:
+    return _WORD.findall(text.lower().replace("’", "'"))
+
+
+def word_errors(ref: str, hyp: str) -> tuple[int, int]:
+    """(word edit distance, reference words) after lower-casing and dropping punctuation."""
+    r, h = _norm_words(ref), _norm_words(hyp)
+    prev = list(range(len(h) + 1))
+    for i, rw in enumerate(r, 1):
+        cur = [i] + [0] * len(h)
+        for j, hw in enumerate(h, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (rw != hw))
+        prev = cur
+    return prev[-1], len(r)
+
+
+def corpus_wer(rows: list[RowResult]) -> float | None:
+    """Word error rate (percent) of the transcripts of rows replayed from clips, vs the CSV text."""
+    errors = words = 0
+    for r in rows:
+        if r.source == "clip" and r.event is not None:
+            e, n = word_errors(r.text, str(r.event.get("transcript", "")))
+            errors, words = errors + e, words + n
+    return round(100 * errors / words, 2) if words else None
+
+
 def _percentiles(values: list[float]) -> dict[str, float]:
     arr = np.asarray(values, np.float64)
     return {
@@ -105,7 +135,8 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 def summarize(rows: list[RowResult], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The metrics JSON: weighted_f1 and accuracy (percent), per-class F1 and counts, the confusion
     matrix (rows = true, columns = predicted, MELD class order), stage latency p50/p95 (ms from end of
-    speech), modality and visual-status counts, and how rows were replayed."""
+    speech), modality and visual-status counts, how rows were replayed, and the ASR word error rate
+    against the CSV text (0 with gold text; None without clips)."""
     true = [EMOTIONS.index(r.true) for r in rows]
     pred = [EMOTIONS.index(r.pred) if r.pred in EMOTIONS else -1 for r in rows]
     f1, support = f1_scores(true, pred)
@@ -137,6 +168,7 @@ def summarize(rows: list[RowResult], extra: dict[str, Any] | None = None) -> dic
         "modalities": dict(modalities),
         "visual_status": dict(visual),
         "sources": dict(Counter(r.source for r in rows)),
+        "asr_wer": corpus_wer(rows),
     }
     out.update(extra or {})
     return out

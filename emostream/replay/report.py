@@ -130,6 +130,8 @@ def markdown(metrics: dict[str, Any], images: list[str]) -> str:
             f"- throughput: {metrics['utterances_per_s']:.2f} utterances/s "
             f"({metrics.get('wall_s', 0):.1f} s wall)"
         )
+    if metrics.get("asr_wer") is not None:
+        lines.append(f"- ASR word error rate vs the CSV text: {metrics['asr_wer']:.2f}%")
     if metrics.get("mode_note"):
         lines.append(f"- {metrics['mode_note']}")
     lines += ["", "| class | F1 | true | predicted |", "|---|---:|---:|---:|"]

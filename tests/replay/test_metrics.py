@@ -6,7 +6,7 @@ import random
 
 from sklearn.metrics import f1_score
 
-from emostream.replay.metrics import RowResult, summarize, weighted_f1
+from emostream.replay.metrics import RowResult, corpus_wer, summarize, weighted_f1, word_errors
 from emostream.schema import EMOTIONS
 
 
@@ -55,3 +55,16 @@ def test_summary_fields_and_unanswered_rows() -> None:
     assert m["latency_ms"]["asr"]["p50"] == 10.0 and m["latency_ms"]["total"]["n"] == 3
     assert m["modalities"] == {"text": 2, "text+visual": 1}
     assert set(m["per_class_f1"]) == set(EMOTIONS)
+
+
+def test_word_error_rate() -> None:
+    assert word_errors("Oh my God, he’s lost it.", "oh my god he's lost it") == (0, 6)
+    assert word_errors("You're a genius!", "Your tea is...") == (3, 3)
+    assert word_errors("Hey.", "") == (1, 1)
+    rows = [_row(0, "joy", "joy"), _row(1, "joy", "joy")]
+    assert corpus_wer(rows) is None  # no clip rows
+    for r, said in zip(rows, ("x", "y z"), strict=True):
+        r.source, r.text = "clip", "x y"
+        assert r.event is not None
+        r.event["transcript"] = said
+    assert corpus_wer(rows) == 75.0  # 1 deletion + 2 substitutions over 4 reference words
