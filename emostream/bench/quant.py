@@ -95,8 +95,37 @@ def _long_prompt(builder: Any, csv: str) -> Any:
     return best
 
 
+def dev_pass(
+    runners: dict[str, tuple[Callable[[Any], np.ndarray], float]], builder: Any, csv: str, limit: int
+) -> dict[str, dict[str, Any]]:
+    """Every utterance through every variant in turn (batch 1, past-only context), timed per variant:
+    throughput and scores come from the same pass, so load changes hit all variants alike."""
+    from emostream.commands.eval import scores
+    from emostream.dialogue import meld_prompts
+    from emostream.meld import read_meld
+
+    gold: list[int] = []
+    preds: dict[str, list[int]] = {n: [] for n in runners}
+    spent = dict.fromkeys(runners, 0.0)
+    for dialogue in list(read_meld(csv).dialogues.values())[: limit or None]:
+        for utt, prompt in zip(dialogue, meld_prompts(builder, dialogue), strict=True):
+            gold.append(utt.label)
+            for name, (fn, _) in runners.items():
+                t0 = time.perf_counter()
+                preds[name].append(int(np.argmax(fn(prompt))))
+                spent[name] += time.perf_counter() - t0
+    return {
+        n: {
+            **scores(gold, preds[n]),
+            "predictions": preds[n],
+            "utterances": len(gold),
+            "utterances_per_s": round(len(gold) / spent[n], 2),
+        }
+        for n in runners
+    }
+
+
 def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from emostream.commands.eval import evaluate
     from emostream.erc_runtime import RuntimeOptions, TextModel
 
     wanted = [v for v in args.variants.split(",") if v]
@@ -137,11 +166,11 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                     t0 = time.perf_counter()
                     fn(prompt)
                     lat[name].append(time.perf_counter() - t0)
-        results: dict[str, dict[str, Any]] = {}
-        for name, (fn, size) in runners.items():
-            results[name] = evaluate(fn, builder, args.csv, 32, args.limit)
+        results = dev_pass(runners, builder, args.csv, args.limit)
+        for name, (_, size) in runners.items():
             results[name].update(size_mb=round(size, 2), lat=lat[name])
         ref = np.asarray(results["onnx_fp32"]["predictions"])
+        base = results.get("torch_fp32", results["onnx_fp32"])
         lines = []
         for name in [v for v in VARIANTS if v in wanted]:
             r = results[name]
@@ -155,6 +184,8 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                     "dev_weighted_f1": r["weighted_f1"],
                     "dev_accuracy": r["accuracy"],
                     "top1_agreement": round(float((np.asarray(r["predictions"]) == ref).mean()), 4),
+                    "speedup_vs_torch_p50": round(float(np.median(base["lat"]) / np.median(r["lat"])), 2),
+                    "smaller_than_fp32": round(results["onnx_fp32"]["size_mb"] / r["size_mb"], 2),
                     "utterances": r["utterances"],
                     "context_tokens": len(prompt.ids),
                     "threads": args.threads,
