@@ -93,9 +93,10 @@ class FusionStage(Stage):
         key = message.key
         visual: VisualDescription | None = None
         if self.head is not None:
-            ready = message.trace.get("context", schema.now())
-            deadline = ready + self.settings.fusion.deadline_ms / 1000
-            visual = await self.cache.wait(key, max(0.0, deadline - schema.now()))
+            budget = self.settings.fusion.deadline_ms / 1000
+            ready = message.trace.get("context", schema.now())  # when the text was ready
+            wait = min(budget, max(0.0, ready + budget - schema.now()))  # capped: clocks may disagree
+            visual = await self.cache.wait(key, wait)
         else:
             visual = self.cache.get(key)
         status = self.status(visual)
