@@ -15,7 +15,7 @@ from emostream.replay.layout import count_mojibake, describe_missing, load_split
 from emostream.replay.metrics import RowResult, summarize
 from emostream.replay.report import write_report
 from emostream.replay.run import ReplayPlan, TextSource, default_out, run_replay
-from emostream.replay.state import RunState
+from emostream.replay.state import RunState, write_descriptions
 
 
 def _event_line(r: RowResult) -> str:
@@ -150,6 +150,8 @@ def replay_meld(args: argparse.Namespace) -> dict[str, Any]:
     metrics = summarize(results, extra)
     features = state.merge_features(order)
     metrics["features"] = str(features)
+    if media:
+        metrics["descriptions"] = write_descriptions(features, out / "descriptions.jsonl")
     report = write_report(results, metrics, out, timelines=args.timelines)
     stream = sys.stderr if args.json else sys.stdout
     print(

@@ -80,6 +80,25 @@ class RunState:
         return path
 
 
+def write_descriptions(features: Path, out: Path) -> int:
+    """``descriptions.jsonl`` in the form ``train visual|fusion`` reads (train/features.py): one line
+    ``{"dialogue", "utterance", "text", "confidence"}`` per row whose key frames showed a face."""
+    n = 0
+    with out.open("w") as fh:
+        for line in features.read_text().splitlines():
+            f = json.loads(line) if line.strip() else {}
+            if f.get("face_found") and f.get("description"):
+                record = {
+                    "dialogue": f["dialogue"],
+                    "utterance": f["utterance_id"],
+                    "text": f["description"],
+                    "confidence": f.get("visual_confidence", 1.0),
+                }
+                fh.write(json.dumps(record) + "\n")
+                n += 1
+    return n
+
+
 def _atomic_lines(path: Path, records: list[dict[str, Any]]) -> None:
     tmp = path.with_suffix(".tmp")
     with tmp.open("w") as fh:

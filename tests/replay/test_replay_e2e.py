@@ -36,6 +36,10 @@ def test_asr_replay_end_to_end(synth_root: Path, tmp_path: Path, replay: Any) ->
     assert all(f.get("transcript") is not None for f in features)
     assert sum(bool(f.get("face_found")) for f in features) >= 8
     assert any(f.get("description_embedding") for f in features)
+    # the visual descriptions in the form `train visual|fusion` reads
+    described = [json.loads(x) for x in (out / "descriptions.jsonl").read_text().splitlines()]
+    assert len(described) == metrics["descriptions"] >= 8
+    assert set(described[0]) == {"dialogue", "utterance", "text", "confidence"}
     for name in ("metrics.json", "confusion.png", "report.md", "timelines/dia0.png", "timelines/dia3.png"):
         assert (out / name).stat().st_size > 0, name
     assert "weighted-F1" in (out / "report.md").read_text()
