@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import msgspec
+
 from emostream.bus import open_bus
 from emostream.bus.base import Bus
 from emostream.config import Settings
@@ -114,10 +116,15 @@ class Replayer:
 
     async def run(self, todo: list[int]) -> float:
         """Replay dialogues ``todo``; return the wall seconds from pipeline ready to last event."""
-        bus = open_bus("memory://", self.settings.bus)
+        settings = self.settings
+        if not self.plan.media:  # no visual branch runs: fusion must not wait for it
+            settings = msgspec.structs.replace(
+                settings, fusion=msgspec.structs.replace(settings.fusion, deadline_ms=0)
+            )
+        bus = open_bus("memory://", settings.bus)
         names = MEDIA_STAGES if self.plan.media else TEXT_STAGES
-        pipeline = Pipeline(bus, self.settings)
-        for stage in [*build_stages(self.settings, names), self.collector]:
+        pipeline = Pipeline(bus, settings)
+        for stage in [*build_stages(settings, names), self.collector]:
             pipeline.add(stage, consumer=f"replay-{stage.name}")
         stop, ready = asyncio.Event(), asyncio.Event()
         runner = asyncio.create_task(pipeline.run(stop, ready))
