@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from emostream.errors import UserError
 from train.quant_graph import Kernel, weight_only_int8
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +52,7 @@ def load_checkpoint(path: Path) -> tuple[Any, Any, dict[str, Any]]:
 
     for name in ("config.json", "model.safetensors", "tokenizer.json", "head.safetensors", "meta.json"):
         if not (path / name).is_file():
-            raise SystemExit(f"{path} is not a text-teacher checkpoint: {name} is missing")
+            raise UserError(f"{path} is not a text-teacher checkpoint: {name} is missing")
     model, tok, meta = load_hf(path)
     setter = getattr(model.encoder, "set_attn_implementation", None)
     if setter is not None:
@@ -166,7 +167,7 @@ def update_manifest(manifest: Path, name: str, folder: Path) -> None:
     head = f'[models."{name}"]'
     table = f'[models."{name}".files]'
     if head not in text or table not in text:
-        raise SystemExit(f"{manifest} has no entry {name}: ask the [models] owner to add it")
+        raise UserError(f"{manifest} has no entry {name}: ask the [models] owner to add it")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != "README.md")  # the card is docs
     total = sum(p.stat().st_size for p in files)
     rows = "".join(f'"{p.name}" = {{ sha256 = "{sha256(p)}", size = {p.stat().st_size} }}\n' for p in files)
@@ -276,4 +277,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except UserError as exc:
+        raise SystemExit(f"train.quantize: error: {exc}") from None

@@ -43,7 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             )
             p.add_argument("--train-csv", metavar="FILE", help="MELD train_sent_emo.csv")
             p.add_argument("--dev-csv", metavar="FILE", help="MELD dev_sent_emo.csv")
-    q = sub.add_parser("quantize", help="weight-only INT8 export of a trained model (train/quantize.py)")
+    q = sub.add_parser(  # "+" prefix: every "--option" (and --help) is passed through to train.quantize
+        "quantize",
+        help="weight-only INT8 export of a trained model (train/quantize.py)",
+        prefix_chars="+",
+        add_help=False,
+    )
     q.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
 
