@@ -6,6 +6,9 @@ producer can, messages/s from first publish to last consumed; (2) latency at a p
 p50/p95 of publish -> consumed at the sink over ``--seconds``. Stages run in this process
 (``--workers`` runs them as ``emostream worker toy`` processes instead, Redis only). Without
 ``--redis`` it starts its own redis-server on a free loopback port (no persistence).
+
+Besides the wall-clock figures it reports CPU per message (this process, and redis-server from INFO)
+for both phases: on a shared machine the wall figures swing with load, the CPU cost does not.
 """
 
 from __future__ import annotations
@@ -201,6 +204,7 @@ async def _bench_url(url: str, args: argparse.Namespace, workers: bool) -> dict[
         sink.latencies.clear()
         base = sink.seen
         paced = max(1, int(args.rate * args.seconds))
+        cpu0, server0 = time.process_time(), await _server_cpu(bus)
         t0 = time.perf_counter()
         sent = 0
         while sent < paced:  # every tick publishes all messages due by now (one round trip)
@@ -212,6 +216,8 @@ async def _bench_url(url: str, args: argparse.Namespace, workers: bool) -> dict[
             await asyncio.sleep(max(0.0, t0 + sent / args.rate - time.perf_counter()))
         achieved = paced / (time.perf_counter() - t0)
         await sink.wait_for(base + paced, 60)
+        paced_cpu_us = 1e6 * (time.process_time() - cpu0) / paced
+        paced_server_us = 1e6 * (await _server_cpu(bus) - server0) / paced
         lat = sorted(sink.latencies)
         stop.set()
         await sink_task
@@ -229,6 +235,8 @@ async def _bench_url(url: str, args: argparse.Namespace, workers: bool) -> dict[
             "load_avg_1m": round(os.getloadavg()[0], 2),
             "client_cpu_us_per_msg": round(cpu_us, 1),
             "server_cpu_us_per_msg": round(server_us, 1),
+            "paced_client_cpu_us_per_msg": round(paced_cpu_us, 1),
+            "paced_server_cpu_us_per_msg": round(paced_server_us, 1),
         }
     finally:
         stop.set()

@@ -104,6 +104,11 @@ class _Stream:
         return self.base + lo
 
 
+def _expire(fut: asyncio.Future[bool]) -> None:
+    if not fut.done():
+        fut.set_result(False)
+
+
 def _key(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
@@ -119,8 +124,8 @@ class MemoryBus(Bus):
         self._streams: dict[str, _Stream] = {}
         self._blobs: dict[str, tuple[float, bytes]] = {}
         self._blob_puts = 0
-        self._changed: asyncio.Future[None] | None = None
-        """Resolved (and replaced) on every publish and ack, so blocked readers and publishers re-check."""
+        self._waiters: dict[str, set[asyncio.Future[bool]]] = {}
+        """Futures of blocked readers/publishers per stream, resolved by a publish or ack there."""
 
     def _stream(self, name: str) -> _Stream:
         s = self._streams.get(name)
@@ -128,22 +133,28 @@ class MemoryBus(Bus):
             s = self._streams[name] = _Stream()
         return s
 
-    def _notify(self) -> None:
-        fut, self._changed = self._changed, None
-        if fut is not None and not fut.done():
-            fut.set_result(None)
+    def _notify(self, stream: str) -> None:
+        for fut in self._waiters.pop(stream, ()):
+            if not fut.done():
+                fut.set_result(True)
 
-    async def _wait(self, timeout_s: float) -> bool:
-        """Wait for a change for at most ``timeout_s``; False on timeout."""
+    async def _wait(self, streams: list[str], timeout_s: float) -> bool:
+        """Wait until one of ``streams`` changes, at most ``timeout_s``; False on timeout."""
         if timeout_s <= 0:
             return False
-        if self._changed is None:
-            self._changed = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
+        for name in streams:
+            self._waiters.setdefault(name, set()).add(fut)
+        timer = loop.call_later(timeout_s, _expire, fut)
         try:
-            await asyncio.wait_for(asyncio.shield(self._changed), timeout_s)
-        except TimeoutError:
-            return False
-        return True
+            return await fut
+        finally:
+            timer.cancel()
+            for name in streams:
+                waiting = self._waiters.get(name)
+                if waiting is not None:
+                    waiting.discard(fut)
 
     async def publish(self, stream: str, data: bytes) -> str:
         s = self._stream(stream)
@@ -152,7 +163,7 @@ class MemoryBus(Bus):
             if not s.groups or s.droppable():
                 s.drop_oldest()
                 continue
-            if not await self._wait(deadline - time.monotonic()) and len(s) >= self.maxlen:
+            if not await self._wait([stream], deadline - time.monotonic()) and len(s) >= self.maxlen:
                 if not s.droppable():
                     raise BusFull(
                         f"stream {stream} is full ({self.maxlen} entries its consumers have not acked) "
@@ -162,7 +173,7 @@ class MemoryBus(Bus):
         entry_id = s.next_id()
         s.ids.append(entry_id)
         s.data.append(bytes(data))
-        self._notify()
+        self._notify(stream)
         return entry_id
 
     async def ensure_group(self, stream: str, group: str, start: str = "0") -> None:
@@ -199,14 +210,14 @@ class MemoryBus(Bus):
                     g.pel[entry_id] = _Pending(consumer, now, 1, g.next_index)
                     g.next_index += 1
                     out.append(Delivery(name, entry_id, data, 1))
-            if out or not await self._wait(deadline - time.monotonic()):
+            if out or not await self._wait(streams, deadline - time.monotonic()):
                 return out
 
     async def ack(self, stream: str, group: str, ids: list[str]) -> None:
         g = self._group(stream, group)
         for entry_id in ids:
             g.pel.pop(entry_id, None)
-        self._notify()
+        self._notify(stream)
 
     async def claim_stale(
         self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int
@@ -258,7 +269,7 @@ class MemoryBus(Bus):
                     entry_id, data = s.at(index)
                     out.append(Entry(name, entry_id, data))
                     index += 1
-            if out or not await self._wait(deadline - time.monotonic()):
+            if out or not await self._wait(list(starts), deadline - time.monotonic()):
                 return out
 
     async def last_id(self, stream: str) -> str:
