@@ -174,7 +174,9 @@ class Result:
     utterances: int
 
 
-async def run_line(stage: object, line: Line, vad: VadSettings, fresh: bool, index: int = 0) -> Result:
+async def run_line(
+    stage: object, line: Line, vad: VadSettings, fresh: bool, index: int = 0, realtime: bool = False
+) -> Result:
     """One utterance through segmenter -> bus blobs -> ASR handler, with the hangover in real time."""
     from emostream.bus.memory import MemoryBus
     from emostream.ingest.speech import SpeechIngest
@@ -199,17 +201,23 @@ async def run_line(stage: object, line: Line, vad: VadSettings, fresh: bool, ind
     wait_s = max(0.0, (vad.hangover_ms - vad.tail_ms) / 1000)
     pending: list[asyncio.Future[object]] = []
     paused_at = time.perf_counter()
+    started = time.perf_counter()
     for i in range(0, audio.size, step):
+        if realtime:  # the whole clip at the pace of a live call: nothing assumed about the ASR
+            ahead = started + i / SAMPLE_RATE - time.perf_counter()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
         for msg in await ingest.push_audio(audio[i : i + step]):
             if isinstance(msg, PartialAudio):
-                await asyncio.gather(*pending, return_exceptions=True)  # ASR idle at this pause
+                if not realtime:
+                    await asyncio.gather(*pending, return_exceptions=True)  # ASR idle at this pause
                 await stage.handle(msg, ctx)
                 spec_entry = stage._spec.get(msg.key)
                 pending = [spec_entry[1]] if spec_entry else []  # type: ignore[list-item]
                 paused_at = time.perf_counter()
             elif isinstance(msg, Utterance):
                 # the hangover after the last pause partial runs in real time
-                left = wait_s - (time.perf_counter() - paused_at) if pending else 0.0
+                left = wait_s - (time.perf_counter() - paused_at) if pending and not realtime else 0.0
                 if left > 0:
                     await asyncio.sleep(left)
                 t0 = time.perf_counter()
@@ -282,7 +290,7 @@ def summarize(name: str, results: list[Result]) -> dict[str, object]:
 
 
 async def bench_model(
-    name: str, lines: list[Line], asr: AsrSettings, fresh: bool, progress: object
+    name: str, lines: list[Line], asr: AsrSettings, fresh: bool, progress: object, realtime: bool = False
 ) -> list[Result]:
     from workers.asr import AsrStage
 
@@ -293,7 +301,7 @@ async def bench_model(
     out: list[Result] = []
     try:
         for line in lines:
-            out.append(await run_line(stage, line, VadSettings(), fresh, len(out)))
+            out.append(await run_line(stage, line, VadSettings(), fresh, len(out), realtime))
             if callable(progress):
                 progress()
     finally:
@@ -312,6 +320,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-fresh", action="store_true", help="skip the fresh (no early partials) pass")
     parser.add_argument("--out", metavar="FILE", help="also write per-utterance results as CSV")
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="play every clip at live pace (no assumption that the ASR is idle at the last pause; slower)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -337,7 +350,7 @@ def run(args: argparse.Namespace) -> int:
                 asr.min_window_s = args.min_window
             task = bar.add_task(f"asr {name}", total=len(lines))
             results = asyncio.run(
-                bench_model(name, lines, asr, not args.no_fresh, lambda t=task: bar.advance(t))
+                bench_model(name, lines, asr, not args.no_fresh, lambda t=task: bar.advance(t), args.realtime)
             )
             all_results += results
             summary = summarize(name, results)
