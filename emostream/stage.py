@@ -6,8 +6,10 @@ output messages in ``handle``. The runtime (``run_stage``) does everything else:
 N concurrent handlers, publishing outputs *before* acking the input (at-least-once), reclaiming stuck
 messages, dead-lettering undecodable ones, metrics, logs and graceful shutdown.
 
-Delivery is at-least-once: an input is acked only after its outputs are published, so a crash between
-the two redelivers it (handlers derive output ids from the input, so duplicates carry the same id).
+Delivery is at-least-once: an input is acked only after its outputs are published (on Redis both in
+one Lua script, so a crash never leaves outputs without the ack). A handler can still run twice for
+one input (a slow consumer's message reclaimed by another), so handlers derive output ids from the
+input: duplicates carry the same id.
 Setting ``stop`` drains gracefully (stop reading, let in-flight handlers finish within
 ``stage.shutdown_grace_s``, release the rest un-acked for other consumers). Cancelling ``run_stage``
 is a crash: in-flight work stays pending on this consumer until another one reclaims it after

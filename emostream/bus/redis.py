@@ -25,6 +25,26 @@ BLOB_PREFIX = "emostream:blob:"
 _IDLE_RELEASED_MS = 10**12
 """Idle time given to released entries so any consumer's claim_stale takes them at once."""
 
+COMMIT_SCRIPT = """
+local maxlen, n, a = ARGV[1], tonumber(ARGV[2]), 3
+for i = 1, n do
+  redis.call('XADD', KEYS[i], 'MAXLEN', '~', maxlen, '*', 'd', ARGV[a])
+  a = a + 1
+end
+local acked = 0
+for j = n + 1, #KEYS do
+  local group, k = ARGV[a], tonumber(ARGV[a + 1])
+  a = a + 2
+  for first = a, a + k - 1, 500 do
+    acked = acked + redis.call('XACK', KEYS[j], group, unpack(ARGV, first, math.min(first + 499, a + k - 1)))
+  end
+  a = a + k
+end
+return acked
+"""
+"""Publish outputs then ack inputs, atomically. KEYS: output streams, then input streams. ARGV:
+maxlen, number of outputs, one payload per output, then per input stream: group, n, n ids."""
+
 LAG_SCAN_CAP = 1000
 """When Redis cannot report a group's lag, at most this many newer entries are counted."""
 
@@ -67,6 +87,7 @@ class RedisBus(Bus):
         except ValueError as exc:
             raise UserError(f"bad Redis URL {self.where}: {exc}") from None
         self._r: aioredis.Redis = aioredis.Redis.from_pool(pool)
+        self._commit = self._r.register_script(COMMIT_SCRIPT)
         self._outbox: list[_Commit] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -100,9 +121,9 @@ class RedisBus(Bus):
     async def publish_and_ack(
         self, outputs: list[tuple[str, bytes]], stream: str, group: str, entry_id: str
     ) -> None:
-        """Publish outputs then ack the input. Group commit: commits of concurrent handlers that
-        arrive while one pipeline is in flight go together in the next (one round trip for many);
-        each input's XADDs precede its XACK on the same connection, so the order holds."""
+        """Publish outputs and ack the input atomically (one Lua script: a crash cannot leave outputs
+        published but the input un-acked). Group commit: commits of concurrent handlers that arrive
+        while one script call is in flight go together in the next (one round trip for many)."""
         commit = _Commit(outputs, stream, group, entry_id, asyncio.get_running_loop().create_future())
         self._outbox.append(commit)
         if self._flusher is None or self._flusher.done():
@@ -112,36 +133,26 @@ class RedisBus(Bus):
     async def _flush(self) -> None:
         while self._outbox:
             batch, self._outbox = self._outbox, []
-            pipe = self._r.pipeline(transaction=False)
-            acks: dict[tuple[str, str], list[_Commit]] = {}
-            for c in batch:  # every XADD of the batch, then one XACK per (stream, group)
-                for target, data in c.outputs:
-                    pipe.xadd(target, {FIELD: data}, maxlen=self.maxlen, approximate=True)
-                acks.setdefault((c.stream, c.group), []).append(c)
-            for (stream, group), commits in acks.items():
-                pipe.xack(stream, group, *[c.entry_id for c in commits])
-            try:
-                results = await self._call(pipe.execute(raise_on_error=False))
-            except Exception as exc:
-                results = [exc] * (sum(len(c.outputs) for c in batch) + len(acks))
-            errors: dict[int, BaseException] = {}
-            i = 0
+            keys: list[str] = [t for c in batch for t, _ in c.outputs]
+            args: list[Any] = [self.maxlen, len(keys), *[d for c in batch for _, d in c.outputs]]
+            acks: dict[tuple[str, str], list[str]] = {}
             for c in batch:
-                for r in results[i : i + len(c.outputs)]:
-                    if isinstance(r, BaseException):
-                        errors[id(c)] = r
-                i += len(c.outputs)
-            for commits, r in zip(acks.values(), results[i:], strict=True):
-                if isinstance(r, BaseException):
-                    for c in commits:
-                        errors.setdefault(id(c), r)
+                acks.setdefault((c.stream, c.group), []).append(c.entry_id)
+            for (stream, group), ids in acks.items():
+                keys.append(stream)
+                args += [group, len(ids), *ids]
+            error: BaseException | None = None
+            try:
+                await self._call(self._commit(keys=keys, args=args))
+            except Exception as exc:
+                error = exc
             for c in batch:
                 if c.done.done():
                     continue
-                if id(c) in errors:
-                    c.done.set_exception(errors[id(c)])
-                else:
+                if error is None:
                     c.done.set_result(None)
+                else:
+                    c.done.set_exception(error)
 
     async def ensure_group(self, stream: str, group: str, start: str = "0") -> None:
         try:
