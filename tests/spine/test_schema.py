@@ -74,7 +74,7 @@ def struct_strategy(cls: type[msgspec.Struct]) -> st.SearchStrategy[Any]:
 ANY_MESSAGE = st.one_of(*[struct_strategy(t) for t in MESSAGE_TYPES])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(ANY_MESSAGE)
 def test_every_message_round_trips_msgpack_and_json(msg: Any) -> None:
     kind = type(msg)
