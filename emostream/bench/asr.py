@@ -198,7 +198,7 @@ async def run_line(
     compute = 0.0
     spec = False
     n_utt = 0
-    wait_s = max(0.0, (vad.hangover_ms - vad.tail_ms) / 1000)
+    wait_s = max(0.0, (vad.hangover_ms - max(vad.tail_ms, vad.pause_partial_ms)) / 1000)
     pending: list[asyncio.Future[object]] = []
     paused_at = time.perf_counter()
     started = time.perf_counter()
@@ -259,7 +259,7 @@ async def run_line(
     )
 
 
-def summarize(name: str, results: list[Result]) -> dict[str, object]:
+def summarize(name: str, results: list[Result], vad: VadSettings | None = None) -> dict[str, object]:
     errors = sum(r.errors for r in results)
     words = sum(r.words for r in results)
     audio_s = sum(r.seconds for r in results)
@@ -270,7 +270,7 @@ def summarize(name: str, results: list[Result]) -> dict[str, object]:
     def pct(a: np.ndarray, q: float) -> float | None:
         return round(float(np.percentile(a, q)), 1) if a.size else None
 
-    hangover = VadSettings().hangover_ms
+    hangover = (vad or VadSettings()).hangover_ms
     return {
         "model": name,
         "wer": round(errors / max(1, words), 4),
@@ -290,7 +290,13 @@ def summarize(name: str, results: list[Result]) -> dict[str, object]:
 
 
 async def bench_model(
-    name: str, lines: list[Line], asr: AsrSettings, fresh: bool, progress: object, realtime: bool = False
+    name: str,
+    lines: list[Line],
+    asr: AsrSettings,
+    fresh: bool,
+    progress: object,
+    realtime: bool = False,
+    vad: VadSettings | None = None,
 ) -> list[Result]:
     from workers.asr import AsrStage
 
@@ -301,7 +307,7 @@ async def bench_model(
     out: list[Result] = []
     try:
         for line in lines:
-            out.append(await run_line(stage, line, VadSettings(), fresh, len(out), realtime))
+            out.append(await run_line(stage, line, vad or VadSettings(), fresh, len(out), realtime))
             if callable(progress):
                 progress()
     finally:
@@ -336,7 +342,8 @@ def run(args: argparse.Namespace) -> int:
     unknown = [m for m in names if m not in MODELS]
     if unknown:
         raise UserError(f"unknown model {unknown[0]}: pick from {', '.join(MODELS)}")
-    base = load_settings(getattr(args, "config", None)).asr
+    loaded = load_settings(getattr(args, "config", None))
+    base, vad = loaded.asr, loaded.vad
     lines = load_lines(args.csv, args.n)
     all_results: list[Result] = []
     with Progress(transient=True, console=_stderr_console()) as bar:
@@ -349,15 +356,36 @@ def run(args: argparse.Namespace) -> int:
             if args.min_window:
                 asr.min_window_s = args.min_window
             task = bar.add_task(f"asr {name}", total=len(lines))
+            passes0, model0 = _partial_passes(), _model_seconds()
             results = asyncio.run(
-                bench_model(name, lines, asr, not args.no_fresh, lambda t=task: bar.advance(t), args.realtime)
+                bench_model(
+                    name, lines, asr, not args.no_fresh, lambda t=task: bar.advance(t), args.realtime, vad
+                )
             )
             all_results += results
-            summary = summarize(name, results)
+            summary = summarize(name, results, vad)
+            utterances = max(1, sum(r.utterances for r in results))
+            summary["partial_passes_per_utterance"] = round((_partial_passes() - passes0) / utterances, 2)
+            fresh_s = sum(r.fresh_s for r in results if r.fresh_s == r.fresh_s)
+            all_s = _model_seconds() - model0 - fresh_s  # every pass but the "fresh" comparison ones
+            summary["rtf_all_passes"] = round(all_s / max(1e-9, sum(r.seconds for r in results)), 4)
             print(json.dumps(summary) if args.json else _table(summary), flush=True)
     if args.out:
         _write(args.out, all_results)
     return 0
+
+
+def _partial_passes() -> float:
+    """Speculative ASR passes run so far (the cost side of early partials)."""
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("emostream_asr_partials_total", {"result": "transcribed"}) or 0.0
+
+
+def _model_seconds() -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("emostream_asr_model_seconds_sum") or 0.0
 
 
 def _stderr_console():  # type: ignore[no-untyped-def]

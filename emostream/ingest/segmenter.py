@@ -11,7 +11,7 @@ window of its second half; the rest starts the next utterance), or on :meth:`Seg
 Bursts with less than ``min_speech_ms`` of speech are dropped without a SpeechStarted.
 
 Speculative end of speech: once a pause has lasted ``tail_ms`` the audio of the would-be utterance is
-complete, so it is emitted as a partial (``pause=True``). If the pause reaches the hangover, the
+complete; after ``pause_partial_ms`` of silence it is emitted as a partial (``pause=True``). If the pause reaches the hangover, the
 Utterance has the very same audio (``SpeechEnd.partial_seq`` names that partial) and ASR can already
 have transcribed it.
 
@@ -114,6 +114,7 @@ class Segmenter:
         self._preroll: deque[Audio] = deque(maxlen=_windows(o.preroll_ms))
         self._tail = max(1, _windows(o.tail_ms))
         self._hangover = max(self._tail, _windows(o.hangover_ms))
+        self._pause = max(self._tail, _windows(o.pause_partial_ms))
         self._min_speech = max(1, _windows(o.min_speech_ms))
         self._max_windows = max(8, _windows(o.max_utterance_s * 1000))
         self._every = _windows(o.partial_every_ms) if o.partial_every_ms > 0 else 0
@@ -209,7 +210,7 @@ class Segmenter:
         if not self._started and self._voiced >= self._min_speech:
             self._started = True
             events.append(SpeechStart(self.next_utterance, self._time(self._start_k)))
-        if self._started and self._silence == self._tail and self.options.partial_on_pause:
+        if self._started and self._silence == self._pause and self.options.partial_on_pause:
             self._partial(events, pause=True)
         elif self._started and self._every and speech and self._since_partial >= self._every:
             self._partial(events, pause=False)
