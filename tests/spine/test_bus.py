@@ -55,9 +55,9 @@ async def test_read_blocks_until_a_publish(bus: Bus) -> None:
     t0 = time.monotonic()
     assert await bus.read_group(["s"], "g", "c", 10, 100) == []
     assert time.monotonic() - t0 >= 0.09
-    reader = asyncio.create_task(bus.read_group(["s", "t"], "g2", "c", 10, 5_000))
     await bus.ensure_group("t", "g2", "$")
     await bus.ensure_group("s", "g2", "$")
+    reader = asyncio.create_task(bus.read_group(["s", "t"], "g2", "c", 10, 5_000))
     await asyncio.sleep(0.05)
     await bus.publish("t", b"hello")
     got = await asyncio.wait_for(reader, 2)
