@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -48,9 +48,9 @@ class StageSettings(Section):
     """How often a stage reclaims stale messages (0 = half of bus.claim_idle_ms, within 0.1-5 s)."""
     lag_every_s: float = 5.0
     """How often the consumer-lag gauge is refreshed."""
-    log_format: str = "kv"
+    log_format: Literal["kv", "json"] = "kv"
     """Log lines as ``kv`` (key=value) or ``json``."""
-    log_level: str = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Python logging level name: debug, info, warning, error."""
 
 
