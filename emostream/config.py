@@ -32,6 +32,8 @@ class BusSettings(Section):
     """Un-acked messages idle this long are reclaimed from dead consumers (XAUTOCLAIM)."""
     block_ms: int = 1_000
     """How long a consumer blocks waiting for new messages (also bounds how fast a stop is noticed)."""
+    consumer_ttl_ms: int = 3_600_000
+    """Consumers idle this long with nothing pending (gone workers) are removed from groups; 0 = never."""
     publish_timeout_s: float = 30.0
     """In-memory bus: a publish to a stream full of un-acked entries waits this long, then fails."""
 

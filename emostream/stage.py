@@ -295,13 +295,21 @@ class _Runner:
         log.warning("released unfinished work", extra={"stage": self.stage.name, "count": len(late)})
 
     async def _lag_loop(self, stop: asyncio.Event) -> None:
+        """Refresh the lag/pending gauges; now and then forget consumers of gone workers."""
+        ttl_ms = self.settings.bus.consumer_ttl_ms
+        next_prune = time.monotonic()
         while not stop.is_set():
+            prune = bool(ttl_ms) and time.monotonic() >= next_prune
+            if prune:
+                next_prune = time.monotonic() + min(600.0, ttl_ms / 10_000)
             for stream in self.streams:
                 try:
                     metrics.LAG.labels(self.stage.name, stream).set(await self.bus.lag(stream, self.group))
                     pending = await self.bus.pending_count(stream, self.group)
                     metrics.PENDING.labels(self.stage.name, stream).set(pending)
-                except Exception as exc:  # metrics must never stop the stage
+                    if prune and (gone := await self.bus.prune_consumers(stream, self.group, ttl_ms)):
+                        log.info("forgot idle consumers", extra={"stage": self.stage.name, "count": gone})
+                except Exception as exc:  # bookkeeping must never stop the stage
                     log.debug("lag refresh failed", extra={"error": str(exc)})
             await _sleep_or_stop(stop, self.settings.stage.lag_every_s)
 

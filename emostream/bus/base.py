@@ -115,6 +115,11 @@ class Bus(abc.ABC):
     async def release(self, stream: str, group: str, ids: list[str]) -> None:  # noqa: B027
         """Hand un-acked entries back: any consumer's next ``claim_stale`` may take them at once."""
 
+    async def prune_consumers(self, stream: str, group: str, idle_ms: int) -> int:
+        """Forget consumers idle for ``idle_ms`` with nothing pending (workers that are gone); returns
+        how many. The in-memory bus keeps no consumer list, so there is nothing to prune."""
+        return 0
+
     async def pending_of(self, stream: str, group: str, consumer: str) -> int:
         """Un-acked messages held by one consumer (default: the whole group's)."""
         return await self.pending_count(stream, group)

@@ -226,6 +226,14 @@ class RedisBus(Bus):
             self._r.xclaim(stream, group, "released", 0, list(ids), idle=_IDLE_RELEASED_MS, justid=True)
         )
 
+    async def prune_consumers(self, stream: str, group: str, idle_ms: int) -> int:
+        pruned = 0
+        for c in await self._call(self._r.xinfo_consumers(stream, group)):
+            if int(c["pending"]) == 0 and int(c["idle"]) >= idle_ms:
+                await self._call(self._r.xgroup_delconsumer(stream, group, _s(c["name"])))
+                pruned += 1
+        return pruned
+
     async def pending_count(self, stream: str, group: str) -> int:
         info = await self._call(self._r.xpending(stream, group))
         return int(info["pending"])

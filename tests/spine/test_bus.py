@@ -167,3 +167,17 @@ async def test_memory_bus_applies_backpressure_instead_of_dropping_unacked() -> 
 def test_bad_urls_are_one_line(url: str, message: str) -> None:
     with pytest.raises(UserError, match=message):
         open_bus(url)
+
+
+async def test_consumers_of_gone_workers_are_pruned(flush_redis: str) -> None:
+    bus = open_bus(flush_redis)
+    await bus.ensure_group("s", "g", "0")
+    await bus.publish_many("s", [b"a", b"b"])
+    (first,) = await bus.read_group(["s"], "g", "gone", 1, 10)
+    await bus.ack("s", "g", [first.id])
+    await bus.read_group(["s"], "g", "holding", 1, 10)  # still holds "b": must stay to be reclaimed
+    await asyncio.sleep(0.15)
+    assert await bus.prune_consumers("s", "g", 60_000) == 0
+    assert await bus.prune_consumers("s", "g", 100) == 1
+    assert await bus.pending_of("s", "g", "holding") == 1
+    await bus.close()
