@@ -35,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work", help="folder for the built variants (default: a temporary one)")
     parser.add_argument("--woq", help="measure this WOQ model folder instead of building one")
     parser.add_argument("--kernel", default="", help="WOQ kernel when building (default: train.quantize's)")
+    parser.add_argument(
+        "--calib-csv",
+        default=str(Path(__file__).resolve().parents[2] / "tests/fixtures/meld/dev_sample.csv"),
+        help="MELD CSV (train split) for the WOQ smoothing calibration when building",
+    )
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads for every variant")
     parser.add_argument("--runs", type=int, default=60, help="latency samples per variant")
     parser.add_argument("--limit", type=int, default=0, help="only the first N dialogues of the CSV")
@@ -58,7 +63,9 @@ def _build(args: argparse.Namespace, work: Path) -> dict[str, Path]:
     woq = Path(args.woq) / "model.onnx" if args.woq else work / "woq_int8.onnx"
     if not args.woq:
         kernel = args.kernel or quantize.DEFAULT_KERNEL
-        quantize.woq_int8(fp32, woq, kernel, quantize.DEFAULT_KEEP_FLOAT)  # type: ignore[arg-type]
+        meta = json.loads((ckpt / "meta.json").read_text())
+        calib = quantize.calibration_feeds(ckpt / "tokenizer.json", meta["max_tokens"], Path(args.calib_csv))
+        quantize.woq_int8(fp32, woq, kernel, quantize.DEFAULT_KEEP_FLOAT, calib)  # type: ignore[arg-type]
     return {"onnx_fp32": fp32, "dynamic_int8": dyn, "woq_int8": woq}
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import TinyModels
+from .helpers import FIXTURE_CSV, TinyModels
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +35,8 @@ def tiny_models(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> T
     for kernel in ("dq", "integer"):
         out = root / f"woq_{kernel}"
         out.mkdir()
-        report = quantize.woq_int8(fp32, out / "model.onnx", kernel, quantize.DEFAULT_KEEP_FLOAT)  # type: ignore[arg-type]
+        calib = quantize.calibration_feeds(ckpt / "tokenizer.json", 128, FIXTURE_CSV, n=16)
+        report = quantize.woq_int8(fp32, out / "model.onnx", kernel, quantize.DEFAULT_KEEP_FLOAT, calib)  # type: ignore[arg-type]
         shutil.copy(ckpt / "tokenizer.json", out / "tokenizer.json")
         (out / "meta.json").write_text(json.dumps({**meta, "quantization": report}))
         dirs[kernel] = out

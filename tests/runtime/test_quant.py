@@ -176,3 +176,22 @@ def test_missing_execution_provider_is_one_clear_error(tiny_models: TinyModels) 
         TextModel.from_dir(tiny_models.woq_dq, RuntimeOptions(provider="npu"))
     with pytest.raises(UserError, match="not a runtime text model"):
         TextModel.from_dir(tiny_models.checkpoint)
+
+
+def test_smoothing_is_exact_in_fp32_and_shares_one_scale_per_input(
+    tiny_models: TinyModels, tmp_path: Path
+) -> None:
+    from train.quant_smooth import linear_inputs, smooth
+    from train.quantize import calibration_feeds
+
+    model = onnx.load(str(tiny_models.fp32))
+    groups = linear_inputs(model)
+    assert sorted(len(v) for v in groups.values())[-1] == 3  # Q, K and V read the same LayerNorm output
+    feeds = calibration_feeds(tiny_models.checkpoint / "tokenizer.json", 128, FIXTURE_CSV, n=8)
+    report = smooth(model, feeds, alpha=0.7)
+    assert report["smoothed_inputs"] == len(groups) == 2 * 4  # per layer: qkv, attn out, ffn in, ffn out
+    onnx.save(model, str(tmp_path / "smoothed.onnx"))
+    ref = TextModel.from_files(tiny_models.fp32, tiny_models.checkpoint / "tokenizer.json")
+    got = TextModel.from_files(tmp_path / "smoothed.onnx", tiny_models.checkpoint / "tokenizer.json")
+    for p in _prompts(ref)[:6]:
+        np.testing.assert_allclose(got.run([p])[1], ref.run([p])[1], atol=1e-4)
