@@ -138,7 +138,6 @@ class DialogueIngest:
             frames=frames,
             text=row.text if (self.gold or media is None) else "",
             eos_at=now(),
-            trace={"ingest": now()},
         )
         return Fed(utterance, prep.source, prep.note, prep.warning)
 

@@ -123,6 +123,16 @@ def corpus_wer(rows: list[RowResult]) -> float | None:
     return round(100 * errors / words, 2) if words else None
 
 
+def per_speaker(rows: list[RowResult], top: int = 10) -> dict[str, dict[str, float]]:
+    """Utterances and accuracy (percent) of the ``top`` most frequent speakers."""
+    counts = Counter(r.speaker for r in rows)
+    out: dict[str, dict[str, float]] = {}
+    for name, n in counts.most_common(top):
+        right = sum(r.pred == r.true for r in rows if r.speaker == name)
+        out[name] = {"utterances": n, "accuracy": round(100 * right / n, 2)}
+    return out
+
+
 def _percentiles(values: list[float]) -> dict[str, float]:
     arr = np.asarray(values, np.float64)
     return {
@@ -169,6 +179,7 @@ def summarize(rows: list[RowResult], extra: dict[str, Any] | None = None) -> dic
         "visual_status": dict(visual),
         "sources": dict(Counter(r.source for r in rows)),
         "asr_wer": corpus_wer(rows),
+        "per_speaker": per_speaker(rows),
     }
     out.update(extra or {})
     return out

@@ -143,6 +143,11 @@ def markdown(metrics: dict[str, Any], images: list[str]) -> str:
     if metrics["latency_ms"]:
         lines += ["", "| stage | p50 ms | p95 ms |", "|---|---:|---:|"]
         lines += [f"| {s} | {v['p50']:.1f} | {v['p95']:.1f} |" for s, v in metrics["latency_ms"].items()]
+    if metrics.get("per_speaker"):
+        lines += ["", "| speaker | utterances | accuracy |", "|---|---:|---:|"]
+        lines += [
+            f"| {k} | {v['utterances']} | {v['accuracy']:.2f} |" for k, v in metrics["per_speaker"].items()
+        ]
     lines += [
         "",
         f"- modalities: {metrics['modalities']}",

@@ -55,6 +55,7 @@ def test_summary_fields_and_unanswered_rows() -> None:
     assert m["latency_ms"]["asr"]["p50"] == 10.0 and m["latency_ms"]["total"]["n"] == 3
     assert m["modalities"] == {"text": 2, "text+visual": 1}
     assert set(m["per_class_f1"]) == set(EMOTIONS)
+    assert m["per_speaker"] == {"a": {"utterances": 4, "accuracy": 50.0}}
 
 
 def test_word_error_rate() -> None:
