@@ -58,7 +58,7 @@ async def test_conversation_transcripts(conversation: Conversation, segmented: S
     finally:
         await stage.close()
     assert n == len(conversation.truth)
-    assert errors / words <= 0.25, f"WER {errors / words:.3f}"  # tiny.en on espeak: ~0.2 measured
+    assert errors / words <= 0.2, f"WER {errors / words:.3f}"  # tiny.en, beam 5: 0.152 measured
     assert _count("speculative") - spec0 == n  # every utterance reused its pause partial's pass
 
 
