@@ -6,12 +6,13 @@ runs model calls one at a time in a worker thread: waiting utterances go first (
 arrives (latest wins).
 
 Early partials (``asr.early_partials``), the policy: the segmenter publishes the utterance-so-far as a
-PartialAudio as soon as a pause begins; if the pause lasts the hangover, the Utterance that follows
-carries the very same audio blob. So the partial is transcribed *during the hangover* and the Utterance
-reuses that result (or waits for the pass already in flight): end of speech -> transcript costs
-``max(0, ASR time - (hangover - tail))`` instead of the full ASR time. The price is one extra ASR pass
-per pause that does not end the utterance (the speaker goes on), and passes for periodic partials if
-they are enabled. No tail-stitching: with short windows (see emostream/whisper.py) a whole 8 s
+PartialAudio once a pause has lasted ``vad.pause_partial_ms``; if the pause lasts the hangover, the
+Utterance that follows carries the very same audio blob. So the partial is transcribed *during the
+hangover* and the Utterance reuses that result (or waits for the pass already in flight): end of speech
+-> transcript costs ``max(0, ASR time - (hangover_ms - pause_partial_ms))`` instead of the full ASR
+time. The price is one extra ASR pass per pause that does not end the utterance (the speaker goes on;
+~0.7 per utterance on MELD lines), and passes for periodic partials if they are enabled. Measured
+numbers: docs/speech.md. No tail-stitching: with short windows (see emostream/whisper.py) a whole 8 s
 utterance costs about what a 1 s tail would, and re-decoding keeps full-utterance context. Partials and
 their Utterance must reach the same process to reuse work; across Redis consumers a miss just costs a
 normal transcription.

@@ -16,22 +16,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import io
 import json
-import re
-import shutil
-import subprocess
 import sys
 import time
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from emostream.bench.speech_data import edit_distance, fix_text, normalize, speak
 from emostream.config import AsrSettings, Settings, VadSettings
 from emostream.errors import UserError
-from emostream.ingest.audio import SAMPLE_RATE, Audio, to_16k_mono
+from emostream.ingest.audio import SAMPLE_RATE, Audio
 
 HELP = "ASR: WER, RTF and end-of-speech -> transcript latency on MELD lines spoken by espeak-ng."
 
@@ -42,94 +38,7 @@ DEFAULT_CSV = "tests/fixtures/meld/dev_sample.csv"
 MAX_LATENCY_S = 8.0
 """Latency percentiles cover utterances up to this long (the target's scope)."""
 
-# ------------------------------------------------------------------------------------- text + audio
-_MOJIBAKE = {
-    "\u0092": "'",
-    "\u0091": "'",
-    "\u0093": '"',
-    "\u0094": '"',
-    "\u0085": " ",
-    "\u0097": " ",
-    "\u0096": " ",
-    "â€™": "'",
-    "â€˜": "'",
-    "â€œ": '"',
-    "â€\x9d": '"',
-    "â€¦": " ",
-    "â€”": " ",
-    "â€“": " ",
-    "’": "'",
-    "‘": "'",
-    "“": '"',
-    "”": '"',
-    "…": " ",
-    "—": " ",
-    "–": " ",
-}
-_FILLERS = {"uh", "um", "umm", "uhh", "hmm", "mm", "mmm", "hm", "er", "ah", "ahh", "huh", "uhm"}
-_SPELLING = {
-    "ok": "okay",
-    "mr": "mister",
-    "mrs": "missus",
-    "dr": "doctor",
-    "yknow": "you know",
-    "ya": "you",
-    "gotta": "got to",
-    "gonna": "going to",
-    "wanna": "want to",
-    "cause": "because",
-    "alright": "all right",
-    "til": "until",
-    "em": "them",
-}
-_NUMBERS = (
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-    "fifteen sixteen seventeen eighteen nineteen twenty"
-).split()
-
-
-def fix_text(text: str) -> str:
-    """MELD's CSV has Windows-1252 quotes decoded as Latin-1 (and some UTF-8 mojibake): repair them."""
-    for bad, good in _MOJIBAKE.items():
-        text = text.replace(bad, good)
-    return text
-
-
-def normalize(text: str) -> list[str]:
-    """Words for WER: lowercase, no punctuation or fillers, unified spellings, small numbers spelled."""
-    text = fix_text(text).lower().replace("'", "")
-    text = re.sub(r"[^a-z0-9 ]+", " ", text)
-    words: list[str] = []
-    for w in text.split():
-        if w in _FILLERS:
-            continue
-        if w.isdigit() and int(w) < len(_NUMBERS):
-            w = _NUMBERS[int(w)]
-        words.extend(_SPELLING.get(w, w).split())
-    return words
-
-
-def edit_distance(ref: list[str], hyp: list[str]) -> int:
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[len(hyp)]
-
-
-def speak(text: str, voice: str = "en-us", speed: int = 175) -> Audio:
-    """espeak-ng speech of ``text`` as 16 kHz mono float32."""
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        raise UserError("espeak-ng is not installed: `apt-get install espeak-ng` (or `make apt`)")
-    proc = subprocess.run([exe, "-v", voice, "-s", str(speed), "--stdout", text], capture_output=True)
-    if proc.returncode != 0 or not proc.stdout:
-        raise UserError(f"espeak-ng failed for voice {voice}: {proc.stderr.decode().strip()[:200]}")
-    with wave.open(io.BytesIO(proc.stdout)) as w:
-        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
-        rate = w.getframerate()
-    return to_16k_mono(pcm, rate)
+__all__ = ["edit_distance", "fix_text", "normalize", "speak"]
 
 
 @dataclass
