@@ -274,10 +274,11 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
             **report,
             "fixture_fp32": fixture_reference(fp32, ckpt / "tokenizer.json", meta["max_tokens"]),
         }
-        (out / "meta.json").write_text(json.dumps({**meta, "quantization": quant}, indent=2) + "\n")
         check = agreement(
             fp32, out / "model.onnx", out / "tokenizer.json", meta["max_tokens"], Path(args.csv)
         )
+        quant["check"] = {"csv": Path(args.csv).name, **check}
+        (out / "meta.json").write_text(json.dumps({**meta, "quantization": quant}, indent=2) + "\n")
     result = {
         "model": args.model,
         "out": str(out),
