@@ -51,11 +51,17 @@ def activation_ranges(
 
 
 def smooth(
-    model: onnx.ModelProto, feeds: Iterable[dict[str, np.ndarray]], alpha: float = 0.5
+    model: onnx.ModelProto,
+    feeds: Iterable[dict[str, np.ndarray]],
+    alpha: float = 0.5,
+    ranges: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Rewrite ``model`` in place: scale Linear inputs down and their weights up (FP32-exact)."""
+    """Rewrite ``model`` in place: scale Linear inputs down and their weights up (FP32-exact).
+
+    ``ranges`` (from :func:`activation_ranges`) skips the calibration pass when trying several alphas."""
     groups = linear_inputs(model)
-    ranges = activation_ranges(model, feeds, list(groups))
+    if ranges is None:
+        ranges = activation_ranges(model, feeds, list(groups))
     inits = {i.name: i for i in model.graph.initializer}
     new_nodes: dict[str, onnx.NodeProto] = {}
     for x, consumers in groups.items():

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from emostream.errors import UserError
+from train.quant_calib import calibration_feeds, choose_alpha
 from train.quant_graph import Kernel, weight_only_int8
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,33 +115,6 @@ def export_fp32(model: Any, out: Path, opset: int = 17) -> None:
         )
 
 
-def calibration_feeds(
-    tokenizer_json: Path, max_tokens: int, csv: Path, n: int = 256
-) -> list[dict[str, np.ndarray]]:
-    """Up to ``n`` teacher inputs (past-only prompts) sampled with a fixed seed from a MELD CSV."""
-    from tokenizers import Tokenizer
-
-    from emostream.dialogue import meld_prompts
-    from emostream.erc_prompt import PromptBuilder
-    from emostream.meld import read_meld
-
-    tok: Any = Tokenizer.from_file(str(tokenizer_json))
-    builder = PromptBuilder(tok, max_tokens=max_tokens)
-    prompts = [p for d in read_meld(csv).dialogues.values() for p in meld_prompts(builder, d)]
-    pick = np.random.default_rng(0).choice(len(prompts), size=min(n, len(prompts)), replace=False)
-    feeds = []
-    for i in sorted(pick):
-        ids = np.asarray([prompts[i].ids], dtype=np.int64)
-        feeds.append(
-            {
-                "input_ids": ids,
-                "attention_mask": np.ones_like(ids),
-                "mask_pos": np.asarray([prompts[i].mask_pos]),
-            }
-        )
-    return feeds
-
-
 def woq_int8(
     src: Path,
     dst: Path,
@@ -148,11 +122,12 @@ def woq_int8(
     keep_float: tuple[str, ...],
     calibration: list[dict[str, np.ndarray]] | None = None,
     alpha: float = DEFAULT_ALPHA,
+    select: list[dict[str, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """DDVLM weight-only INT8 of the FP32 ONNX graph ``src`` into ``dst``; returns the rewrite report.
 
     With the ``integer`` kernel and ``calibration`` feeds, Linear inputs are smoothed first
-    (:mod:`train.quant_smooth`, ``alpha``; 0 = off)."""
+    (:mod:`train.quant_smooth`, ``alpha``; 0 = off; with ``select`` feeds the best of ``ALPHAS``)."""
     import onnx
 
     model = onnx.load(str(src))
@@ -160,7 +135,12 @@ def woq_int8(
     if kernel == "integer" and calibration and alpha > 0:
         from train.quant_smooth import smooth
 
+        trials = None
+        if select:
+            alpha, trials = choose_alpha(model, calibration, select, keep_float)
         smoothing = smooth(model, calibration, alpha)
+        if trials:
+            smoothing["trials_on_train"] = trials
     report = weight_only_int8(
         model, kernel=kernel, keep_float_input=keep_float if kernel == "integer" else ()
     )
@@ -252,8 +232,12 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         fp32.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.time()
         export_fp32(model, fp32)
-        calib = calibration_feeds(ckpt / "tokenizer.json", meta["max_tokens"], Path(args.calib_csv))
-        report = woq_int8(fp32, out / "model.onnx", args.kernel, keep, calib, args.alpha)
+        tok, budget, calib_csv = ckpt / "tokenizer.json", meta["max_tokens"], Path(args.calib_csv)
+        calib = calibration_feeds(tok, budget, calib_csv, n=args.calib)
+        select = (
+            calibration_feeds(tok, budget, calib_csv, n=args.select, skip=args.calib) if args.select else None
+        )
+        report = woq_int8(fp32, out / "model.onnx", args.kernel, keep, calib, args.alpha, select)
         shutil.copy(ckpt / "tokenizer.json", out / "tokenizer.json")
         if args.variants:
             dynamic_int8(fp32, Path(args.variants) / "dynamic_int8.onnx")
@@ -312,6 +296,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument(
         "--calib-csv", default=str(FIXTURE), help="MELD CSV whose prompts calibrate smoothing (train split)"
+    )
+    p.add_argument("--calib", type=int, default=256, help="calibration prompts for smoothing")
+    p.add_argument(
+        "--select", type=int, default=0, help="held-out prompts to pick alpha from ALPHAS (0: use --alpha)"
     )
     p.add_argument(
         "--alpha", type=float, default=DEFAULT_ALPHA, help="smoothing strength, 0 = off (integer kernel)"

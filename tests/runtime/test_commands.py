@@ -24,6 +24,7 @@ def test_quantize_writes_the_runtime_model_and_its_manifest_entry(
     shutil.copy(REPO / "models/manifest.toml", manifest)
     out, variants = tmp_path / "emostream-text-int8", tmp_path / "variants"
     argv = ["--checkpoint", str(tiny_models.checkpoint), "--out", str(out), "--manifest", str(manifest)]
+    argv += ["--calib", "16", "--select", "16"]  # alpha picked on held-out prompts of the calibration CSV
     assert main([*argv, "--variants", str(variants), "--csv", str(FIXTURE_CSV)]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["top1_agreement"] >= 0.98 and result["utterances"] == 42
@@ -31,6 +32,9 @@ def test_quantize_writes_the_runtime_model_and_its_manifest_entry(
     assert sorted(p.name for p in variants.iterdir()) == ["dynamic_int8.onnx", "onnx_fp32.onnx", "torch_fp32"]
     meta = json.loads((out / "meta.json").read_text())
     assert meta["quantization"]["kernel"] == "integer" and meta["labels"][0] == "neutral"
+    smoothing = meta["quantization"]["smoothing"]
+    assert set(smoothing["trials_on_train"]) == {"0.5", "0.6", "0.7", "0.8", "0.9"}
+    assert str(smoothing["alpha"]) in smoothing["trials_on_train"]
     entry = load_manifest(manifest).get("emostream-text-int8")
     assert not entry.pending
     for name in ("model.onnx", "tokenizer.json", "meta.json"):
