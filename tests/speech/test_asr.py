@@ -143,3 +143,8 @@ async def test_scheduler_runs_one_pass_at_a_time() -> None:
     assert {r.text for r in results} == {results[0].text}
     assert results[0].batch == 3  # waiting finals went as one batch
     await stage.close()
+
+
+def test_early_partials_off_consumes_utterances_only() -> None:
+    assert set(AsrStage().inputs) == {"utterances", "partials"}
+    assert set(AsrStage(AsrSettings(early_partials=False)).inputs) == {"utterances"}

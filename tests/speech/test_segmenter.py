@@ -234,3 +234,12 @@ def test_flush_and_set_time_keep_the_clock_exact() -> None:
         assert "flush" in str(exc)
     else:
         raise AssertionError("set_time mid-utterance must refuse")
+
+
+def test_pause_partials_can_be_turned_off() -> None:
+    speech = trimmed(speak("Then let us end the meeting here.", "en-us"))
+    pad = np.zeros(SAMPLE_RATE, np.float32)
+    events = segment(np.concatenate([pad, speech, pad]), VadSettings(partial_on_pause=False))
+    assert not any(isinstance(e, SpeechPartial) for e in events)
+    (end,) = [e for e in events if isinstance(e, SpeechEnd)]
+    assert end.partial_seq is None and end.reason == "silence"
