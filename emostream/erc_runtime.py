@@ -144,14 +144,20 @@ class TextModel:
         )
 
     @classmethod
-    def load(cls, name: str, options: RuntimeOptions | None = None, settings: Any = None) -> TextModel:
-        """By store name (``emostream-text-int8``) or by a folder path."""
+    def load(
+        cls,
+        name: str,
+        options: RuntimeOptions | None = None,
+        settings: Any = None,
+        max_tokens: int | None = None,
+    ) -> TextModel:
+        """By store name (``emostream-text-int8``) or by a folder path; ``max_tokens`` overrides meta.json."""
         path = Path(os.path.expanduser(name))
-        if path.is_dir():
-            return cls.from_dir(path, options)
-        from emostream.store import load
+        if not path.is_dir():
+            from emostream.store import load
 
-        return cls.from_dir(load(name, settings), options)
+            path = load(name, settings)
+        return cls.from_dir(path, options, max_tokens)
 
     def run(self, prompts: Sequence[PromptInput]) -> tuple[np.ndarray, np.ndarray]:
         """Batch ``prompts`` (right-padded with 0 and masked); (embedding [B, H], logits [B, 7])."""

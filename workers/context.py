@@ -77,8 +77,10 @@ class ContextStage(Stage):
 
     async def setup(self, ctx: StageContext) -> None:
         if self.model is None:
+            c = self.settings.context
+            options = runtime_options(self.settings)
             self.model = await asyncio.to_thread(
-                TextModel.load, self.settings.context.model, runtime_options(self.settings), self.settings
+                TextModel.load, c.model, options, self.settings, c.max_tokens
             )
         c = self.settings.context
         self.rooms = Rooms(self.model, c.history, c.max_rooms)

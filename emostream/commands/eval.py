@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     name = args.model or settings.context.model
-    model = TextModel.load(name, runtime_options(settings), settings)
+    model = TextModel.load(name, runtime_options(settings), settings, settings.context.max_tokens)
     result = evaluate(
         lambda p: model.run([p])[1][0], model.builder, args.csv, settings.context.history, args.limit
     )
