@@ -142,7 +142,11 @@ async def test_scheduler_runs_one_pass_at_a_time() -> None:
     results = await asyncio.gather(*futures)
     assert {r.text for r in results} == {results[0].text}
     assert results[0].batch == 3  # waiting finals went as one batch
+    other = AsrStage(AsrSettings(max_batch=2))
+    await other.ensure_model()
+    assert other.engine is stage.engine  # one model per process, whatever the stage count or rooms
     await stage.close()
+    await other.close()
 
 
 def test_early_partials_off_consumes_utterances_only() -> None:
