@@ -36,7 +36,9 @@ class FusionConfig:
     run_dir: str = "train/runs/fusion"
     epochs: int = 20
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 1e-2
+    """The head is tiny and its correction starts scaled down (alpha 0.3 x gate x cos x confidence);
+    at 1e-3 it barely moves in a few epochs (measured on generated data)."""
     weight_decay: float = 0.01
     alpha_init: float = 0.3
     freeze_student: bool = True
@@ -106,5 +108,5 @@ def train_fusion(cfg: FusionConfig, resume: bool = True, progress: bool = True) 
         save_best=save_best,
         resume=resume,
         progress=progress,
-        extra_dev=lambda: {"dev_text_only": text_only, "alpha": float(model.fusion.alpha)},
+        extra_dev=lambda: {"dev_text_only": text_only, "alpha": model.fusion.alpha.item()},
     )

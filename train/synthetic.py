@@ -24,9 +24,9 @@ def make_caches(out: str | Path, n: int, split: str, dim: int = 32, seed: int = 
     rotation, _ = np.linalg.qr(structure.normal(size=(dim, dim)))
     readout = structure.normal(size=(dim, 7)) * 0.2 + centroids.T * 0.3
     labels = rng.choice(7, size=n, p=np.asarray(MELD_PRIOR) / sum(MELD_PRIOR))
-    h = centroids[labels] + rng.normal(scale=1.6, size=(n, dim))
-    logits = h @ readout
-    emb = (centroids[labels] + rng.normal(scale=2.0, size=(n, dim))) @ rotation
+    h = centroids[labels] + rng.normal(scale=3.0, size=(n, dim))
+    logits = (h @ readout) * 0.4
+    emb = (centroids[labels] + rng.normal(scale=1.5, size=(n, dim))) @ rotation
     keys = np.stack([np.arange(n) // 8, np.arange(n) % 8], axis=1)
     order = rng.permutation(n)  # the visual cache need not share the teacher's row order
     out = Path(out)

@@ -81,6 +81,9 @@ class TextConfig:
     freeze_word_embeddings: bool = True
     """Keep the 30k x 384 token-embedding table fixed (half the parameters; the speaker tokens keep their
     "speaker"+digit init). Saves optimizer and backward time on this CPU at no measurable cost."""
+    eval_context: int = -1
+    """Context for dev scoring: -1 = the final budget ``max_tokens`` with the whole past; 0 = current
+    utterance only (for the context-0 ablation)."""
     stop_at: str = ""
     """Optional UTC wall-clock "HH:MM": past it, the current epoch ends early and is scored and saved."""
 
@@ -149,7 +152,7 @@ def train_text(cfg: TextConfig, resume: bool = True, progress: bool = True) -> d
     """Run (or resume) a text-teacher training; returns the final metrics dict (also metrics.json)."""
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    run = Path(cfg.run_dir)
+    run = Path(cfg.run_dir).resolve()
     run.mkdir(parents=True, exist_ok=True)
     encoder_path = resolve_model_path(cfg.encoder, "all-MiniLM-L6-v2")
     tok = load_tokenizer(encoder_path)
@@ -168,7 +171,10 @@ def train_text(cfg: TextConfig, resume: bool = True, progress: bool = True) -> d
         )
 
     cache: dict[int, list[Example]] = {}
-    dev = encode_split(dev_split, PromptBuilder(tok.backend_tokenizer, cfg.max_tokens), None, cfg.dev_limit)
+    dev_tokens, dev_past = context_setting(
+        cfg.max_tokens if cfg.eval_context < 0 else cfg.eval_context, cfg.max_tokens
+    )
+    dev = encode_split(dev_split, PromptBuilder(tok.backend_tokenizer, dev_tokens), dev_past, cfg.dev_limit)
     counts = [0] * len(EMOTIONS)
     for e in examples_for(cfg.curriculum[0]):
         counts[e.label] += 1
