@@ -1,0 +1,70 @@
+"""A tiny text-teacher training through the CLI: curriculum, EMA, best/ folder the runtime can load, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tokenizers import Tokenizer
+
+from emostream.cli import main
+from emostream.erc_prompt import PromptBuilder
+from emostream.meld import read_meld
+from emostream.schema import EMOTIONS
+
+
+def test_train_text_cli_end_to_end(minilm_dir: Path, meld_csv: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    argv = [
+        "train", "text", "--config", "train/configs/text.toml", "--encoder", str(minilm_dir),
+        "--train-csv", str(meld_csv), "--dev-csv", str(meld_csv), "--run-dir", str(run),
+        "--set", "curriculum=[0, 48]", "--set", "batch_size=8", "--set", "threads=1", "--no-progress",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    hist = metrics["history"]
+    assert [h["context"] for h in hist] == [0, 48] and [h["kd"] for h in hist] == [False, True]
+    assert "ema" in hist[1] and "ema" not in hist[0]
+    for png in ("curves.png", "confusion.png"):
+        assert (run / png).stat().st_size > 5000
+
+    from train.metrics import scores
+    from train.text import predict
+    from train.text_data import encode_split
+    from train.text_model import load_hf
+
+    best = run / "best"
+    meta = json.loads((best / "meta.json").read_text())
+    assert meta["labels"] == list(EMOTIONS) and meta["max_tokens"] == 128
+    model, _, _ = load_hf(best)
+    # the saved tokenizer.json alone (torch-free runtime path) rebuilds the inputs; scores reproduce
+    examples = encode_split(
+        read_meld(meld_csv), PromptBuilder(Tokenizer.from_file(str(best / "tokenizer.json")), 128)
+    )
+    logits, h = predict(model, examples, 16)
+    assert h.shape == (42, 384)
+    again = scores([e.label for e in examples], logits.argmax(1).tolist())
+    assert again["weighted_f1"] == pytest.approx(meta["dev"]["weighted_f1"])
+
+    # resuming a finished run trains nothing and keeps the history
+    assert main(argv) == 0
+    assert json.loads((run / "metrics.json").read_text())["history"] == hist
+
+
+def test_bad_override_is_one_line_error(
+    meld_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "train",
+        "text",
+        "--config",
+        "train/configs/text.toml",
+        "--set",
+        "curriculm=[0]",
+        "--run-dir",
+        str(tmp_path),
+    ]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown config keys ['curriculm']" in err[0]
