@@ -50,10 +50,12 @@ def plot_curves(
     plt = _plt()
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.plot(epochs, losses, marker="o")
+    a.xaxis.get_major_locator().set_params(integer=True)
+    b.xaxis.get_major_locator().set_params(integer=True)
     a.set_xlabel("epoch")
     a.set_ylabel("train loss")
     for name, values in dev.items():
-        b.plot(epochs[: len(values)], values, marker="o", label=name)
+        b.plot(epochs, values, marker="o", label=name)
     b.set_xlabel("epoch")
     b.set_ylabel("dev (%)")
     b.legend()
@@ -73,8 +75,8 @@ def write_text_report(run_dir: str | Path) -> list[Path]:
     dev: dict[str, list[float]] = {}
     for which in ("model", "ema"):
         for key, label in (("weighted_f1", "wF1"), ("accuracy", "acc")):
-            vals = [h[which][key] for h in hist if which in h]
-            if vals and len(vals) == len(hist):
+            vals = [h[which][key] if which in h else float("nan") for h in hist]  # no EMA in epoch 1
+            if any(which in h for h in hist):
                 dev[f"{which} {label}"] = vals
     out = [plot_curves(epochs, [h["train_loss"] for h in hist], dev, run / "curves.png", run.name)]
     best = m.get("best", {})
