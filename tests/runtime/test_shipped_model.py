@@ -1,0 +1,93 @@
+"""The committed runtime text model (store name ``emostream-text-int8``, `emostream models pull`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emostream import schema
+from emostream.bus import open_bus
+from emostream.cli import main as cli
+from emostream.config import BusSettings
+from emostream.dialogue import meld_prompts
+from emostream.erc_runtime import TextModel
+from emostream.meld import read_meld
+from emostream.schema import TextContext, Transcript
+from emostream.store import load
+
+from .helpers import FIXTURE_CSV
+
+NAME = "emostream-text-int8"
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Path:
+    return load(NAME)
+
+
+def test_int8_agrees_with_its_fp32_teacher_on_the_fixture(shipped: Path) -> None:
+    meta = json.loads((shipped / "meta.json").read_text())
+    q = meta["quantization"]
+    ref = q["fixture_fp32"]
+    assert ref["csv_sha256"] == hashlib.sha256(FIXTURE_CSV.read_bytes()).hexdigest()
+    model = TextModel.from_dir(shipped)
+    prompts = [p for d in read_meld(FIXTURE_CSV).dialogues.values() for p in meld_prompts(model.builder, d)]
+    logits = np.concatenate([model.run([p])[1] for p in prompts])
+    agreement = float((logits.argmax(1) == np.asarray(ref["top1"])).mean())
+    # 42 utterances: one flip is already 97.6%, so the fixture allows two; the >= 98% criterion is
+    # checked on the full dev set at quantize time (recorded in meta.json, re-measured by bench quant).
+    assert agreement >= 40 / 42, f"INT8 vs FP32 top-1 agreement {agreement:.3f} on the fixture"
+    assert np.abs(logits - np.asarray(ref["logits"])).mean() < 0.1
+    assert q["check"]["csv"] == "dev_sent_emo.csv" and q["check"]["utterances"] >= 1100
+    assert q["check"]["top1_agreement"] >= 0.98
+    size = (shipped / "model.onnx").stat().st_size / 1e6
+    assert size < 30 and q["fp32_onnx_mb"] / size >= 3.5
+
+
+def test_eval_meld_uses_the_int8_model_by_default(shipped: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["eval", "meld", "--csv", str(FIXTURE_CSV), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["model"] == NAME and r["utterances"] == 42
+    assert r["accuracy"] >= 40  # a trained teacher, not chance (14%) on these 42 utterances
+
+
+async def test_context_worker_process_publishes_text_context(shipped: Path, flush_redis: str) -> None:
+    cmd = [sys.executable, "-m", "emostream", "worker", "context", "--redis", flush_redis, "--consumer", "c1"]
+    bus = open_bus(flush_redis, BusSettings(url=flush_redis))
+    await bus.ensure_group(TextContext.stream, "sink", "0")
+    proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        lines = [("p1", "I just got the job!"), ("p2", "No way, that's amazing!")]
+        for i, (speaker, text) in enumerate(lines):
+            t = schema.now()
+            msg = Transcript(
+                room="call", speaker=speaker, utterance=i, start=float(i), end=i + 0.8, text=text,
+                eos_at=t, trace={"asr": t},
+            )  # fmt: skip
+            await bus.publish(Transcript.stream, schema.encode(msg))
+        got: dict[int, TextContext] = {}
+        deadline = time.monotonic() + 90
+        while len(got) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            for d in await bus.read_group([TextContext.stream], "sink", "s", 10, 200):
+                c = schema.decode(d.data, TextContext)
+                got[c.utterance] = c
+        assert len(got) == 2, proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "timeout"
+        assert len(got[1].logits) == 7 and len(got[1].embedding) == 384
+        assert got[1].model == NAME and got[1].trace["context"] >= got[1].trace["asr"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            assert proc.wait(20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        await bus.close()
