@@ -43,6 +43,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             )
             p.add_argument("--train-csv", metavar="FILE", help="MELD train_sent_emo.csv")
             p.add_argument("--dev-csv", metavar="FILE", help="MELD dev_sent_emo.csv")
+    f = sub.add_parser(
+        "features", help="cache teacher outputs or description embeddings (.npz) for visual/fusion"
+    )
+    f.add_argument("what", choices=("teacher", "descriptions"))
+    f.add_argument(
+        "--model", metavar="DIR", help="teacher: a train/runs/<run>/best folder; descriptions: encoder"
+    )
+    f.add_argument("--input", metavar="FILE", required=True, help="teacher: MELD CSV; descriptions: JSONL")
+    f.add_argument("--out", metavar="NPZ", required=True)
     q = sub.add_parser(  # "+" prefix: every "--option" (and --help) is passed through to train.quantize
         "quantize",
         help="weight-only INT8 export of a trained model (train/quantize.py)",
@@ -78,6 +87,22 @@ def _import(module: str) -> Any:
         raise
 
 
+def _features(args: argparse.Namespace) -> int:
+    feats = _import("train.features")
+    from train.config import resolve_model_path
+
+    if args.what == "teacher":
+        if not args.model:
+            raise UserError("features teacher needs --model DIR (a trained text teacher's best/ folder)")
+        out = feats.teacher_features(resolve_model_path(args.model, ""), args.input, args.out)
+    else:
+        out = feats.description_features(
+            args.input, resolve_model_path(args.model or "", "all-MiniLM-L6-v2"), args.out
+        )
+    print(out)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     if args.kind == "quantize":
@@ -87,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
                 "`emostream train quantize` is not available yet (issue [runtime] has not landed)"
             )
         return int(mod.main(list(args.rest)) or 0)
+    if args.kind == "features":
+        return _features(args)
     module, cfg_name, fn_name = _KINDS[args.kind]
     mod = _import(module)
     if mod is None:

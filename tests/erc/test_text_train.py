@@ -51,6 +51,22 @@ def test_train_text_cli_end_to_end(minilm_dir: Path, meld_csv: Path, tmp_path: P
     assert main(argv) == 0
     assert json.loads((run / "metrics.json").read_text())["history"] == hist
 
+    # feature caches for the visual/fusion stages: teacher outputs and description embeddings
+    assert main(["train", "features", "teacher", "--model", str(best), "--input", str(meld_csv),
+                 "--out", str(tmp_path / "t.npz")]) == 0  # fmt: skip
+    lines = [
+        json.dumps({"dialogue": e.key[0], "utterance": e.key[1], "text": "brows raised"})
+        for e in examples[:5]
+    ]
+    (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n")
+    assert main(["train", "features", "descriptions", "--model", str(minilm_dir),
+                 "--input", str(tmp_path / "d.jsonl"), "--out", str(tmp_path / "d.npz")]) == 0  # fmt: skip
+    from train.features import join, load_cache
+
+    joined = join(load_cache(tmp_path / "t.npz", ("keys",)), load_cache(tmp_path / "d.npz", ("keys",)))
+    assert joined["emb"].shape == (5, 384) and joined["confidence"].tolist() == [1.0] * 5
+    assert (joined["logits"].argmax(1) == logits[:5].argmax(1)).all()
+
 
 def test_bad_override_is_one_line_error(
     meld_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
