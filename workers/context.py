@@ -14,8 +14,6 @@ active room is forgotten.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from collections import OrderedDict
 from typing import ClassVar
 
@@ -24,10 +22,9 @@ from emostream.config import Settings
 from emostream.dialogue import DialogueHistory
 from emostream.erc_prompt import PromptInput
 from emostream.erc_runtime import RuntimeOptions, TextModel
+from emostream.follow import Follower
 from emostream.schema import Message, RoomControl, TextContext, Transcript
 from emostream.stage import Emit, Stage, StageContext
-
-log = logging.getLogger("emostream.context")
 
 
 def runtime_options(settings: Settings) -> RuntimeOptions:
@@ -72,8 +69,8 @@ class ContextStage(Stage):
         self.model = model
         self.follow = follow
         self.rooms: Rooms | None = None
-        self._tail: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._follower = Follower(Transcript, self._seen, from_start=False, block_ms=settings.bus.block_ms)
+        """Tails every transcript (no group) so this worker's histories hold the whole conversation."""
 
     async def setup(self, ctx: StageContext) -> None:
         if self.model is None:
@@ -84,30 +81,12 @@ class ContextStage(Stage):
             )
         c = self.settings.context
         self.rooms = Rooms(self.model, c.history, c.max_rooms)
-        if self.follow and self._tail is None:
-            self._stopping = False
-            self._tail = asyncio.create_task(self._follow(ctx))
+        if self.follow:
+            self._follower.start(ctx.bus)
 
-    async def _follow(self, ctx: StageContext) -> None:
-        """Tail every transcript (no group) so this worker's histories hold the whole conversation."""
-        last = await ctx.bus.last_id(Transcript.stream)  # not "$": nothing published between reads is missed
-        while not self._stopping:
-            try:
-                entries = await ctx.bus.tail({Transcript.stream: last}, 200, ctx.settings.bus.block_ms)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a bus hiccup must not kill the stage: retry after a pause
-                log.warning("transcript tail failed, retrying", extra={"error": str(exc)})
-                await asyncio.sleep(1.0)
-                continue
-            for entry in entries:
-                last = entry.id
-                try:
-                    t = schema.decode_checked(entry.data, Transcript)
-                except schema.SchemaError:
-                    continue  # the group consumer dead-letters it
-                if self.rooms is not None:
-                    self.rooms.add(t)
+    def _seen(self, transcript: Transcript) -> None:
+        if self.rooms is not None:
+            self.rooms.add(transcript)
 
     async def handle(self, message: Message, ctx: StageContext) -> list[Emit]:
         assert self.model is not None and self.rooms is not None, "setup() was not run"
@@ -134,15 +113,7 @@ class ContextStage(Stage):
         return [Emit(out)]
 
     async def close(self) -> None:
-        """Stop the tail between reads (cancelling a blocked Redis read can hang), cancel as a last resort."""
-        if self._tail is not None:
-            self._stopping = True
-            done, _ = await asyncio.wait([self._tail], timeout=self.settings.bus.block_ms / 1000 + 2)
-            if not done:
-                self._tail.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._tail
-            self._tail = None
+        await self._follower.stop()
 
 
 def create(settings: Settings) -> Stage:

@@ -13,8 +13,6 @@ shows up is dropped after ``fusion.visual_ttl_s`` and counted as ``unmatched``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -22,13 +20,13 @@ import numpy as np
 from emostream import schema
 from emostream.config import Settings
 from emostream.erc_runtime import softmax
+from emostream.follow import Follower
 from emostream.fusion_runtime import FusionHead, load_fusion
 from emostream.schema import EMOTIONS, EmotionEvent, Message, TextContext, VisualDescription
 from emostream.stage import Emit, Stage, StageContext
 from workers.context import runtime_options
 from workers.fusion_cache import VisualCache
 
-log = logging.getLogger("emostream.fusion")
 VisualStatus = Literal["used", "absent", "late", "no_face", "disabled"]
 
 
@@ -50,8 +48,14 @@ class FusionStage(Stage):
         self.load_head = load_head and head is None
         f = settings.fusion
         self.cache = VisualCache(ttl_s=f.visual_ttl_s, max_entries=max(1024, settings.bus.maxlen))
-        self._tail: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._follower = Follower(
+            VisualDescription,
+            self.cache.put,
+            from_start=True,
+            block_ms=settings.bus.block_ms,
+            after_batch=self.cache.expire,
+        )
+        """Tails every visual description (no group) into the cache; expires unmatched ones."""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -63,30 +67,7 @@ class FusionStage(Stage):
                 load_fusion, self.settings.fusion.model, runtime_options(self.settings), self.settings
             )
             self.load_head = False
-        if self._tail is None:
-            self._stopping = False
-            self._tail = asyncio.create_task(self._follow(ctx))
-
-    async def _follow(self, ctx: StageContext) -> None:
-        """Tail every visual description (no group) into the cache; expire unmatched ones."""
-        last = "0"
-        while not self._stopping:
-            try:
-                entries = await ctx.bus.tail({VisualDescription.stream: last}, 200, ctx.settings.bus.block_ms)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # keep the worker alive through bus hiccups
-                log.warning("description tail failed, retrying", extra={"error": str(exc)})
-                await asyncio.sleep(1.0)
-                continue
-            for entry in entries:
-                last = entry.id
-                try:
-                    v = schema.decode_checked(entry.data, VisualDescription)
-                except schema.SchemaError:
-                    continue
-                self.cache.put(v)
-            self.cache.expire()
+        self._follower.start(ctx.bus)
 
     async def handle(self, message: Message, ctx: StageContext) -> list[Emit]:
         assert isinstance(message, TextContext)
@@ -145,15 +126,7 @@ class FusionStage(Stage):
         return "used" if self.head.usable(visual.embedding) else "absent"
 
     async def close(self) -> None:
-        """Stop the tail between reads (cancelling a blocked Redis read can hang), cancel as a last resort."""
-        if self._tail is not None:
-            self._stopping = True
-            done, _ = await asyncio.wait([self._tail], timeout=self.settings.bus.block_ms / 1000 + 2)
-            if not done:
-                self._tail.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._tail
-            self._tail = None
+        await self._follower.stop()
 
 
 def create(settings: Settings) -> Stage:

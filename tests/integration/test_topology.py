@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import free_port, start_redis
+from redis_server import free_port, start_redis
 from skimage import data
 
 from emostream import schema

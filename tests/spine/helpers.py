@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections import Counter
+
+from redis_server import free_port as free_port  # re-exported for the spine tests
 
 from emostream.bus import Bus
 from emostream.config import BusSettings, Settings, StageSettings
@@ -16,12 +17,6 @@ from emostream.schema import decode, encode
 from emostream.toy import Ping, stream_of
 
 SINK = "sink"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def fast_settings(url: str = "memory://", **bus: object) -> Settings:
