@@ -4,50 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-from emostream.schema import EMOTIONS
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_confusion(confusion: list[list[int]], out: Path, title: str) -> Path:
-    """Row-normalised confusion matrix (gold rows, predicted columns) with raw counts in the cells."""
-    import numpy as np
-
-    plt = _plt()
-    cm = np.asarray(confusion, dtype=float)
-    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(6.4, 5.6))
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45, ha="right")
-    ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("gold")
-    for i in range(cm.shape[0]):
-        for j in range(cm.shape[1]):
-            ax.text(
-                j, i, int(cm[i, j]), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black"
-            )
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+from emostream.plots import plot_confusion, pyplot
 
 
 def plot_curves(
     epochs: list[int], losses: list[float], dev: dict[str, list[float]], out: Path, title: str
 ) -> Path:
     """Train loss (left) and dev weighted-F1 / accuracy per epoch (right)."""
-    plt = _plt()
+    plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.plot(epochs, losses, marker="o")
     a.xaxis.get_major_locator().set_params(integer=True)

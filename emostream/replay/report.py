@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from emostream.plots import plot_confusion, pyplot
 from emostream.replay.metrics import RowResult
 from emostream.schema import EMOTIONS
 
@@ -24,15 +25,6 @@ COLOURS = {
     "disgust": "#2e7d32",
     "anger": "#c62828",
 }
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def write_events(rows: list[RowResult], path: Path) -> int:
@@ -51,31 +43,9 @@ def write_events(rows: list[RowResult], path: Path) -> int:
     return n
 
 
-def plot_confusion(metrics: dict[str, Any], path: Path) -> None:
-    """Row-normalised confusion matrix with raw counts in each cell."""
-    plt = _pyplot()
-    m = np.asarray(metrics["confusion"]["matrix"], np.float64)
-    norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(6.4, 5.4), dpi=100)
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45, ha="right")
-    ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for i in range(m.shape[0]):
-        for j in range(m.shape[1]):
-            ax.text(
-                j, i, int(m[i, j]), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black"
-            )
-    ax.set_title(f"weighted-F1 {metrics['weighted_f1']:.2f}  acc {metrics['accuracy']:.2f}")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def plot_timeline(dialogue: int, rows: list[RowResult], path: Path) -> None:
     """One lane per speaker: true emotion (square) and prediction (dot) per utterance, in speaking order."""
-    plt = _pyplot()
+    plt = pyplot()
     speakers = list(dict.fromkeys(r.speaker for r in rows))
     fig, axes = plt.subplots(
         len(speakers), 1, figsize=(max(6.0, 0.45 * len(rows) + 2), 1.3 * len(speakers) + 0.8)
@@ -166,7 +136,8 @@ def write_report(rows: list[RowResult], metrics: dict[str, Any], out: Path, time
     write_events(rows, out / "events.jsonl")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     images = ["confusion.png"]
-    plot_confusion(metrics, out / "confusion.png")
+    title = f"weighted-F1 {metrics['weighted_f1']:.2f}  acc {metrics['accuracy']:.2f}"
+    plot_confusion(metrics["confusion"]["matrix"], out / "confusion.png", title)
     by_dialogue: dict[int, list[RowResult]] = {}
     for r in rows:
         by_dialogue.setdefault(r.dialogue, []).append(r)
