@@ -1,4 +1,4 @@
-"""Classification metrics reported everywhere: weighted-F1 (primary), accuracy, per-class F1 (percent)."""
+"""Training-run metrics: the shared scores plus the confusion matrix and the count."""
 
 from __future__ import annotations
 
@@ -7,22 +7,17 @@ from typing import Any
 
 import numpy as np
 
+from emostream import scores as shared
 from emostream.schema import EMOTIONS
 
 
 def scores(labels: Sequence[int], preds: Sequence[int]) -> dict[str, Any]:
     """weighted_f1, accuracy, per_class_f1 (0-100) and the confusion matrix (rows = gold, EMOTIONS order)."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+    from sklearn.metrics import confusion_matrix
 
     y, p = np.asarray(labels), np.asarray(preds)
-    classes = list(range(len(EMOTIONS)))
-    per = f1_score(y, p, labels=classes, average=None, zero_division=0)
     return {
-        "weighted_f1": round(
-            100 * float(f1_score(y, p, labels=classes, average="weighted", zero_division=0)), 2
-        ),
-        "accuracy": round(100 * float(accuracy_score(y, p)), 2),
-        "per_class_f1": {e: round(100 * float(f), 2) for e, f in zip(EMOTIONS, per, strict=True)},
-        "confusion": confusion_matrix(y, p, labels=classes).tolist(),
+        **shared.scores(labels, preds),
+        "confusion": confusion_matrix(y, p, labels=list(range(len(EMOTIONS)))).tolist(),
         "n": int(len(y)),
     }

@@ -107,9 +107,9 @@ def dev_pass(
 ) -> dict[str, dict[str, Any]]:
     """Every utterance through every variant in turn (batch 1, past-only context), timed per variant:
     throughput and scores come from the same pass, so load changes hit all variants alike."""
-    from emostream.commands.eval import scores
     from emostream.dialogue import meld_prompts
     from emostream.meld import read_meld
+    from emostream.scores import scores
 
     gold: list[int] = []
     preds: dict[str, list[int]] = {n: [] for n in runners}

@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from emostream.errors import UserError
-from emostream.schema import EMOTIONS
+from emostream.scores import scores
 
 HELP = "Evaluate the runtime emotion model on a MELD-format CSV (weighted-F1, accuracy, per class)."
 
@@ -28,21 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="store name or folder of the runtime text model (default: context.model)")
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.add_argument("--limit", type=int, default=0, help="only the first N dialogues (0 = all)")
-
-
-def scores(gold: Sequence[int], pred: Sequence[int]) -> dict[str, Any]:
-    """weighted_f1 and accuracy in percent (0-100), per_class_f1 by EMOTIONS name."""
-    from sklearn.metrics import accuracy_score, f1_score
-
-    labels = list(range(len(EMOTIONS)))
-    per = f1_score(gold, pred, labels=labels, average=None, zero_division=0)
-    return {
-        "weighted_f1": round(
-            100 * float(f1_score(gold, pred, labels=labels, average="weighted", zero_division=0)), 2
-        ),
-        "accuracy": round(100 * float(accuracy_score(gold, pred)), 2),
-        "per_class_f1": {e: round(100 * float(f), 2) for e, f in zip(EMOTIONS, per, strict=True)},
-    }
 
 
 def evaluate(
