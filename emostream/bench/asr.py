@@ -1,6 +1,7 @@
 """`emostream bench asr`: WER, real-time factor and end-of-speech -> transcript latency per Whisper model.
 
-N MELD utterances are spoken by espeak-ng (one voice per speaker), framed by silence, and run through
+N MELD utterances are spoken by espeak-ng at 150 wpm, one voice per speaker from ``BENCH_VOICES``
+(chosen on train lines with `emostream bench voices`), framed by silence, and run through
 the live speech path: segmenter (Silero VAD, pause partials) -> blobs on the in-memory bus -> the ASR
 stage's handler. Latency is measured the way a call sees it: the segmenter declares end of speech after
 the hangover (``eos_at``), and the clock stops when the Transcript exists. The hangover after the final
@@ -8,7 +9,7 @@ pause partial runs in real time, so speculative work overlaps it exactly as it w
 pause partials of an utterance are awaited first (assumes the ASR is idle when the last pause begins:
 one speaker, no backlog). Each utterance is also transcribed fresh after end of speech (what latency
 would be without early partials). WER uses a small normalizer (lowercase, no punctuation, MELD's
-mis-decoded quotes fixed, fillers dropped, a few spellings unified).
+mis-decoded quotes fixed, fillers dropped, a few spellings unified); it is also reported per voice.
 """
 
 from __future__ import annotations
@@ -24,15 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from emostream.bench.speech_data import edit_distance, fix_text, normalize, speak
+from emostream.bench.speech_data import BENCH_VOICES, BENCH_WPM, edit_distance, fix_text, normalize, speak
 from emostream.config import AsrSettings, Settings, VadSettings
 from emostream.errors import UserError
 from emostream.ingest.audio import SAMPLE_RATE, Audio
 
 HELP = "ASR: WER, RTF and end-of-speech -> transcript latency on MELD lines spoken by espeak-ng."
 
-VOICES = ("en-us", "en-gb", "en-us-nyc", "en-gb-x-rp", "en-us+f3", "en-us+m3")
-"""espeak-ng voices, one per speaker in order of appearance (the most intelligible English ones)."""
 MODELS = {"tiny.en": "whisper-tiny.en", "base": "whisper-base"}
 DEFAULT_CSV = "tests/fixtures/meld/dev_sample.csv"
 MAX_LATENCY_S = 8.0
@@ -49,7 +48,9 @@ class Line:
     audio: Audio
 
 
-def load_lines(path: str | Path, n: int) -> list[Line]:
+def load_lines(
+    path: str | Path, n: int, voices: tuple[str, ...] = BENCH_VOICES, wpm: int = BENCH_WPM
+) -> list[Line]:
     """The first ``n`` MELD rows with words, spoken with one voice per speaker."""
     p = Path(path)
     if not p.is_file():
@@ -58,12 +59,12 @@ def load_lines(path: str | Path, n: int) -> list[Line]:
         rows = [r for r in csv.DictReader(fh) if normalize(r.get("Utterance", ""))]
     if not rows:
         raise UserError(f"{p} has no rows with an Utterance column: pass a MELD *_sent_emo.csv")
-    voices: dict[str, str] = {}
+    by_speaker: dict[str, str] = {}
     out: list[Line] = []
     for r in rows[:n]:
-        voice = voices.setdefault(r["Speaker"], VOICES[len(voices) % len(VOICES)])
+        voice = by_speaker.setdefault(r["Speaker"], voices[len(by_speaker) % len(voices)])
         text = fix_text(r["Utterance"])
-        out.append(Line(r["Speaker"], text, voice, speak(text, voice)))
+        out.append(Line(r["Speaker"], text, voice, speak(text, voice, wpm)))
     return out
 
 
@@ -71,6 +72,7 @@ def load_lines(path: str | Path, n: int) -> list[Line]:
 @dataclass
 class Result:
     model: str
+    voice: str
     text: str
     hyp: str
     seconds: float
@@ -155,6 +157,7 @@ async def run_line(
     ref = normalize(line.text)
     return Result(
         model=stage.opts.model,
+        voice=line.voice,
         text=line.text,
         hyp=hyp,
         seconds=line.audio.size / SAMPLE_RATE,
@@ -192,6 +195,7 @@ def summarize(name: str, results: list[Result], vad: VadSettings | None = None) 
         if not lat.size
         else round(float(np.percentile(lat, 50)) + hangover, 1),
         "speculative_share": round(sum(r.speculative for r in short) / max(1, len(short)), 3),
+        "wer_by_voice": _by_voice(results),
         "n": len(results),
         "n_latency": len(short),
         "audio_s": round(audio_s, 1),
@@ -233,6 +237,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-window", type=float, default=None, metavar="S", help="override asr.min_window_s"
     )
+    parser.add_argument(
+        "--voices",
+        default=",".join(BENCH_VOICES),
+        help="espeak-ng voices, one per speaker (chosen by `bench voices` on train lines)",
+    )
+    parser.add_argument("--wpm", type=int, default=BENCH_WPM, help=f"speaking rate ({BENCH_WPM})")
     parser.add_argument("--no-fresh", action="store_true", help="skip the fresh (no early partials) pass")
     parser.add_argument("--out", metavar="FILE", help="also write per-utterance results as CSV")
     parser.add_argument(
@@ -253,7 +263,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"unknown model {unknown[0]}: pick from {', '.join(MODELS)}")
     loaded = load_settings(getattr(args, "config", None))
     base, vad = loaded.asr, loaded.vad
-    lines = load_lines(args.csv, args.n)
+    voices = tuple(v.strip() for v in args.voices.split(",") if v.strip())
+    if not voices:
+        raise UserError("--voices is empty: pass espeak-ng voice names, e.g. en+f2,en-us+m6")
+    lines = load_lines(args.csv, args.n, voices, args.wpm)
     all_results: list[Result] = []
     with Progress(transient=True, console=_stderr_console()) as bar:
         for name in names:
@@ -282,6 +295,16 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         _write(args.out, all_results)
     return 0
+
+
+def _by_voice(results: list[Result]) -> dict[str, float]:
+    """WER per espeak-ng voice: synthetic voices differ a lot in how well Whisper hears them."""
+    tally: dict[str, list[int]] = {}
+    for r in results:
+        t = tally.setdefault(r.voice, [0, 0])
+        t[0] += r.errors
+        t[1] += r.words
+    return {v: round(e / max(1, w), 4) for v, (e, w) in tally.items()}
 
 
 def _partial_passes() -> float:

@@ -18,6 +18,13 @@ import numpy as np
 from emostream.errors import UserError
 from emostream.ingest.audio import Audio, to_16k_mono
 
+BENCH_WPM = 150
+"""Speaking rate of the bench's voices: conversational English pace (espeak-ng's own default is 175)."""
+BENCH_VOICES = ("en+m6", "en-us+f2", "en-gb-x-rp+m6", "en-gb-x-rp+f2", "en+m5", "en-us+edward")
+"""One per speaker in order of appearance. Picked with `emostream bench voices` on MELD *train* lines
+(never dev): the four male and two female variants tiny.en understands best at 150 wpm (espeak-ng's
+female variants all score worse; docs/speech.md has the survey)."""
+
 _MOJIBAKE = {
     "\u0092": "'",
     "\u0091": "'",
@@ -94,7 +101,7 @@ def edit_distance(ref: list[str], hyp: list[str]) -> int:
 
 
 def speak(text: str, voice: str = "en-us", speed: int = 175) -> Audio:
-    """espeak-ng speech of ``text`` as 16 kHz mono float32."""
+    """espeak-ng speech of ``text`` at ``speed`` words per minute, as 16 kHz mono float32."""
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise UserError("espeak-ng is not installed: `apt-get install espeak-ng` (or `make apt`)")

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHES: tuple[str, ...] = ("bus", "asr", "visual", "quant")
+BENCHES: tuple[str, ...] = ("bus", "asr", "voices", "visual", "quant")
 
-HELP = "Benchmarks: bus, asr, visual, quant (medians in one run, JSON lines with --json)."
+HELP = "Benchmarks: bus, asr, voices, visual, quant (medians in one run, JSON lines with --json)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +38,13 @@ def _not_landed(name: str):  # type: ignore[no-untyped-def]
 
         raise NotLanded(
             f"emostream bench {name}",
-            {"bus": "[spine]", "asr": "[speech]", "visual": "[visual]", "quant": "[runtime]"}[name],
+            {
+                "bus": "[spine]",
+                "asr": "[speech]",
+                "voices": "[speech]",
+                "visual": "[visual]",
+                "quant": "[runtime]",
+            }[name],
         )
 
     return run

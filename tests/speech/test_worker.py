@@ -12,6 +12,7 @@ import time
 import pytest
 
 from emostream.bench.asr import normalize, speak
+from emostream.bench.speech_data import BENCH_VOICES, BENCH_WPM
 from emostream.bus import Bus, open_bus
 from emostream.cli import main
 from emostream.config import BusSettings, Settings, StageSettings
@@ -98,7 +99,26 @@ def test_bench_prints_one_json_line_per_model(capsys: pytest.CaptureFixture[str]
     assert r["model"] == "tiny.en" and r["n"] == 3
     assert 0.0 <= r["wer"] <= 0.6 and 0.0 < r["rtf"] < 1.0
     assert r["eos_to_text_p50_ms"] is not None and r["eos_to_text_p95_ms"] >= r["eos_to_text_p50_ms"]
+    # the fixture's first three lines have three speakers: the first three bench voices, scored apiece
+    assert set(r["wer_by_voice"]) == set(BENCH_VOICES[:3])
+    assert all(0.0 <= w <= 1.0 for w in r["wer_by_voice"].values())
     with pytest.raises(SystemExit):
         main(["bench", "asr", "--models"])
     assert main(["bench", "asr", "--csv", "/nonexistent.csv", "--n", "1"]) == 1
+    assert "not found" in capsys.readouterr().err
+
+
+def test_bench_voices_scores_each_voice_and_flags_ignored_variants(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    csv = "tests/fixtures/meld/dev_sample.csv"
+    # espeak-ng ignores "+f2" on en-gb (same audio as en-gb); on "en" the variant applies
+    argv = ["bench", "voices", "--json", "--csv", csv, "--n", "2", "--voices", "en-gb,en-gb+f2,en+f2"]
+    assert main(argv) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.strip()]
+    assert [r["voice"] for r in rows] == ["en-gb", "en-gb+f2", "en+f2"]
+    assert rows[1] == {"voice": "en-gb+f2", "same_audio_as": "en-gb"}
+    for r in (rows[0], rows[2]):
+        assert r["wpm"] == BENCH_WPM and r["words"] > 0 and 0.0 <= r["wer"] <= 0.6
+    assert main(["bench", "voices", "--csv", "/nonexistent.csv"]) == 1
     assert "not found" in capsys.readouterr().err
