@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from emostream.errors import UserError
+from emostream.native_log import quiet_native_stderr
 from emostream.schema import EMOTIONS
 
 if TYPE_CHECKING:
@@ -64,8 +65,9 @@ class LiteRTExpression:
     def __init__(self, model: Path) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self._it = Interpreter(model_path=str(model), num_threads=1)
-        self._it.allocate_tensors()
+        with quiet_native_stderr():  # TFLite announces its XNNPACK delegate on fd 2
+            self._it = Interpreter(model_path=str(model), num_threads=1)
+            self._it.allocate_tensors()
         self._in = self._it.get_input_details()[0]["index"]
         self._out = self._it.get_output_details()[0]["index"]
         self._lock = threading.Lock()

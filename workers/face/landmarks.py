@@ -1,14 +1,15 @@
 """MediaPipe FaceLandmarker (Tasks API): faces, 478 landmarks, 52 blendshapes and head pose per frame.
 
 One landmarker per process (loading it costs ~100 ms); calls are serialised with a lock because a
-Tasks-API landmarker is not thread-safe. Close it (``with`` or ``close()``), or MediaPipe complains at
-interpreter exit.
+Tasks-API landmarker is not thread-safe. Close it with ``with`` or ``close()``; one left open is closed
+at exit without MediaPipe's shutdown traceback.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+from emostream.native_log import quiet_native_stderr
 
 if TYPE_CHECKING:
     from emostream.config import Settings
@@ -70,6 +73,15 @@ def head_pose(matrix: npt.NDArray[np.float64]) -> tuple[float, float, float]:
     return (yaw, pitch, roll)
 
 
+def _close_landmarker(lm: object) -> None:
+    """Close a landmarker, also at interpreter exit, where MediaPipe's own close fails with a traceback
+    (its call executor is already shut down); the OS frees the native side then, so forget the handle."""
+    try:
+        lm.close()  # type: ignore[attr-defined]
+    except RuntimeError:
+        lm._handle = None  # type: ignore[attr-defined]
+
+
 class FaceLandmarks:
     """Wrapper around a MediaPipe FaceLandmarker in IMAGE mode (every frame is independent)."""
 
@@ -85,8 +97,11 @@ class FaceLandmarks:
             output_face_blendshapes=True,
             output_facial_transformation_matrixes=True,
         )
-        self._lm = vision.FaceLandmarker.create_from_options(opts)
-        self._lock = threading.Lock()
+        with quiet_native_stderr():  # load + first run print absl/TFLite chatter on fd 2
+            self._lm = vision.FaceLandmarker.create_from_options(opts)
+            self._lock = threading.Lock()
+            self.detect(np.zeros((64, 64, 3), np.uint8))
+        self._finalizer = weakref.finalize(self, _close_landmarker, self._lm)
         self.max_faces = max_faces
 
     @classmethod
@@ -120,7 +135,7 @@ class FaceLandmarks:
         return faces
 
     def close(self) -> None:
-        self._lm.close()
+        self._finalizer()
 
     def __enter__(self) -> FaceLandmarks:
         return self
