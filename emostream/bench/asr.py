@@ -25,7 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from emostream.bench.speech_data import BENCH_VOICES, BENCH_WPM, edit_distance, fix_text, normalize, speak
+from emostream.bench.speech_data import (
+    BENCH_VOICES,
+    BENCH_WPM,
+    edit_distance,
+    fix_text,
+    meld_rows,
+    normalize,
+    speak,
+)
 from emostream.config import AsrSettings, Settings, VadSettings
 from emostream.errors import UserError
 from emostream.ingest.audio import SAMPLE_RATE, Audio
@@ -52,13 +60,7 @@ def load_lines(
     path: str | Path, n: int, voices: tuple[str, ...] = BENCH_VOICES, wpm: int = BENCH_WPM
 ) -> list[Line]:
     """The first ``n`` MELD rows with words, spoken with one voice per speaker."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"MELD CSV {p} not found: pass --csv PATH (e.g. {DEFAULT_CSV})")
-    with p.open(encoding="utf-8", errors="replace", newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if normalize(r.get("Utterance", ""))]
-    if not rows:
-        raise UserError(f"{p} has no rows with an Utterance column: pass a MELD *_sent_emo.csv")
+    rows = meld_rows(path)
     by_speaker: dict[str, str] = {}
     out: list[Line] = []
     for r in rows[:n]:

@@ -7,11 +7,13 @@ numbers below 21 spelled out. Everything else counts as an error.
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 import shutil
 import subprocess
 import wave
+from pathlib import Path
 
 import numpy as np
 
@@ -112,3 +114,15 @@ def speak(text: str, voice: str = "en-us", speed: int = 175) -> Audio:
         pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
         rate = w.getframerate()
     return to_16k_mono(pcm, rate)
+
+
+def meld_rows(path: str | Path) -> list[dict[str, str]]:
+    """Rows of a MELD ``*_sent_emo.csv`` whose Utterance has words (what the speech benches speak)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"MELD CSV {p} not found: pass --csv PATH to a MELD *_sent_emo.csv")
+    with p.open(encoding="utf-8", errors="replace", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if normalize(r.get("Utterance", ""))]
+    if not rows:
+        raise UserError(f"{p} has no rows with an Utterance column: pass a MELD *_sent_emo.csv")
+    return rows

@@ -12,17 +12,14 @@ works), so voices whose audio duplicates an earlier candidate's are reported as 
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from emostream.bench.speech_data import BENCH_WPM, edit_distance, fix_text, normalize, speak
+from emostream.bench.speech_data import BENCH_WPM, edit_distance, fix_text, meld_rows, normalize, speak
 from emostream.config import AsrSettings, VadSettings
-from emostream.errors import UserError
 from emostream.ingest.audio import SAMPLE_RATE
 
 HELP = "WER per espeak-ng voice on MELD lines (how the ASR bench's voices were chosen; use train lines)."
@@ -78,11 +75,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _texts(path: str, skip: int, n: int) -> list[str]:
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"MELD CSV {p} not found: pass --csv PATH to a MELD *_sent_emo.csv")
-    with p.open(encoding="utf-8", errors="replace", newline="") as fh:
-        texts = [fix_text(r["Utterance"]) for r in csv.DictReader(fh) if normalize(r.get("Utterance", ""))]
-    if not texts:
-        raise UserError(f"{p} has no rows with an Utterance column: pass a MELD *_sent_emo.csv")
-    return texts[skip : skip + n]
+    return [fix_text(r["Utterance"]) for r in meld_rows(path)][skip : skip + n]
