@@ -86,7 +86,7 @@ def train_fusion(cfg: FusionConfig, resume: bool = True, progress: bool = True) 
         save_file(state, str(out / "fusion.safetensors"))
         meta = {
             "text_dim": text_dim,
-            "alpha": float(model.fusion.alpha),
+            "alpha": float(model.fusion.alpha.detach()),
             "dev": best,
             "dev_text_only": text_only,
         }
