@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from emostream.meld import read_meld
 from emostream.schema import TextContext, Transcript
 from emostream.store import load
 
-from .helpers import FIXTURE_CSV
+from .helpers import FIXTURE_CSV, stop_worker
 
 NAME = "emostream-text-int8"
 
@@ -84,10 +83,7 @@ async def test_context_worker_process_publishes_text_context(shipped: Path, flus
         assert len(got[1].logits) == 7 and len(got[1].embedding) == 384
         assert got[1].model == NAME and got[1].trace["context"] >= got[1].trace["asr"]
     finally:
-        proc.send_signal(signal.SIGTERM)
         try:
-            assert proc.wait(20) == 0
+            stop_worker(proc)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-        await bus.close()
+            await bus.close()

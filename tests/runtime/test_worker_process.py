@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ from emostream import schema
 from emostream.bus import open_bus
 from emostream.config import BusSettings
 from emostream.schema import EmotionEvent, TextContext
+
+from .helpers import stop_worker
 
 
 async def test_fusion_worker_process_emits_text_only_events(flush_redis: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -38,11 +39,8 @@ async def test_fusion_worker_process_emits_text_only_events(flush_redis: str, tm
         assert got.visual_status == "disabled" and got.modalities == ["text"]  # no fusion model installed
         assert got.latency_ms["fusion"] >= 0 and got.latency_ms["total"] >= got.latency_ms["asr"]
     finally:
-        proc.send_signal(signal.SIGTERM)
         try:
-            assert proc.wait(20) == 0
+            stop_worker(proc)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-        await bus.close()
+            await bus.close()
     await asyncio.sleep(0)
