@@ -60,7 +60,7 @@ class StoreSettings(Section):
     home: str = "~/.cache/emostream"
     """Model store root: models live in ``<home>/models/<name>``."""
     manifest: str = ""
-    """Manifest override (default: the manifest shipped in models/manifest.toml)."""
+    """Manifest override (default: emostream/store/manifest.toml, shipped in the package)."""
 
 
 class VadSettings(Section):
@@ -96,7 +96,7 @@ class VadSettings(Section):
 
 
 class AsrSettings(Section):
-    """Speech recognition worker (workers/asr.py): faster-whisper / CTranslate2, one model per process."""
+    """Speech recognition worker (emostream/workers/asr.py): faster-whisper / CTranslate2, one model per process."""
 
     model: str = "whisper-tiny.en"
     """Model store name: ``whisper-tiny.en`` (fast) or ``whisper-base`` (multilingual)."""

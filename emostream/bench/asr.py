@@ -92,10 +92,10 @@ async def run_line(
 ) -> Result:
     """One utterance through segmenter -> bus blobs -> ASR handler, with the hangover in real time."""
     from emostream.bus.memory import MemoryBus
-    from emostream.ingest.speech import SpeechIngest
+    from emostream.ingest.participant import SpeechIngest
+    from emostream.runtime.stage import StageContext
     from emostream.schema import PartialAudio, Transcript, Utterance
-    from emostream.stage import StageContext
-    from workers.asr import AsrStage
+    from emostream.workers.asr import AsrStage
 
     assert isinstance(stage, AsrStage)
     bus = MemoryBus()
@@ -213,7 +213,7 @@ async def bench_model(
     realtime: bool = False,
     vad: VadSettings | None = None,
 ) -> list[Result]:
-    from workers.asr import AsrStage
+    from emostream.workers.asr import AsrStage
 
     stage = AsrStage(asr)
     await stage.ensure_model()

@@ -31,9 +31,9 @@ from typing import Any
 from emostream.bus import Bus, open_bus
 from emostream.config import BusSettings, Settings, StageSettings
 from emostream.errors import UserError
-from emostream.runner import Pipeline
+from emostream.runtime.pipeline import Pipeline
 from emostream.schema import decode, encode
-from emostream.toy import Ping, pipeline_stages, stream_of
+from emostream.testing.toy import Ping, pipeline_stages, stream_of
 
 HELP = "Bus throughput and publish-to-consume latency through a 3-stage pipeline (memory and Redis)."
 HOPS = 3

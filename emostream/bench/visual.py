@@ -60,10 +60,10 @@ def _default_image() -> Path:
 async def measure(args: argparse.Namespace) -> dict[str, float | int | str]:
     from emostream.bus.memory import MemoryBus
     from emostream.config import load_settings
+    from emostream.runtime.stage import StageContext
     from emostream.schema import FrameRef, KeyFrames, Utterance, VisualDescription
-    from emostream.stage import StageContext
-    from workers.fec import FecStage
-    from workers.vlm.stage import VlmStage
+    from emostream.workers.fec import FecStage
+    from emostream.workers.vlm.stage import VlmStage
 
     settings = load_settings()
     path = args.image or _default_image()

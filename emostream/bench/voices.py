@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emostream.whisper import WhisperEngine, WhisperOptions
+    from emostream.inference.whisper import WhisperEngine, WhisperOptions
 
     texts = _texts(args.csv, args.skip, args.n)
     engine = WhisperEngine.shared(WhisperOptions.from_settings(AsrSettings(model=args.model)))

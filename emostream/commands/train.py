@@ -16,17 +16,21 @@ from emostream.errors import UserError
 HELP = "Train and quantize emostream's models (needs the `train` extra)."
 
 _KINDS = {
-    "text": ("train.text", "TextConfig", "train_text"),
-    "visual": ("train.visual", "VisualConfig", "train_visual"),
-    "fusion": ("train.fusion", "FusionConfig", "train_fusion"),
+    "text": ("emostream.train.text", "TextConfig", "train_text"),
+    "visual": ("emostream.train.visual", "VisualConfig", "train_visual"),
+    "fusion": ("emostream.train.fusion", "FusionConfig", "train_fusion"),
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
     for kind in _KINDS:
-        p = sub.add_parser(kind, help=f"train the {kind} model from a config file (train/configs/*.toml)")
-        p.add_argument("--config", dest="train_config", metavar="FILE", help="TOML file (train/configs/)")
+        p = sub.add_parser(
+            kind, help=f"train the {kind} model from a config file (emostream/train/configs/*.toml)"
+        )
+        p.add_argument(
+            "--config", dest="train_config", metavar="FILE", help="TOML file (emostream/train/configs/)"
+        )
         p.add_argument("--run-dir", help="output folder (overrides the config's run_dir)")
         p.add_argument(
             "--set",
@@ -52,9 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     f.add_argument("--input", metavar="FILE", required=True, help="teacher: MELD CSV; descriptions: JSONL")
     f.add_argument("--out", metavar="NPZ", required=True)
-    q = sub.add_parser(  # "+" prefix: every "--option" (and --help) is passed through to train.quantize
+    q = sub.add_parser(  # "+" prefix: every "--option" (and --help) is passed through to emostream.train.quantize
         "quantize",
-        help="weight-only INT8 export of a trained model (train/quantize.py)",
+        help="weight-only INT8 export of a trained model (emostream/train/quantize.py)",
         prefix_chars="+",
         add_help=False,
     )
@@ -88,8 +92,8 @@ def _import(module: str) -> Any:
 
 
 def _features(args: argparse.Namespace) -> int:
-    feats = _import("train.features")
-    from train.config import resolve_model_path
+    feats = _import("emostream.train.features")
+    from emostream.train.config import resolve_model_path
 
     if args.what == "teacher":
         if not args.model:
@@ -106,7 +110,7 @@ def _features(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     if args.kind == "quantize":
-        mod = _import("train.quantize")
+        mod = _import("emostream.train.quantize")
         if mod is None or not hasattr(mod, "main"):
             raise UserError(
                 "`emostream train quantize` is not available yet (issue [runtime] has not landed)"
@@ -118,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     mod = _import(module)
     if mod is None:
         raise UserError(f"`emostream train {args.kind}` is not available yet ({module} is missing)")
-    from train.config import load_config
+    from emostream.train.config import load_config
 
     overrides = _parse_sets(args.set)
     overrides["run_dir"] = args.run_dir

@@ -14,12 +14,12 @@ from emostream.errors import UserError
 HELP = "Run one pipeline stage as its own process: asr, fec, vlm, context, fusion."
 
 WORKERS: dict[str, str] = {
-    "asr": "workers.asr",
-    "fec": "workers.fec",
-    "vlm": "workers.vlm",
-    "context": "workers.context",
-    "fusion": "workers.fusion",
-    "toy": "emostream.toy",  # hidden: the toy relay used by tests and `bench bus`
+    "asr": "emostream.workers.asr",
+    "fec": "emostream.workers.fec",
+    "vlm": "emostream.workers.vlm",
+    "context": "emostream.workers.context",
+    "fusion": "emostream.workers.fusion",
+    "toy": "emostream.testing.toy",  # hidden: the toy relay used by tests and `bench bus`
 }
 PUBLIC = [n for n in WORKERS if n != "toy"]
 
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         ) from None
 
     from emostream.log import setup_logging
-    from emostream.runner import run_worker
+    from emostream.runtime.pipeline import run_worker
 
     setup_logging(settings.stage.log_level, settings.stage.log_format)
     stage = module.create(settings)

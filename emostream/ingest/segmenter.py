@@ -1,7 +1,7 @@
 """Per-participant speech segmenter: 16 kHz audio in, speech-start / partial / utterance events out.
 
 It runs beside the media ingest, in the process that receives the participant's audio, so raw audio
-never crosses the bus (:mod:`emostream.ingest.speech` publishes the events, audio as TTL blobs).
+never crosses the bus (:mod:`emostream.ingest.participant` publishes the events, audio as TTL blobs).
 
 Decisions are made per 32 ms Silero window with hysteresis (``threshold`` to enter speech,
 ``off_threshold`` to count silence). An utterance's audio is ``[first speech - preroll, last speech +

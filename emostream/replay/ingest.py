@@ -28,7 +28,7 @@ import numpy as np
 
 from emostream.bus.base import Bus
 from emostream.config import Settings
-from emostream.meld import Utterance as Row
+from emostream.evaluation.meld import Utterance as Row
 from emostream.replay.media import ClipMedia, Participant, decode_clip
 from emostream.schema import FrameRef, Utterance, now
 

@@ -28,15 +28,15 @@ from emostream.bus import open_bus
 from emostream.bus.base import Bus
 from emostream.config import Settings
 from emostream.errors import UserError
-from emostream.meld import Utterance as Row
+from emostream.evaluation.meld import Utterance as Row
 from emostream.replay.collect import Collector, event_dict
 from emostream.replay.ingest import DialogueIngest
 from emostream.replay.layout import MeldLayout
 from emostream.replay.metrics import RowResult
 from emostream.replay.state import RunState
-from emostream.runner import Pipeline
+from emostream.runtime.pipeline import Pipeline
+from emostream.runtime.stage import Stage
 from emostream.schema import EmotionEvent, RoomControl, encode, now, utterance_key
-from emostream.stage import Stage
 
 TextSource = Literal["gold", "asr"]
 MEDIA_STAGES = ("asr", "fec", "vlm", "context", "fusion")
@@ -84,11 +84,11 @@ def build_stages(settings: Settings, names: tuple[str, ...]) -> list[Stage]:
     stages: list[Stage] = []
     for name in names:
         try:
-            module = importlib.import_module(f"workers.{name}")
+            module = importlib.import_module(f"emostream.workers.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name in (f"workers.{name}", "workers"):
+            if exc.name in (f"emostream.workers.{name}", "emostream.workers"):
                 raise UserError(
-                    f"pipeline stage workers/{name}.py is not installed: replay needs it"
+                    f"pipeline stage emostream/workers/{name}.py is not installed: replay needs it"
                 ) from None
             raise
         stages.append(module.create(settings))

@@ -20,7 +20,7 @@ def minilm_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer(minilm_dir: Path) -> Any:
-    from train.text_model import load_tokenizer
+    from emostream.train.text_model import load_tokenizer
 
     return load_tokenizer(minilm_dir)
 

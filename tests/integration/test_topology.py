@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from redis_server import free_port, start_redis
 from skimage import data
 
 from emostream import schema
@@ -28,8 +27,9 @@ from emostream.bus import open_bus
 from emostream.config import BusSettings, load_settings
 from emostream.ingest.audio import iter_file
 from emostream.ingest.frames import FrameBuffer
-from emostream.ingest.speech import SpeechIngest
+from emostream.ingest.participant import SpeechIngest
 from emostream.schema import EmotionEvent, FrameRef, Transcript, VisualDescription
+from emostream.testing.redis_server import free_port, start_redis
 
 STAGES = ("asr", "fec", "vlm", "context", "fusion")
 PASSWORD = "topology-test-secret"

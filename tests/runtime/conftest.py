@@ -24,7 +24,8 @@ def tiny_models(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> T
     import shutil
 
     from train import quantize
-    from train.standin import make_standin
+
+    from emostream.train.standin import make_standin
 
     root = tmp_path_factory.mktemp("tiny")
     ckpt = make_standin(minilm_dir, root / "ckpt", tiny=True, seed=3, head_gain=30.0)

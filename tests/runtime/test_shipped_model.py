@@ -17,9 +17,9 @@ from emostream import schema
 from emostream.bus import open_bus
 from emostream.cli import main as cli
 from emostream.config import BusSettings
-from emostream.dialogue import meld_prompts
-from emostream.erc_runtime import TextModel
-from emostream.meld import read_meld
+from emostream.evaluation.meld import read_meld
+from emostream.inference.dialogue import meld_prompts
+from emostream.inference.text import TextModel
 from emostream.schema import TextContext, Transcript
 from emostream.store import load
 

@@ -11,10 +11,10 @@ from prometheus_client import REGISTRY
 from emostream.bench.asr import edit_distance, normalize, speak
 from emostream.bus.memory import MemoryBus
 from emostream.config import AsrSettings, Settings
+from emostream.inference.whisper import WhisperEngine, WhisperOptions
+from emostream.runtime.stage import StageContext
 from emostream.schema import PartialAudio, Transcript, Utterance
-from emostream.stage import StageContext
-from emostream.whisper import WhisperEngine, WhisperOptions
-from workers.asr import AsrStage, create
+from emostream.workers.asr import AsrStage, create
 
 from .conftest import Conversation, Segmented, trimmed
 

@@ -10,8 +10,8 @@ from emostream.bench.asr import speak
 from emostream.bus.memory import MemoryBus
 from emostream.config import Settings, VadSettings
 from emostream.ingest.audio import SAMPLE_RATE
+from emostream.ingest.participant import SpeechIngest
 from emostream.ingest.segmenter import Segmenter, SpeechEnd, SpeechPartial, SpeechStart, segment
-from emostream.ingest.speech import SpeechIngest
 from emostream.schema import PartialAudio, SpeechStarted, Utterance
 
 from .conftest import Conversation, Segmented, to_48k_stereo_frames, trimmed

@@ -16,10 +16,10 @@ from emostream.bench.speech_data import BENCH_VOICES, BENCH_WPM
 from emostream.bus import Bus, open_bus
 from emostream.cli import main
 from emostream.config import BusSettings, Settings, StageSettings
-from emostream.ingest.speech import SpeechIngest
+from emostream.ingest.participant import SpeechIngest
+from emostream.runtime.stage import run_stage
 from emostream.schema import Transcript, Utterance, decode, encode
-from emostream.stage import run_stage
-from workers.asr import create
+from emostream.workers.asr import create
 
 from .conftest import trimmed
 

@@ -9,12 +9,11 @@ import sys
 import time
 from collections import Counter
 
-from redis_server import free_port as free_port  # re-exported for the spine tests
-
 from emostream.bus import Bus
 from emostream.config import BusSettings, Settings, StageSettings
 from emostream.schema import decode, encode
-from emostream.toy import Ping, stream_of
+from emostream.testing.redis_server import free_port as free_port  # re-exported for the spine tests
+from emostream.testing.toy import Ping, stream_of
 
 SINK = "sink"
 

@@ -82,9 +82,12 @@ def test_worker_errors_are_one_line(
     assert capsys.readouterr().err.strip() == (
         "emostream worker: error: unknown worker 'nope': choose one of asr, fec, vlm, context, fusion"
     )
-    monkeypatch.setitem(worker_cmd.WORKERS, "ghost", "workers.ghost")
+    monkeypatch.setitem(worker_cmd.WORKERS, "ghost", "emostream.workers.ghost")
     assert main(["worker", "ghost", "--redis", "redis://127.0.0.1:1"]) == 2
-    assert "worker 'ghost' is not available yet (workers/ghost.py has not landed)" in capsys.readouterr().err
+    assert (
+        "worker 'ghost' is not available yet (emostream/workers/ghost.py has not landed)"
+        in capsys.readouterr().err
+    )
     assert main(["worker", "toy"]) == 2  # memory:// default cannot be shared by processes
     assert "pass --redis" in capsys.readouterr().err
 

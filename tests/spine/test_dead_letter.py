@@ -9,9 +9,9 @@ from typing import ClassVar
 import msgspec
 
 from emostream.bus import Bus, dead_stream
+from emostream.runtime.stage import Emit, Stage, StageContext, run_stage
 from emostream.schema import DeadLetter, Message, decode, encode
-from emostream.stage import Emit, Stage, StageContext, run_stage
-from emostream.toy import Ping, relay, stream_of
+from emostream.testing.toy import Ping, relay, stream_of
 
 from .helpers import SINK, collect, fast_settings, pings, wait_until
 

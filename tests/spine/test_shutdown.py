@@ -8,9 +8,9 @@ import os
 import signal
 
 from emostream.bus import Bus
-from emostream.runner import install_stop_signals
-from emostream.stage import StageStats, run_stage
-from emostream.toy import relay, stream_of
+from emostream.runtime.pipeline import install_stop_signals
+from emostream.runtime.stage import StageStats, run_stage
+from emostream.testing.toy import relay, stream_of
 
 from .helpers import SINK, collect, fast_settings, pings, start_worker, wait_until
 

@@ -10,7 +10,7 @@ import numpy as np
 from emostream.bus.memory import MemoryBus
 from emostream.config import FramesSettings
 from emostream.ingest.frames import FrameBuffer, FrameBuffers, to_rgb
-from workers.face.image import decode_jpeg
+from emostream.workers.face.image import decode_jpeg
 
 from .conftest import CLIP_FPS
 

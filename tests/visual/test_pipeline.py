@@ -8,14 +8,14 @@ import numpy as np
 
 from emostream.bus import Bus
 from emostream.config import Settings
-from emostream.encoders import SentenceEncoder
+from emostream.inference.encoder import SentenceEncoder
 from emostream.ingest.frames import FrameBuffer
-from emostream.runner import Pipeline
+from emostream.runtime.pipeline import Pipeline
 from emostream.schema import Utterance, VisualDescription, decode, encode
-from workers.face.analyze import FaceAnalyzer
-from workers.fec import FecStage
-from workers.vlm.refine import emotion_words_in
-from workers.vlm.stage import NO_FACE, VlmStage
+from emostream.workers.face.analyze import FaceAnalyzer
+from emostream.workers.fec import FecStage
+from emostream.workers.vlm.refine import emotion_words_in
+from emostream.workers.vlm.stage import NO_FACE, VlmStage
 
 
 async def test_utterances_become_descriptions(
