@@ -29,9 +29,10 @@ from emostream.ingest.audio import iter_file
 from emostream.ingest.frames import FrameBuffer
 from emostream.ingest.participant import SpeechIngest
 from emostream.schema import EmotionEvent, FrameRef, Transcript, VisualDescription
+from emostream.runtime.topology import PIPELINE
 from emostream.testing.redis_server import free_port, start_redis
 
-STAGES = ("asr", "fec", "vlm", "context", "fusion")
+STAGES = PIPELINE  # the one stage registry
 PASSWORD = "topology-test-secret"
 SENTENCE = "I just got the job. This is the best day of my life!"
 

@@ -14,7 +14,8 @@ import emostream
 from emostream import schema
 from emostream.bus import open_bus
 from emostream.cli import COMMANDS, main
-from emostream.commands import worker as worker_cmd
+from emostream.runtime import topology
+from emostream.runtime.topology import StageSpec
 
 from .helpers import fast_settings
 
@@ -82,10 +83,11 @@ def test_worker_errors_are_one_line(
     assert capsys.readouterr().err.strip() == (
         "emostream worker: error: unknown worker 'nope': choose one of asr, fec, vlm, context, fusion"
     )
-    monkeypatch.setitem(worker_cmd.WORKERS, "ghost", "emostream.workers.ghost")
+    ghost = StageSpec("ghost", "emostream.workers.ghost", ("x",), ("y",))
+    monkeypatch.setitem(topology.STAGES, "ghost", ghost)
     assert main(["worker", "ghost", "--redis", "redis://127.0.0.1:1"]) == 2
     assert (
-        "worker 'ghost' is not available yet (emostream/workers/ghost.py has not landed)"
+        "stage 'ghost' is not installed (emostream.workers.ghost is missing): reinstall emostream"
         in capsys.readouterr().err
     )
     assert main(["worker", "toy"]) == 2  # memory:// default cannot be shared by processes
