@@ -188,6 +188,12 @@ class FusionSettings(Section):
     """Fusion head in the store; when absent, the text head decides alone."""
     visual_ttl_s: float = 30.0
     """Visual results with no matching text after this long are dropped (and counted)."""
+    provider: str = "cpu"
+    """ONNX Runtime execution provider of the fusion head: ``cpu``, ``cuda`` or ``tensorrt``."""
+    trt_cache_dir: str = "~/.cache/emostream/trt"
+    """TensorRT engine cache directory of the fusion head."""
+    threads: int = 1
+    """ONNX Runtime intra-op threads of the fusion head (a few small matmuls: 1 is plenty)."""
 
 
 class ApiSettings(Section):

@@ -135,7 +135,8 @@ def dev_pass(
 
 
 def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from emostream.inference.text import RuntimeOptions, TextModel
+    from emostream.inference.onnx import RuntimeOptions
+    from emostream.inference.text import TextModel
 
     wanted = [v for v in args.variants.split(",") if v]
     unknown = sorted(set(wanted) - set(VARIANTS))
@@ -146,7 +147,7 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
         paths = _build(args, work)
-        options = RuntimeOptions(threads=args.threads)
+        options = RuntimeOptions.cpu(args.threads)
         meta = json.loads((ckpt / "meta.json").read_text())
         tok = ckpt / "tokenizer.json"
         runners: dict[str, tuple[Callable[[Any], np.ndarray], float]] = {}

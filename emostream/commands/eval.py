@@ -60,12 +60,12 @@ def evaluate(
 
 def run(args: argparse.Namespace) -> int:
     from emostream.config import load_settings
+    from emostream.inference.onnx import RuntimeOptions
     from emostream.inference.text import TextModel
-    from emostream.workers.context import runtime_options
 
     settings = load_settings(args.config)
     name = args.model or settings.context.model
-    model = TextModel.load(name, runtime_options(settings), settings, settings.context.max_tokens)
+    model = TextModel.load(name, RuntimeOptions.of(settings.context), settings, settings.context.max_tokens)
     result = evaluate(
         lambda p: model.run([p])[1][0], model.builder, args.csv, settings.context.history, args.limit
     )

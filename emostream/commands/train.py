@@ -11,6 +11,7 @@ import logging
 import sys
 from typing import Any
 
+from emostream.config import ConfigError, Settings, load_settings
 from emostream.errors import UserError
 
 HELP = "Train and quantize emostream's models (needs the `train` extra)."
@@ -98,13 +99,23 @@ def _features(args: argparse.Namespace) -> int:
     if args.what == "teacher":
         if not args.model:
             raise UserError("features teacher needs --model DIR (a trained text teacher's best/ folder)")
-        out = feats.teacher_features(resolve_model_path(args.model, ""), args.input, args.out)
+        out = feats.teacher_features(
+            resolve_model_path(args.model, "", _settings(args)), args.input, args.out
+        )
     else:
         out = feats.description_features(
-            args.input, resolve_model_path(args.model or "", "all-MiniLM-L6-v2"), args.out
+            args.input, resolve_model_path(args.model or "", "all-MiniLM-L6-v2", _settings(args)), args.out
         )
     print(out)
     return 0
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """The effective settings (``--config``): where the store is for models training starts from."""
+    try:
+        return load_settings(args.config)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
         if hasattr(args, key):
             overrides[key] = getattr(args, key)
     cfg = load_config(getattr(mod, cfg_name), args.train_config, overrides)
-    result = getattr(mod, fn_name)(cfg, resume=not args.fresh, progress=not args.no_progress)
+    extra = {"settings": _settings(args)} if args.kind == "text" else {}  # its encoder comes from the store
+    result = getattr(mod, fn_name)(cfg, resume=not args.fresh, progress=not args.no_progress, **extra)
     best = result.get("best", {})
     print(f"best dev weighted-F1 {best.get('weighted_f1')} accuracy {best.get('accuracy')} -> {cfg.run_dir}")
     return 0

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from emostream.errors import UserError
+from emostream.inference.onnx import RuntimeOptions, session
 
 if TYPE_CHECKING:
     from emostream.config import Settings
@@ -49,7 +50,6 @@ class SentenceEncoder:
     """Embeds sentences into L2-normalised vectors (``dim`` floats each)."""
 
     def __init__(self, model_dir: Path, name: str = "", options: EncoderOptions | None = None) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         model = model_dir / "model.onnx"
@@ -66,10 +66,7 @@ class SentenceEncoder:
         self._tokenizer = Tokenizer.from_file(str(tok))
         self._tokenizer.enable_truncation(max_length=self.options.max_tokens)
         self._tokenizer.enable_padding()
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.options.threads
-        so.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+        self._session = session(model, RuntimeOptions.cpu(self.options.threads))
         self._inputs = {i.name for i in self._session.get_inputs()}
         self._lock = threading.Lock()
         self.dim = int(self.encode(["probe"]).shape[1])
@@ -77,8 +74,8 @@ class SentenceEncoder:
     @classmethod
     def from_store(
         cls,
-        name: str = "all-MiniLM-L6-v2",
-        settings: Settings | None = None,
+        name: str,
+        settings: Settings,
         options: EncoderOptions | None = None,
     ) -> SentenceEncoder:
         """Open the exported ONNX copy of the sentence-transformers model ``name`` from the model store."""

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from emostream.config import Settings
 from emostream.errors import UserError
-from emostream.inference.text import RuntimeOptions, session
+from emostream.inference.onnx import RuntimeOptions, session
 
 log = logging.getLogger("emostream.fusion")
 INPUTS = ("text_embedding", "text_logits", "visual_embedding", "visual_confidence")
@@ -49,7 +50,7 @@ class FusionHead:
     def from_dir(cls, folder: Path, options: RuntimeOptions | None = None) -> FusionHead:
         meta_path = folder / "meta.json"
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        return cls(session(folder / "model.onnx", options or RuntimeOptions()), meta, name=folder.name)
+        return cls(session(folder / "model.onnx", options or RuntimeOptions.cpu(1)), meta, name=folder.name)
 
     def usable(self, visual_embedding: list[float] | None) -> bool:
         """A visual embedding this head can take (present, right width, finite)."""
@@ -76,7 +77,7 @@ class FusionHead:
         return np.asarray(logits[0], dtype=np.float32)
 
 
-def load_fusion(name: str, options: RuntimeOptions | None = None, settings: Any = None) -> FusionHead | None:
+def load_fusion(name: str, options: RuntimeOptions, settings: Settings) -> FusionHead | None:
     """The installed fusion head (a store name or a folder), or None when there is none to use."""
     if not name:
         return None

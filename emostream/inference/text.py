@@ -13,77 +13,20 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from emostream.errors import UserError
+from emostream.inference.onnx import RuntimeOptions, session
 from emostream.inference.prompt import PromptBuilder, PromptInput, Turn
 from emostream.schema import EMOTIONS
 
+if TYPE_CHECKING:
+    from emostream.config import Settings
+
 log = logging.getLogger("emostream.context")
-PROVIDERS = ("cpu", "cuda", "tensorrt")
-
-
-@dataclass(frozen=True)
-class RuntimeOptions:
-    """How ONNX Runtime runs a model."""
-
-    provider: str = "cpu"
-    """``cpu`` (default), ``cuda`` or ``tensorrt`` (needs onnxruntime-gpu; falls back to CPU per node)."""
-    threads: int = 1
-    """Intra-op threads on CPU. 1 is fastest on a shared 2-core box (no spinning against other stages)."""
-    trt_cache_dir: str = "~/.cache/emostream/trt"
-    """TensorRT engine cache, so engines are built once per machine and model."""
-    fp16: bool = True
-    """TensorRT: FP16 activations (GPU); CPU always computes activations in FP32."""
-
-
-def providers_for(options: RuntimeOptions) -> list[Any]:
-    """Execution-provider list for ``options``; one clear line when the provider is not installed."""
-    import onnxruntime as ort
-
-    if options.provider not in PROVIDERS:
-        raise UserError(f"unknown provider {options.provider!r}: use one of {', '.join(PROVIDERS)}")
-    wanted = {
-        "cpu": "CPUExecutionProvider",
-        "cuda": "CUDAExecutionProvider",
-        "tensorrt": "TensorrtExecutionProvider",
-    }[options.provider]
-    available = ort.get_available_providers()
-    if wanted not in available:
-        raise UserError(
-            f"ONNX Runtime provider {options.provider} is not available here (have {', '.join(available)}): "
-            'install onnxruntime-gpu (`pip install emostream[gpu]`) or set context.provider = "cpu"'
-        )
-    if options.provider == "tensorrt":
-        cache = os.path.expanduser(options.trt_cache_dir)
-        os.makedirs(cache, exist_ok=True)
-        trt = {
-            "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": cache,
-            "trt_fp16_enable": options.fp16,
-        }
-        return [("TensorrtExecutionProvider", trt), "CUDAExecutionProvider", "CPUExecutionProvider"]
-    if options.provider == "cuda":
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
-def session(path: Path, options: RuntimeOptions) -> Any:
-    """An InferenceSession with threads bounded and no busy-spinning (other stages share the cores)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = max(1, options.threads)
-    so.inter_op_num_threads = 1
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        return ort.InferenceSession(str(path), so, providers=providers_for(options))
-    except Exception as exc:  # onnxruntime's Fail/InvalidGraph/... are not one common type
-        raise UserError(f"cannot load {path}: {str(exc).splitlines()[0]}") from None
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -121,7 +64,7 @@ class TextModel:
         budget = int(max_tokens or meta.get("max_tokens", 128))
         tokenizer: Any = Tokenizer.from_file(str(tokenizer_json))
         builder = PromptBuilder(tokenizer, max_tokens=budget)
-        return cls(session(onnx_path, options or RuntimeOptions()), builder, meta, name=name)
+        return cls(session(onnx_path, options or RuntimeOptions.cpu(1)), builder, meta, name=name)
 
     @classmethod
     def from_dir(
@@ -147,8 +90,8 @@ class TextModel:
     def load(
         cls,
         name: str,
-        options: RuntimeOptions | None = None,
-        settings: Any = None,
+        options: RuntimeOptions,
+        settings: Settings,
         max_tokens: int | None = None,
     ) -> TextModel:
         """By store name (``emostream-text-int8``) or by a folder path; ``max_tokens`` overrides meta.json."""

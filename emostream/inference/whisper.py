@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from emostream.config import AsrSettings
+from emostream.config import AsrSettings, Settings
 from emostream.errors import UserError
 from emostream.ingest.audio import SAMPLE_RATE, Audio
 
@@ -55,16 +55,16 @@ class Transcription:
 
 @dataclass(frozen=True, slots=True)
 class WhisperOptions:
-    """What the engine needs from ``[asr]`` settings (documented there)."""
+    """What the engine needs from ``[asr]`` settings (documented and defaulted there, nowhere else)."""
 
-    model: str = "whisper-tiny.en"
-    device: str = "cpu"
-    compute_type: str = "auto"
-    cpu_threads: int = 2
-    language: str = "en"
-    beam_size: int = 1
-    word_timestamps: bool = True
-    min_window_s: float = 10.0
+    model: str
+    device: str
+    compute_type: str
+    cpu_threads: int
+    language: str
+    beam_size: int
+    word_timestamps: bool
+    min_window_s: float
 
     @classmethod
     def from_settings(cls, s: AsrSettings) -> WhisperOptions:
@@ -83,10 +83,10 @@ class WhisperOptions:
 class WhisperEngine:
     """A loaded Whisper model; :meth:`transcribe_batch` turns 16 kHz mono arrays into text + words."""
 
-    _shared: dict[WhisperOptions, WhisperEngine] = {}
+    _shared: dict[tuple[WhisperOptions, str, str], WhisperEngine] = {}
     _lock = threading.Lock()
 
-    def __init__(self, opts: WhisperOptions) -> None:
+    def __init__(self, opts: WhisperOptions, settings: Settings) -> None:
         import ctranslate2
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
@@ -95,7 +95,7 @@ class WhisperEngine:
         from emostream.store import load
 
         self.opts = opts
-        path = load(opts.model)
+        path = load(opts.model, settings)
         device = opts.device
         if device == "auto":
             device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
@@ -123,12 +123,13 @@ class WhisperEngine:
         self._storage = ctranslate2.StorageView.from_array
 
     @classmethod
-    def shared(cls, opts: WhisperOptions) -> WhisperEngine:
-        """The process-wide engine for these options (one model instance for every room)."""
+    def shared(cls, opts: WhisperOptions, settings: Settings) -> WhisperEngine:
+        """The process-wide engine for these options and model store (one model for every room)."""
+        key = (opts, str(settings.home), settings.store.manifest)
         with cls._lock:
-            engine = cls._shared.get(opts)
+            engine = cls._shared.get(key)
             if engine is None:
-                engine = cls._shared[opts] = cls(opts)
+                engine = cls._shared[key] = cls(opts, settings)
             return engine
 
     def _tokenizer(self, language: str | None) -> Any:

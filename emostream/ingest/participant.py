@@ -1,6 +1,9 @@
-"""A participant's speech ingest: frames -> 16 kHz mono -> segmenter -> messages on the bus.
+"""A participant's ingest: the ONE builder of Utterance messages and of their audio/frame blobs.
 
-This is what the receiving process (WHIP/Janus ingest, replay, a file) runs per participant track. Audio
+Every media source feeds this module, one participant track at a time: live audio (WHIP/Janus, a file,
+``bench asr``) goes through :class:`SpeechIngest` (frames -> 16 kHz mono -> segmenter -> messages); the
+MELD replay, which decides utterance spans per clip itself, and ``bench visual`` call
+:func:`store_audio`, :func:`store_frames` and :func:`utterance` directly. Audio
 stays in this process except as blobs with the bus TTL: partial and utterance audio is stored with
 ``bus.put_blob`` and only its ref travels in SpeechStarted / PartialAudio / Utterance messages. An
 Utterance whose audio is identical to the preceding pause partial reuses that blob (no second copy), and
@@ -22,10 +25,19 @@ from emostream.config import Settings
 from emostream.ingest.audio import SAMPLE_RATE, Audio, AudioNormalizer, iter_file
 from emostream.ingest.segmenter import Segmenter, SpeechEnd, SpeechEvent, SpeechPartial, SpeechStart
 from emostream.ingest.vad import SileroModel
-from emostream.schema import FrameRef, Message, PartialAudio, SpeechStarted, Utterance, encode, now
+from emostream.schema import (
+    FrameRef,
+    Message,
+    PartialAudio,
+    SpeechStarted,
+    Utterance,
+    encode,
+    now,
+    utterance_key,
+)
 
 FrameSource = Callable[[str, float, float], Awaitable[list[FrameRef]]]
-"""``(utterance key, start, end) -> frame refs`` (e.g. a FrameBuffer's ``publish`` bound to the bus)."""
+"""``(utterance key, start, end) -> frame refs`` (e.g. :func:`store_frames` of a FrameBuffer's window)."""
 
 _INLINE_SAMPLES = SAMPLE_RATE // 4
 """Chunks longer than this run VAD in a worker thread instead of on the event loop."""
@@ -56,7 +68,7 @@ class SpeechIngest:
             speaker=speaker,
             t0=0.0 if t0 is None else t0,
             first_utterance=first_utterance,
-            model=model,
+            model=model or SileroModel.shared(settings),
         )
         self._clock_set = t0 is not None
         self._pause_blob: dict[int, tuple[int, str]] = {}
@@ -113,16 +125,14 @@ class SpeechIngest:
             ref = seq_ref[1]
         else:
             ref = await self.bus.put_blob(base, _bytes(ev.audio), ttl)
-        frames = (
-            await self.frames(_key(self.room, self.speaker, ev.utterance), ev.start, ev.end)
-            if self.frames
-            else []
-        )
-        return Utterance(
-            **ids,
-            start=ev.start,
-            end=ev.end,
-            sample_rate=SAMPLE_RATE,
+        key = utterance_key(self.room, self.speaker, ev.utterance)
+        frames = await self.frames(key, ev.start, ev.end) if self.frames else []
+        return utterance(
+            self.room,
+            self.speaker,
+            ev.utterance,
+            ev.start,
+            ev.end,
             audio=ref,
             frames=frames,
             eos_at=ev.eos_at,
@@ -134,8 +144,47 @@ class SpeechIngest:
         self._pause_blob.clear()
 
 
-def _key(room: str, speaker: str, utterance: int) -> str:
-    return f"{room}/{speaker}/{utterance}"
+def utterance(
+    room: str,
+    speaker: str,
+    number: int,
+    start: float,
+    end: float,
+    *,
+    audio: str = "",
+    frames: list[FrameRef] | None = None,
+    text: str = "",
+    eos_at: float | None = None,
+    trace: dict[str, float] | None = None,
+) -> Utterance:
+    """The Utterance message (every producer builds it here): identity, span, blob refs, end of speech
+    (``eos_at``, default now) and the producer's ``trace`` stamp."""
+    return Utterance(
+        room=room,
+        speaker=speaker,
+        utterance=number,
+        start=start,
+        end=end,
+        sample_rate=SAMPLE_RATE,
+        audio=audio,
+        frames=frames or [],
+        text=text,
+        eos_at=now() if eos_at is None else eos_at,
+        trace=trace or {},
+    )
+
+
+async def store_audio(bus: Bus, key: str, audio: Audio, ttl_s: float) -> str:
+    """Utterance audio (16 kHz mono float32) as the blob ``audio/<key>``; its ref."""
+    return await bus.put_blob(f"audio/{key}", _bytes(audio), ttl_s)
+
+
+async def store_frames(bus: Bus, key: str, jpegs: list[tuple[float, bytes]], ttl_s: float) -> list[FrameRef]:
+    """(media time, JPEG) frames as blobs ``frame/<key>/<i>``; their FrameRefs in time order."""
+    return [
+        FrameRef(t=t, blob=await bus.put_blob(f"frame/{key}/{i}", jpeg, ttl_s))
+        for i, (t, jpeg) in enumerate(jpegs)
+    ]
 
 
 def _bytes(audio: Audio) -> bytes:

@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
 
+from emostream.config import Settings
 from emostream.errors import UserError
 
 T = TypeVar("T")
@@ -34,18 +35,13 @@ def load_config(cls: type[T], path: str | Path | None, overrides: dict[str, Any]
     return cls(**values)
 
 
-def resolve_model_path(name_or_path: str, store_name: str) -> Path:
+def resolve_model_path(name_or_path: str, store_name: str, settings: Settings) -> Path:
     """A local folder if given, else the model store's copy of ``store_name``."""
     if name_or_path:
         p = Path(name_or_path).expanduser()
         if not p.exists():
             raise UserError(f"model folder not found: {p}")
         return p
-    try:
-        from emostream.store import load  # type: ignore[attr-defined]
-    except ImportError:
-        raise UserError(
-            f"no model path given and the model store is not available: pass --encoder PATH "
-            f"(a folder with {store_name})"
-        ) from None
-    return Path(load(store_name))
+    from emostream.store import load
+
+    return Path(load(store_name, settings))

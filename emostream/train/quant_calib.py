@@ -44,11 +44,9 @@ def calibration_feeds(
 
 
 def _logits(model: Any, feeds: list[dict[str, np.ndarray]]) -> np.ndarray:
-    import onnxruntime as ort
+    from emostream.inference.onnx import RuntimeOptions, session
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = session(model.SerializeToString(), RuntimeOptions.cpu(1))
     return np.concatenate([sess.run(["logits"], f)[0] for f in feeds])
 
 

@@ -33,15 +33,13 @@ def activation_ranges(
     model: onnx.ModelProto, feeds: Iterable[dict[str, np.ndarray]], names: list[str]
 ) -> dict[str, np.ndarray]:
     """Per-channel max |x| of each tensor in ``names`` over the calibration feeds (ONNX Runtime, FP32)."""
-    import onnxruntime as ort
+    from emostream.inference.onnx import RuntimeOptions, session
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     for name in names:
         probe.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = session(probe.SerializeToString(), RuntimeOptions.cpu(0), optimize=False)
     ranges: dict[str, np.ndarray] = {}
     for feed in feeds:
         for name, value in zip(names, sess.run(names, feed), strict=True):

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from emostream.config import Settings
 from emostream.evaluation.meld import read_meld
 from emostream.inference.prompt import PromptBuilder
 from emostream.schema import EMOTIONS
@@ -155,13 +156,15 @@ def _write_status(cfg: TextConfig, history: list[dict[str, Any]], note: str) -> 
     Path(cfg.status_file).write_text("\n".join(lines) + "\n")
 
 
-def train_text(cfg: TextConfig, resume: bool = True, progress: bool = True) -> dict[str, Any]:
+def train_text(
+    cfg: TextConfig, settings: Settings, resume: bool = True, progress: bool = True
+) -> dict[str, Any]:
     """Run (or resume) a text-teacher training; returns the final metrics dict (also metrics.json)."""
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     run = Path(cfg.run_dir).resolve()
     run.mkdir(parents=True, exist_ok=True)
-    encoder_path = resolve_model_path(cfg.encoder, "all-MiniLM-L6-v2")
+    encoder_path = resolve_model_path(cfg.encoder, "all-MiniLM-L6-v2", settings)
     tok = load_tokenizer(encoder_path)
     train_split, dev_split = read_meld(cfg.train_csv), read_meld(cfg.dev_csv)
     log.info(

@@ -31,7 +31,7 @@ from typing import ClassVar, TypeVar
 import numpy as np
 from prometheus_client import Counter, Histogram
 
-from emostream.config import AsrSettings, Settings
+from emostream.config import Settings
 from emostream.inference.whisper import Transcription, WhisperEngine, WhisperOptions
 from emostream.ingest.audio import SAMPLE_RATE
 from emostream.runtime.stage import Emit, Stage, StageContext
@@ -129,10 +129,11 @@ class AsrStage(Stage):
     name = "asr"
     inputs: ClassVar[dict[str, type[Message]]] = {"utterances": Utterance, "partials": PartialAudio}
 
-    def __init__(self, settings: AsrSettings | None = None) -> None:
-        self.settings = settings or AsrSettings()
-        self.opts = WhisperOptions.from_settings(self.settings)
-        if not self.settings.early_partials:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.asr = settings.asr
+        self.opts = WhisperOptions.from_settings(self.asr)
+        if not self.asr.early_partials:
             self.inputs = {"utterances": Utterance}  # type: ignore[misc]  # per-instance inputs
         self.engine: WhisperEngine | None = None
         self.scheduler: Scheduler | None = None
@@ -145,8 +146,8 @@ class AsrStage(Stage):
 
     async def ensure_model(self) -> WhisperEngine:
         if self.engine is None:
-            self.engine = await asyncio.to_thread(WhisperEngine.shared, self.opts)
-            self.scheduler = Scheduler(self.engine, self.settings.max_batch)
+            self.engine = await asyncio.to_thread(WhisperEngine.shared, self.opts, self.settings)
+            self.scheduler = Scheduler(self.engine, self.asr.max_batch)
         return self.engine
 
     async def handle(self, message: Message, ctx: StageContext) -> list[Emit]:
@@ -257,4 +258,4 @@ async def _audio(ctx: StageContext, ref: str, sample_rate: int) -> np.ndarray | 
 
 def create(settings: Settings) -> Stage:
     """Entry point of ``emostream worker asr``."""
-    return AsrStage(settings.asr)
+    return AsrStage(settings)

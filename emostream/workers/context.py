@@ -20,16 +20,12 @@ from typing import ClassVar
 from emostream import schema
 from emostream.config import Settings
 from emostream.inference.dialogue import DialogueHistory
+from emostream.inference.onnx import RuntimeOptions
 from emostream.inference.prompt import PromptInput
-from emostream.inference.text import RuntimeOptions, TextModel
+from emostream.inference.text import TextModel
 from emostream.runtime.follow import Follower
 from emostream.runtime.stage import Emit, Stage, StageContext
 from emostream.schema import Message, RoomControl, TextContext, Transcript
-
-
-def runtime_options(settings: Settings) -> RuntimeOptions:
-    c = settings.context
-    return RuntimeOptions(provider=c.provider, threads=c.threads, trt_cache_dir=c.trt_cache_dir)
 
 
 class Rooms:
@@ -75,7 +71,7 @@ class ContextStage(Stage):
     async def setup(self, ctx: StageContext) -> None:
         if self.model is None:
             c = self.settings.context
-            options = runtime_options(self.settings)
+            options = RuntimeOptions.of(self.settings.context)
             self.model = await asyncio.to_thread(
                 TextModel.load, c.model, options, self.settings, c.max_tokens
             )

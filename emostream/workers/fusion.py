@@ -20,11 +20,11 @@ import numpy as np
 from emostream import schema
 from emostream.config import Settings
 from emostream.inference.fusion import FusionHead, load_fusion
+from emostream.inference.onnx import RuntimeOptions
 from emostream.inference.text import softmax
 from emostream.runtime.follow import Follower
 from emostream.runtime.stage import Emit, Stage, StageContext
 from emostream.schema import EMOTIONS, EmotionEvent, Message, TextContext, VisualDescription
-from emostream.workers.context import runtime_options
 from emostream.workers.fusion_cache import VisualCache
 
 VisualStatus = Literal["used", "absent", "late", "no_face", "disabled"]
@@ -64,7 +64,10 @@ class FusionStage(Stage):
     async def setup(self, ctx: StageContext) -> None:
         if self.load_head:
             self.head = await asyncio.to_thread(
-                load_fusion, self.settings.fusion.model, runtime_options(self.settings), self.settings
+                load_fusion,
+                self.settings.fusion.model,
+                RuntimeOptions.of(self.settings.fusion),
+                self.settings,
             )
             self.load_head = False
         self._follower.start(ctx.bus)

@@ -27,9 +27,9 @@ from emostream.bus import open_bus
 from emostream.config import BusSettings, load_settings
 from emostream.ingest.audio import iter_file
 from emostream.ingest.frames import FrameBuffer
-from emostream.ingest.participant import SpeechIngest
-from emostream.schema import EmotionEvent, FrameRef, Transcript, VisualDescription
+from emostream.ingest.participant import SpeechIngest, store_frames
 from emostream.runtime.topology import PIPELINE
+from emostream.schema import EmotionEvent, FrameRef, Transcript, VisualDescription
 from emostream.testing.redis_server import free_port, start_redis
 
 STAGES = PIPELINE  # the one stage registry
@@ -102,7 +102,7 @@ async def test_compose_topology_turns_speech_and_face_into_an_event(
             frames.push(face, t=i / 10)
 
         async def frame_source(key: str, start: float, end: float) -> list[FrameRef]:
-            return await frames.publish(bus, key, start, end, settings.bus.blob_ttl_s)
+            return await store_frames(bus, key, frames.encode(start, end), settings.bus.blob_ttl_s)
 
         ingest = SpeechIngest(bus, settings, "room-1", "alice", t0=0.0, frames=frame_source)
         published = []

@@ -13,9 +13,10 @@ from .helpers import FIXTURE_CSV, TinyModels
 
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
+    from emostream.config import Settings
     from emostream.store import load
 
-    return load("all-MiniLM-L6-v2")
+    return load("all-MiniLM-L6-v2", Settings())
 
 
 @pytest.fixture(scope="session")

@@ -167,13 +167,13 @@ def test_fusion_checkpoint_exports_to_the_runtime_contract(tmp_path: Path) -> No
 
 def test_missing_execution_provider_is_one_clear_error(tiny_models: TinyModels) -> None:
     from emostream.errors import UserError
-    from emostream.inference.text import RuntimeOptions
+    from emostream.inference.onnx import RuntimeOptions
 
     with pytest.raises(UserError, match="provider cuda is not available here") as err:
-        TextModel.from_dir(tiny_models.woq_dq, RuntimeOptions(provider="cuda"))
+        TextModel.from_dir(tiny_models.woq_dq, RuntimeOptions(provider="cuda", threads=1))
     assert "\n" not in str(err.value) and "onnxruntime-gpu" in str(err.value)
     with pytest.raises(UserError, match="unknown provider 'npu'"):
-        TextModel.from_dir(tiny_models.woq_dq, RuntimeOptions(provider="npu"))
+        TextModel.from_dir(tiny_models.woq_dq, RuntimeOptions(provider="npu", threads=1))
     with pytest.raises(UserError, match="not a runtime text model"):
         TextModel.from_dir(tiny_models.checkpoint)
 

@@ -15,6 +15,7 @@ from emostream import schema
 from emostream.bus import Bus, open_bus
 from emostream.config import BusSettings, ContextSettings, FusionSettings, Settings, StageSettings
 from emostream.inference.fusion import FusionHead, load_fusion
+from emostream.inference.onnx import RuntimeOptions
 from emostream.inference.text import TextModel, softmax
 from emostream.runtime.pipeline import Pipeline
 from emostream.runtime.stage import Stage
@@ -183,7 +184,9 @@ async def test_visual_for_unknown_utterance_is_dropped_and_counted(fusion_dir: P
 
 
 async def test_without_fusion_model_the_text_head_decides_at_once() -> None:
-    assert load_fusion("no-such-fusion-model") is None  # not installed: no error, text alone
+    assert (
+        load_fusion("no-such-fusion-model", RuntimeOptions.cpu(1), Settings()) is None
+    )  # not installed: no error, text alone
     settings = settings_for(deadline_ms=2_000)
     bus = open_bus("memory://", settings.bus)
     fusion = FusionStage(settings, head=None, load_head=False)

@@ -117,7 +117,7 @@ class DeepFaceExpression:
         return to_meld(np.asarray([float(scores.get(k, 0.0)) for k in FER_LABELS], dtype=np.float32))
 
 
-def create_expression_model(backend: str, settings: Settings | None = None) -> ExpressionModel:
+def create_expression_model(backend: str, settings: Settings) -> ExpressionModel:
     """The configured ``fec.backend``: ``litert`` (default) or ``deepface``."""
     if backend == "litert":
         from emostream.store import load

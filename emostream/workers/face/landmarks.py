@@ -105,7 +105,7 @@ class FaceLandmarks:
         self.max_faces = max_faces
 
     @classmethod
-    def from_store(cls, max_faces: int = 4, settings: Settings | None = None) -> FaceLandmarks:
+    def from_store(cls, settings: Settings, max_faces: int = 4) -> FaceLandmarks:
         from emostream.store import load
 
         root = load("face-landmarker", settings)

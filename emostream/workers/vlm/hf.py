@@ -57,7 +57,7 @@ def chat_template(model: str, tokenizer: Any) -> str | None:
     raise UserError(f"Qwen2.5-VL checkpoint {model} has no chat template (chat_template.json)")
 
 
-def resolve_model(name: str, settings: Settings | None = None) -> str:
+def resolve_model(name: str, settings: Settings) -> str:
     """Local directory for ``name`` (path, store name, or cached hub id passed through)."""
     if not name:
         raise UserError(
