@@ -31,6 +31,7 @@ from typing import Any
 from emostream.bus import Bus, open_bus
 from emostream.config import BusSettings, Settings, StageSettings
 from emostream.errors import UserError
+from emostream.runtime.errors import GroupMissing
 from emostream.runtime.pipeline import Pipeline
 from emostream.schema import decode, encode
 from emostream.testing.toy import Ping, pipeline_stages, stream_of
@@ -274,7 +275,7 @@ async def _wait_groups(bus: Bus, timeout_s: float = 30) -> None:
             try:
                 await bus.pending_count(stream_of(hop - 1), f"toy{hop}")
                 break
-            except Exception:  # NOGROUP until the worker is up
+            except GroupMissing:  # until the worker is up
                 if time.monotonic() > deadline:
                     raise UserError(
                         f"toy worker for hop {hop} did not start within {timeout_s:g} s"

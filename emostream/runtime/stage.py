@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from emostream.runtime import metrics
-from emostream.schema import Message, SchemaError, decode_checked, encode
+from emostream.runtime.errors import GroupMissing, Reject
+from emostream.schema import Message, SchemaError, SchemaVersionError, decode_checked, encode
 
 if TYPE_CHECKING:
     from emostream.bus.base import Bus, Delivery
@@ -77,7 +78,8 @@ class Stage(abc.ABC):
 
     @abc.abstractmethod
     async def handle(self, message: Message, ctx: StageContext) -> list[Emit]:
-        """Turn one input into outputs. Raise to fail (it is retried, then dead-lettered)."""
+        """Turn one input into outputs. Raise :class:`Reject` for a message that can never be handled
+        (dead-lettered at once); any other exception fails it (retried, then dead-lettered)."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release models and background tasks."""
@@ -171,12 +173,15 @@ class _Runner:
                     )
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # bus down or streams deleted: keep trying until stopped
+            except GroupMissing as exc:  # the stream was deleted (e.g. FLUSHALL): recreate the groups
                 log.error("bus read failed", extra={"stage": self.stage.name, "error": str(exc)})
                 await _sleep_or_stop(stop, 1.0)
-                if "NOGROUP" in str(exc):  # the stream was deleted (e.g. FLUSHALL): recreate the group
-                    with contextlib.suppress(Exception):
-                        await self._ensure_groups()
+                with contextlib.suppress(Exception):
+                    await self._ensure_groups()
+                continue
+            except Exception as exc:  # bus down: keep trying until stopped
+                log.error("bus read failed", extra={"stage": self.stage.name, "error": str(exc)})
+                await _sleep_or_stop(stop, 1.0)
                 continue
             for d in deliveries:
                 key = (d.stream, d.id)
@@ -219,7 +224,7 @@ class _Runner:
                 message = decode_checked(d.data, self.stage.inputs[d.stream])
             except Exception as exc:  # SchemaError, or anything a decoder should not have raised
                 reason = str(exc) if isinstance(exc, SchemaError) else f"undecodable: {exc!r}"
-                kind = "schema_version" if "schema version" in reason else "undecodable"
+                kind = "schema_version" if isinstance(exc, SchemaVersionError) else "undecodable"
                 await self._dead(d, reason, kind)
                 return
             t0 = time.perf_counter()
@@ -229,6 +234,10 @@ class _Runner:
                 await self.bus.publish_and_ack(outputs, d.stream, self.group, d.id)
             except asyncio.CancelledError:
                 raise
+            except Reject as exc:  # retrying cannot help: dead-letter now, with the handler's reason
+                await self._dead(d, exc.reason, exc.kind)
+                self.errors.pop(key, None)
+                return
             except Exception as exc:
                 self._failed(d, exc)
                 if d.deliveries >= limit:

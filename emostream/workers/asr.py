@@ -34,6 +34,7 @@ from prometheus_client import Counter, Histogram
 from emostream.config import Settings
 from emostream.inference.whisper import Transcription, WhisperEngine, WhisperOptions
 from emostream.ingest.audio import SAMPLE_RATE
+from emostream.runtime.errors import BlobExpired
 from emostream.runtime.stage import Emit, Stage, StageContext
 from emostream.schema import Message, PartialAudio, Transcript, Utterance, Word, now
 
@@ -179,7 +180,7 @@ class AsrStage(Stage):
             audio = await _audio(ctx, msg.audio, msg.sample_rate)
             if audio is None:
                 RESULTS.labels("empty").inc()
-                raise ValueError(f"audio blob {msg.audio!r} of {key} is missing or expired (TTL)")
+                raise BlobExpired(f"audio blob {msg.audio!r} of {key} is missing or expired (TTL)")
             result = await self.scheduler.submit(audio, final=True, key=key)
             RESULTS.labels("fresh").inc()
         return self._transcript(msg, result, model=self.opts.model)

@@ -12,6 +12,7 @@ from emostream.bench.asr import edit_distance, normalize, speak
 from emostream.bus.memory import MemoryBus
 from emostream.config import AsrSettings, Settings
 from emostream.inference.whisper import WhisperEngine, WhisperOptions
+from emostream.runtime.errors import BlobExpired
 from emostream.runtime.stage import StageContext
 from emostream.schema import PartialAudio, Transcript, Utterance
 from emostream.workers.asr import AsrStage, create
@@ -74,7 +75,7 @@ async def test_gold_text_passes_through_without_a_model() -> None:
 async def test_missing_audio_blob_fails_with_a_clear_reason() -> None:
     stage = AsrStage(Settings())
     msg = Utterance(room="r", speaker="s", utterance=1, start=0.0, end=1.0, audio="blob:gone")
-    with pytest.raises(ValueError, match="missing or expired"):
+    with pytest.raises(BlobExpired, match="missing or expired"):
         await stage.handle(msg, _ctx(MemoryBus()))
     await stage.close()
 
