@@ -266,7 +266,7 @@ def decode(data: bytes, kind: type[M]) -> M:
     if dec is None:
         dec = _DECODERS[kind] = msgspec.msgpack.Decoder(kind)
     try:
-        return dec.decode(data)  # type: ignore[no-any-return]
+        return dec.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         version = _probe_version(data)
         if version is not None and version > SCHEMA_VERSION:

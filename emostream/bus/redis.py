@@ -324,7 +324,7 @@ def _fast(cls: type[Any]) -> type[Any]:
         try:
             return [hiredis.pack_command(args)]
         except TypeError:  # a type hiredis does not pack: redis-py's encoder knows it
-            return cls.pack_command(self, *args)  # type: ignore[no-any-return]
+            return cls.pack_command(self, *args)
 
     return type(f"Fast{cls.__name__}", (cls,), {"pack_command": pack_command})
 

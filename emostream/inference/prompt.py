@@ -38,7 +38,7 @@ class _Encoding(Protocol):
 class TokenizerLike(Protocol):
     """The part of ``tokenizers.Tokenizer`` used here."""
 
-    def encode(self, sequence: str, add_special_tokens: bool = ...) -> _Encoding: ...  # type: ignore[override]
+    def encode(self, sequence: str, add_special_tokens: bool = ...) -> _Encoding: ...
 
     def token_to_id(self, token: str) -> int | None: ...
 

@@ -128,4 +128,4 @@ class Collector(Stage):
 
 def event_dict(event: EmotionEvent) -> dict[str, Any]:
     """JSON-ready form of an event (what events.jsonl carries)."""
-    return msgspec.to_builtins(event)  # type: ignore[no-any-return]
+    return msgspec.to_builtins(event)

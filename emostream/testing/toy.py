@@ -56,7 +56,7 @@ def relay(hop: int, delay_s: float = 0.0) -> Relay:
     cls = type(
         f"Relay{hop}", (Relay,), {"name": f"toy{hop}", "inputs": {stream_of(hop - 1): Ping}, "hop": hop}
     )
-    return cls(delay_s)  # type: ignore[no-any-return]
+    return cls(delay_s)
 
 
 def pipeline_stages(hops: int = 3, delay_s: float = 0.0) -> list[Relay]:

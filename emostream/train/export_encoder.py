@@ -82,7 +82,7 @@ def export_onnx(src: Path, path: Path) -> None:
             self.m = model
 
         def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-            return self.m(**dict(zip(names, xs, strict=True))).last_hidden_state  # type: ignore[no-any-return]
+            return self.m(**dict(zip(names, xs, strict=True))).last_hidden_state
 
     with torch.no_grad():
         torch.onnx.export(

@@ -10,10 +10,8 @@ emotion event and the visual description that the workers produce.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +28,7 @@ from emostream.ingest.frames import FrameBuffer
 from emostream.ingest.participant import SpeechIngest, store_frames
 from emostream.runtime.topology import PIPELINE
 from emostream.schema import EmotionEvent, FrameRef, Transcript, VisualDescription
+from emostream.testing.harness import start_worker
 from emostream.testing.redis_server import free_port, start_redis
 
 STAGES = PIPELINE  # the one stage registry
@@ -57,12 +56,8 @@ def speech_wav(tmp_path: Path) -> Path:
 
 
 def start_workers(url: str) -> list[subprocess.Popen[bytes]]:
-    env = {**os.environ, "EMOSTREAM_FUSION_DEADLINE_MS": "1000", "EMOSTREAM_STAGE_LOG_FORMAT": "json"}
-    procs = []
-    for name in STAGES:
-        cmd = [sys.executable, "-m", "emostream", "worker", name, "--redis", url, "--consumer", f"{name}-1"]
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    return procs
+    env = {"EMOSTREAM_FUSION_DEADLINE_MS": "1000", "EMOSTREAM_STAGE_LOG_FORMAT": "json"}
+    return [start_worker(name, url, f"{name}-1", env=env) for name in STAGES]
 
 
 def stop_workers(procs: list[subprocess.Popen[bytes]]) -> list[int | None]:

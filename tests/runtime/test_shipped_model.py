@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,8 +19,9 @@ from emostream.inference.dialogue import meld_prompts
 from emostream.inference.text import TextModel
 from emostream.schema import TextContext, Transcript
 from emostream.store import load
+from emostream.testing.harness import start_worker, stop_worker
 
-from .helpers import FIXTURE_CSV, stop_worker
+from .helpers import FIXTURE_CSV
 
 NAME = "emostream-text-int8"
 
@@ -60,10 +58,9 @@ def test_eval_meld_uses_the_int8_model_by_default(shipped: Path, capsys: pytest.
 
 
 async def test_context_worker_process_publishes_text_context(shipped: Path, flush_redis: str) -> None:
-    cmd = [sys.executable, "-m", "emostream", "worker", "context", "--redis", flush_redis, "--consumer", "c1"]
     bus = open_bus(flush_redis, BusSettings(url=flush_redis))
     await bus.ensure_group(TextContext.stream, "sink", "0")
-    proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = start_worker("context", flush_redis, "c1")
     try:
         lines = [("p1", "I just got the job!"), ("p2", "No way, that's amazing!")]
         for i, (speaker, text) in enumerate(lines):

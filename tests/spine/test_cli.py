@@ -16,8 +16,7 @@ from emostream.bus import open_bus
 from emostream.cli import COMMANDS, main
 from emostream.runtime import topology
 from emostream.runtime.topology import StageSpec
-
-from .helpers import fast_settings
+from emostream.testing.harness import fast_settings
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -12,9 +12,8 @@ from emostream.bus import Bus, dead_stream
 from emostream.runtime.errors import BlobExpired
 from emostream.runtime.stage import Emit, Stage, StageContext, run_stage
 from emostream.schema import DeadLetter, Message, decode, encode
+from emostream.testing.harness import SINK, collect, fast_settings, pings, wait_until
 from emostream.testing.toy import Ping, relay, stream_of
-
-from .helpers import SINK, collect, fast_settings, pings, wait_until
 
 
 async def _dead_letters(bus: Bus, stream: str, n: int) -> list[DeadLetter]:

@@ -13,9 +13,9 @@ from emostream.bus import Bus
 from emostream.log import JsonFormatter, KeyValueFormatter
 from emostream.runtime.metrics import serve_metrics
 from emostream.runtime.stage import run_stage
+from emostream.testing.harness import SINK, collect, fast_settings, pings
+from emostream.testing.redis_server import free_port
 from emostream.testing.toy import relay, stream_of
-
-from .helpers import SINK, collect, fast_settings, free_port, pings
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
@@ -90,8 +90,7 @@ async def test_worker_process_serves_metrics_and_json_logs(flush_redis: str) -> 
     import signal
 
     from emostream.bus import open_bus
-
-    from .helpers import start_worker
+    from emostream.testing.harness import start_toy_worker as start_worker
 
     bus = open_bus(flush_redis)
     port = free_port()

@@ -8,9 +8,8 @@ import pytest
 
 from emostream.bus import Bus
 from emostream.runtime.pipeline import Pipeline
+from emostream.testing.harness import SINK, collect, fast_settings, pings, publish_all
 from emostream.testing.toy import pipeline_stages, stream_of
-
-from .helpers import SINK, collect, fast_settings, pings, publish_all
 
 
 async def test_thousand_messages_three_stages_exactly_once(bus: Bus) -> None:

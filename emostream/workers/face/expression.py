@@ -101,7 +101,7 @@ class DeepFaceExpression:
                 "downloads at run time: copy the file there or use fec.backend=litert"
             )
         try:
-            from deepface import DeepFace  # type: ignore[import-not-found]
+            from deepface import DeepFace
         except ImportError:
             raise UserError(
                 "fec.backend=deepface needs the deepface package: pip install 'emostream[deepface]'"
