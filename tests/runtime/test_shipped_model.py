@@ -13,7 +13,7 @@ import pytest
 from emostream import schema
 from emostream.bus import open_bus
 from emostream.cli import main as cli
-from emostream.config import BusSettings
+from emostream.config import BusSettings, Settings
 from emostream.evaluation.meld import read_meld
 from emostream.inference.dialogue import meld_prompts
 from emostream.inference.text import TextModel
@@ -28,7 +28,7 @@ NAME = "emostream-text-int8"
 
 @pytest.fixture(scope="module")
 def shipped() -> Path:
-    return load(NAME)
+    return load(NAME, Settings())
 
 
 def test_int8_agrees_with_its_fp32_teacher_on_the_fixture(shipped: Path) -> None:
