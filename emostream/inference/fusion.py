@@ -41,7 +41,7 @@ class FusionHead:
         missing = [n for n in INPUTS if n not in shapes]
         if missing:
             raise UserError(
-                f"fusion model {name}: inputs {', '.join(missing)} missing (see fusion_runtime.py)"
+                f"fusion model {name}: inputs {', '.join(missing)} missing (see emostream/inference/fusion.py)"
             )
         dim = shapes["visual_embedding"][-1]
         self.visual_dim = dim if isinstance(dim, int) else None
