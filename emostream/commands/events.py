@@ -35,28 +35,40 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _follow(url: str, args: argparse.Namespace) -> int:
+    """Tail the stream with the runtime's Follower (no consumer group) until ``--count`` events."""
     from emostream.bus import open_bus
+    from emostream.runtime.follow import Follower
+
+    done = asyncio.Event()
+    printed = 0
+
+    def show(event: schema.EmotionEvent) -> None:
+        nonlocal printed
+        if done.is_set() or (args.room and event.room != args.room):
+            return
+        sys.stdout.write(schema.to_json(event).decode() + "\n")
+        sys.stdout.flush()
+        printed += 1
+        if args.count is not None and printed >= args.count:
+            done.set()
+
+    def skipped(entry_id: str, exc: schema.SchemaError) -> None:
+        print(f"emostream events: skipped {entry_id}: {exc}", file=sys.stderr)
 
     bus = open_bus(url)
-    printed = 0
+    follower = Follower(
+        schema.EmotionEvent,
+        show,
+        from_start=args.from_start,
+        block_ms=1000,
+        on_skip=skipped,
+        stream=args.stream,
+    )
     try:
         await bus.ping()
-        last = "0-0" if args.from_start else await bus.last_id(args.stream)
-        while args.count is None or printed < args.count:
-            for entry in await bus.tail({args.stream: last}, count=100, block_ms=1000):
-                last = entry.id
-                try:
-                    event = schema.decode_checked(entry.data, schema.EmotionEvent)
-                except schema.SchemaError as exc:
-                    print(f"emostream events: skipped {entry.id}: {exc}", file=sys.stderr)
-                    continue
-                if args.room and event.room != args.room:
-                    continue
-                sys.stdout.write(schema.to_json(event).decode() + "\n")
-                sys.stdout.flush()
-                printed += 1
-                if args.count is not None and printed >= args.count:
-                    break
+        follower.start(bus)
+        await done.wait()
     finally:
+        await follower.stop()
         await bus.close()
     return 0

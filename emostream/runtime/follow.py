@@ -23,8 +23,9 @@ M = TypeVar("M", bound=Message)
 class Follower(Generic[M]):
     """Tails ``kind``'s stream in a background task and hands each decoded message to ``on_message``.
 
-    Undecodable messages are skipped here: the stream's group consumer dead-letters them. ``after_batch``
-    runs after every read (e.g. to expire a cache). Stopping waits for the loop to notice between
+    Undecodable messages are skipped here (the stream's group consumer dead-letters them); ``on_skip``
+    hears about each one. ``after_batch`` runs after every read (e.g. to expire a cache). ``stream``
+    overrides the kind's own stream. Stopping waits for the loop to notice between
     reads, because cancelling a blocked Redis read can hang; cancelling is the last resort.
     """
 
@@ -36,8 +37,11 @@ class Follower(Generic[M]):
         from_start: bool,
         block_ms: int,
         after_batch: Callable[[], object] | None = None,
+        on_skip: Callable[[str, schema.SchemaError], object] | None = None,
+        stream: str = "",
     ) -> None:
         self.kind, self.on_message, self.after_batch = kind, on_message, after_batch
+        self.on_skip, self.stream = on_skip, stream or kind.stream
         self.from_start, self.block_ms = from_start, block_ms
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -52,7 +56,7 @@ class Follower(Generic[M]):
             self._task = asyncio.create_task(self._run(bus))
 
     async def _run(self, bus: Bus) -> None:
-        stream = self.kind.stream
+        stream = self.stream
         # Not "$": a message published between two reads must not be missed.
         last = "0" if self.from_start else await bus.last_id(stream)
         while not self._stopping:
@@ -68,7 +72,9 @@ class Follower(Generic[M]):
                 last = entry.id
                 try:
                     message = schema.decode_checked(entry.data, self.kind)
-                except schema.SchemaError:
+                except schema.SchemaError as exc:
+                    if self.on_skip is not None:
+                        self.on_skip(entry.id, exc)
                     continue
                 self.on_message(message)
             if self.after_batch is not None:
