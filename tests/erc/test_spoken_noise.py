@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from train.text_data import spoken_noise
+from emostream.train.text_data import spoken_noise
 
 LINE = "Are you kidding me?! Wow."
 
