@@ -68,6 +68,31 @@ def now() -> float:
     return time.time()
 
 
+K = TypeVar("K", bound="Keyed")
+IDENTITY = ("room", "speaker", "utterance", "start", "end", "eos_at")
+"""Fields a derived message takes from its parent (those both types have)."""
+
+
+def derive(parent: Keyed, kind: type[K], **fields: Any) -> K:
+    """A new ``kind`` message about the same utterance as ``parent``: the identity fields (room, speaker,
+    utterance and, where both have them, start, end, eos_at) and the trace come from the parent;
+    ``fields`` set the rest (and may override)."""
+    names = _field_names(kind)
+    base: dict[str, Any] = {n: getattr(parent, n) for n in IDENTITY if n in names and hasattr(parent, n)}
+    base["trace"] = dict(parent.trace)
+    return kind(**{**base, **fields})
+
+
+_FIELDS: dict[type[Any], frozenset[str]] = {}
+
+
+def _field_names(kind: type[Any]) -> frozenset[str]:
+    names = _FIELDS.get(kind)
+    if names is None:
+        names = _FIELDS[kind] = frozenset(f.name for f in msgspec.structs.fields(kind))
+    return names
+
+
 # ----------------------------------------------------------------------------------------- control
 
 

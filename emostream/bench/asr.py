@@ -29,7 +29,6 @@ import numpy as np
 from emostream.bench.speech_data import (
     BENCH_VOICES,
     BENCH_WPM,
-    edit_distance,
     fix_text,
     meld_rows,
     normalize,
@@ -37,6 +36,7 @@ from emostream.bench.speech_data import (
 )
 from emostream.config import AsrSettings, Settings, VadSettings
 from emostream.errors import UserError
+from emostream.evaluation.scores import edit_distance
 from emostream.ingest.audio import SAMPLE_RATE, Audio
 
 HELP = "ASR: WER, RTF and end-of-speech -> transcript latency on MELD lines spoken by espeak-ng."

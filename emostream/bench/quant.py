@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _build(args: argparse.Namespace, work: Path) -> dict[str, Path]:
     try:
-        from train import quantize
+        from emostream.train import quantize
     except ModuleNotFoundError as exc:
         raise UserError(f"bench quant needs the `train` extra ({exc.name} is not installed)") from None
     ckpt = Path(args.checkpoint)

@@ -18,7 +18,8 @@ import sys
 
 import numpy as np
 
-from emostream.bench.speech_data import BENCH_WPM, edit_distance, fix_text, meld_rows, normalize, speak
+from emostream.bench.speech_data import BENCH_WPM, fix_text, meld_rows, normalize, speak
+from emostream.evaluation.scores import edit_distance
 from emostream.ingest.audio import SAMPLE_RATE
 
 HELP = "WER per espeak-ng voice on MELD lines (how the ASR bench's voices were chosen; use train lines)."

@@ -18,17 +18,19 @@ is a crash: in-flight work stays pending on this consumer until another one recl
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
 
 from emostream.runtime import metrics
 from emostream.runtime.errors import GroupMissing, Reject
-from emostream.schema import Message, SchemaError, SchemaVersionError, decode_checked, encode
+from emostream.schema import Message, SchemaError, SchemaVersionError, decode_checked, encode, now
 
 if TYPE_CHECKING:
     from emostream.bus.base import Bus, Delivery
@@ -51,37 +53,70 @@ class Emit:
 
 @dataclass
 class StageContext:
-    """What a handler may use besides its input: the bus (for blobs), settings and a publish hook."""
+    """What a handler may use besides its input: the bus (for blobs) and settings."""
 
     bus: Bus
     settings: Settings
     stage: str
     consumer: str
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    async def publish(self, message: Message, stream: str = "") -> None:
-        """Publish outside a handler's return value (background emissions, e.g. fusion deadlines)."""
-        from emostream.schema import encode
-
-        await self.bus.publish(stream or type(message).stream, encode(message))
 
 
-class Stage(abc.ABC):
-    """One pipeline stage. Subclasses set ``name`` and ``inputs`` and implement ``handle``."""
+M = TypeVar("M", bound=Message)
+Handler = Callable[[M, StageContext], Awaitable[list[Emit]]]
+"""A typed handler: one input message type in, outputs out."""
 
-    name: ClassVar[str]
-    inputs: ClassVar[dict[str, type[Message]]]
+
+class Stage:
+    """One pipeline stage. Identity is per instance: ``name`` and ``inputs`` are set by ``__init__``
+    (two instances of one class may differ), and each input type has its own typed handler::
+
+        class Asr(Stage):
+            def __init__(self) -> None:
+                super().__init__("asr")
+                self.on(Utterance, self.utterance)  # consumes Utterance.stream
+
+            async def utterance(self, msg: Utterance, ctx: StageContext) -> list[Emit]: ...
+
+    The runtime stamps ``trace[name]`` on every output (:meth:`process`); handlers build outputs with
+    :func:`emostream.schema.derive`, which carries the input's identity and trace.
+    """
+
+    name: str
+    inputs: dict[str, type[Message]]
     """stream name -> message type consumed from it (through the stage's consumer group)."""
 
-    async def setup(self, ctx: StageContext) -> None:  # noqa: B027 - optional hook
+    def __init__(self, name: str = "") -> None:
+        if name:  # a subclass may still declare name/inputs as class attributes and override handle()
+            self.name = name
+        self.inputs = dict(getattr(type(self), "inputs", {}))
+        self._handlers: dict[type[Message], Handler[Any]] = {}
+
+    def on(self, kind: type[M], handler: Handler[M], stream: str = "") -> None:
+        """Consume ``kind`` from ``stream`` (default: its own stream) and hand each one to ``handler``."""
+        self.inputs[stream or kind.stream] = kind
+        self._handlers[kind] = handler
+
+    async def setup(self, ctx: StageContext) -> None:
         """Load models once per process (shared by all rooms)."""
 
-    @abc.abstractmethod
     async def handle(self, message: Message, ctx: StageContext) -> list[Emit]:
-        """Turn one input into outputs. Raise :class:`Reject` for a message that can never be handled
-        (dead-lettered at once); any other exception fails it (retried, then dead-lettered)."""
+        """Turn one input into outputs with the handler of its type. A handler raises :class:`Reject`
+        for a message that can never be handled (dead-lettered at once); any other exception fails it
+        (retried, then dead-lettered)."""
+        handler = getattr(self, "_handlers", {}).get(type(message))
+        if handler is None:
+            raise TypeError(f"stage {self.name} has no handler for {type(message).__name__}")
+        return await handler(message, ctx)
 
-    async def close(self) -> None:  # noqa: B027 - optional hook
+    async def process(self, message: Message, ctx: StageContext) -> list[Emit]:
+        """:meth:`handle`, then stamp ``trace[name]`` (the wall clock at publish) on every output."""
+        stamp = now()
+        return [
+            Emit(msgspec.structs.replace(e.message, trace={**e.message.trace, self.name: stamp}), e.stream)
+            for e in await self.handle(message, ctx)
+        ]
+
+    async def close(self) -> None:
         """Release models and background tasks."""
 
 
@@ -229,7 +264,7 @@ class _Runner:
                 return
             t0 = time.perf_counter()
             try:
-                emits = await self.stage.handle(message, self.ctx)
+                emits = await self.stage.process(message, self.ctx)
                 outputs = [(e.target, encode(e.message)) for e in emits]
                 await self.bus.publish_and_ack(outputs, d.stream, self.group, d.id)
             except asyncio.CancelledError:

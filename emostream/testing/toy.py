@@ -1,7 +1,7 @@
 """A toy 3-stage relay pipeline for tests and ``emostream bench bus`` (hidden ``emostream worker toy``).
 
 ``toy.0 -> hop 1 -> toy.1 -> hop 2 -> toy.2 -> hop 3 -> toy.3``. Each hop copies the message (same
-``id``) and records itself in ``trace``. As a worker process it is configured by plain environment
+``id``); the runtime records the hop in ``trace``. As a worker process it is configured by plain environment
 variables (not ``EMOSTREAM_*``, which are settings): ``TOY_HOP`` (1-3, default 1), ``TOY_DELAY_MS``
 (simulated work per message, default 0) and ``TOY_HOPS`` (how many hops exist, default 3).
 """
@@ -12,9 +12,11 @@ import asyncio
 import os
 from typing import ClassVar
 
+import msgspec
+
 from emostream.config import Settings
 from emostream.runtime.stage import Emit, Stage, StageContext
-from emostream.schema import Message, now
+from emostream.schema import Message
 
 
 class Ping(Message, frozen=True, kw_only=True):
@@ -35,28 +37,21 @@ def stream_of(hop: int) -> str:
 class Relay(Stage):
     """Copy a Ping from ``toy.<hop-1>`` to ``toy.<hop>`` after ``delay_s`` of pretend work."""
 
-    name: ClassVar[str] = "toy"
-    inputs: ClassVar[dict[str, type[Message]]] = {}
-    hop: ClassVar[int] = 1
+    def __init__(self, hop: int = 1, delay_s: float = 0.0) -> None:
+        super().__init__(f"toy{hop}")
+        self.hop, self.delay_s = hop, delay_s
+        self.on(Ping, self.relay, stream=stream_of(hop - 1))
 
-    def __init__(self, delay_s: float = 0.0) -> None:
-        self.delay_s = delay_s
-
-    async def handle(self, message: Message, ctx: StageContext) -> list[Emit]:
-        assert isinstance(message, Ping)
+    async def relay(self, message: Ping, ctx: StageContext) -> list[Emit]:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        trace = {**message.trace, self.name: now()}
-        out = Ping(id=message.id, n=message.n, sent_at=message.sent_at, payload=message.payload, trace=trace)
+        out = msgspec.structs.replace(message, trace=dict(message.trace))  # same id; the runtime stamps
         return [Emit(out, stream_of(self.hop))]
 
 
 def relay(hop: int, delay_s: float = 0.0) -> Relay:
-    """A Relay stage for hop ``hop`` (its own class, so it has its own name and input stream)."""
-    cls = type(
-        f"Relay{hop}", (Relay,), {"name": f"toy{hop}", "inputs": {stream_of(hop - 1): Ping}, "hop": hop}
-    )
-    return cls(delay_s)
+    """The Relay stage for hop ``hop`` (its own name and input stream)."""
+    return Relay(hop, delay_s)
 
 
 def pipeline_stages(hops: int = 3, delay_s: float = 0.0) -> list[Relay]:

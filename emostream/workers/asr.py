@@ -26,7 +26,7 @@ import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import ClassVar, TypeVar
+from typing import TypeVar
 
 import numpy as np
 from prometheus_client import Counter, Histogram
@@ -36,7 +36,7 @@ from emostream.inference.whisper import Transcription, WhisperEngine, WhisperOpt
 from emostream.ingest.audio import SAMPLE_RATE
 from emostream.runtime.errors import BlobExpired
 from emostream.runtime.stage import Emit, Stage, StageContext
-from emostream.schema import Message, PartialAudio, Transcript, Utterance, Word, now
+from emostream.schema import PartialAudio, Transcript, Utterance, Word, derive
 
 RESULTS = Counter("emostream_asr_utterances", "Utterances transcribed, by how", ["how"])
 """how: ``speculative`` (reused a partial's pass), ``fresh``, ``gold`` (text given), ``empty`` (no audio)."""
@@ -127,15 +127,14 @@ class Scheduler:
 
 
 class AsrStage(Stage):
-    name = "asr"
-    inputs: ClassVar[dict[str, type[Message]]] = {"utterances": Utterance, "partials": PartialAudio}
-
     def __init__(self, settings: Settings) -> None:
+        super().__init__("asr")
         self.settings = settings
         self.asr = settings.asr
         self.opts = WhisperOptions.from_settings(self.asr)
-        if not self.asr.early_partials:
-            self.inputs = {"utterances": Utterance}  # type: ignore[misc]  # per-instance inputs
+        self.on(Utterance, self.utterance)
+        if self.asr.early_partials:
+            self.on(PartialAudio, self.partial)
         self.engine: WhisperEngine | None = None
         self.scheduler: Scheduler | None = None
         self._spec: OrderedDict[str, tuple[str, asyncio.Future[Transcription]]] = OrderedDict()
@@ -151,12 +150,13 @@ class AsrStage(Stage):
             self.scheduler = Scheduler(self.engine, self.asr.max_batch)
         return self.engine
 
-    async def handle(self, message: Message, ctx: StageContext) -> list[Emit]:
-        if isinstance(message, PartialAudio):
-            await self._partial(message, ctx)
-            return []
-        assert isinstance(message, Utterance)
+    async def utterance(self, message: Utterance, ctx: StageContext) -> list[Emit]:
         return [Emit(await self.transcribe(message, ctx))]
+
+    async def partial(self, message: PartialAudio, ctx: StageContext) -> list[Emit]:
+        """Start a speculative pass on partial audio (its result waits for the Utterance)."""
+        await self._partial(message, ctx)
+        return []
 
     async def transcribe(self, msg: Utterance, ctx: StageContext) -> Transcript:
         """The Transcript of one utterance (gold text, a speculative result, or a fresh pass)."""
@@ -211,19 +211,7 @@ class AsrStage(Stage):
             Word(start=msg.start + w.start, end=msg.start + w.end, word=w.word, probability=w.probability)
             for w in r.words
         ]
-        return Transcript(
-            room=msg.room,
-            speaker=msg.speaker,
-            utterance=msg.utterance,
-            start=msg.start,
-            end=msg.end,
-            text=r.text,
-            words=words,
-            language=r.language,
-            model=model,
-            eos_at=msg.eos_at,
-            trace={**msg.trace, self.name: now()},
-        )
+        return derive(msg, Transcript, text=r.text, words=words, language=r.language, model=model)
 
     async def close(self) -> None:
         if self.scheduler is not None:

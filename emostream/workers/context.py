@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from typing import ClassVar
 
 from emostream import schema
 from emostream.config import Settings
@@ -25,7 +24,7 @@ from emostream.inference.prompt import PromptInput
 from emostream.inference.text import TextModel
 from emostream.runtime.follow import Follower
 from emostream.runtime.stage import Emit, Stage, StageContext
-from emostream.schema import Message, RoomControl, TextContext, Transcript
+from emostream.schema import RoomControl, TextContext, Transcript
 
 
 class Rooms:
@@ -54,13 +53,10 @@ class Rooms:
 
 
 class ContextStage(Stage):
-    name: ClassVar[str] = "context"
-    inputs: ClassVar[dict[str, type[Message]]] = {
-        Transcript.stream: Transcript,
-        RoomControl.stream: RoomControl,
-    }
-
     def __init__(self, settings: Settings, model: TextModel | None = None, follow: bool = True) -> None:
+        super().__init__("context")
+        self.on(Transcript, self.transcript)
+        self.on(RoomControl, self.room_control)
         self.settings = settings
         self.model = model
         self.follow = follow
@@ -84,27 +80,22 @@ class ContextStage(Stage):
         if self.rooms is not None:
             self.rooms.add(transcript)
 
-    async def handle(self, message: Message, ctx: StageContext) -> list[Emit]:
+    async def room_control(self, message: RoomControl, ctx: StageContext) -> list[Emit]:
+        if message.action == "room_end" and self.rooms is not None:
+            self.rooms.end(message.room)
+        return []
+
+    async def transcript(self, message: Transcript, ctx: StageContext) -> list[Emit]:
         assert self.model is not None and self.rooms is not None, "setup() was not run"
-        if isinstance(message, RoomControl):
-            if message.action == "room_end":
-                self.rooms.end(message.room)
-            return []
-        assert isinstance(message, Transcript)
         prompt = self.rooms.add(message)
         embedding, logits = await asyncio.to_thread(self.model.run, [prompt])
-        out = TextContext(
-            room=message.room,
-            speaker=message.speaker,
-            utterance=message.utterance,
-            start=message.start,
-            end=message.end,
+        out = schema.derive(
+            message,
+            TextContext,
             text=message.text,
             embedding=embedding[0].tolist(),
             logits=logits[0].tolist(),
             model=self.model.name,
-            eos_at=message.eos_at,
-            trace={**message.trace, self.name: schema.now()},
         )
         return [Emit(out)]
 

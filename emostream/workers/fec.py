@@ -12,7 +12,6 @@ KeyFrames with ``face_found=False`` so the downstream stages never wait for it.
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
 
 import numpy as np
 from prometheus_client import Counter
@@ -20,7 +19,7 @@ from prometheus_client import Counter
 from emostream import schema
 from emostream.config import Settings
 from emostream.runtime.stage import Emit, Stage, StageContext
-from emostream.schema import FaceFrame, KeyFrames, Message, Utterance
+from emostream.schema import FaceFrame, KeyFrames, Utterance
 from emostream.workers.face.analyze import Analysis, AnalyzeOptions, FaceAnalyzer
 
 FRAMES = Counter("emostream_fec_frames", "Utterance frames seen by the fec stage, by outcome", ["outcome"])
@@ -51,10 +50,9 @@ def build_analyzer(settings: Settings) -> FaceAnalyzer:
 
 
 class FecStage(Stage):
-    name: ClassVar[str] = "fec"
-    inputs: ClassVar[dict[str, type[Message]]] = {Utterance.stream: Utterance}
-
     def __init__(self, settings: Settings, analyzer: FaceAnalyzer | None = None) -> None:
+        super().__init__("fec")
+        self.on(Utterance, self.utterance)
         self.settings = settings
         self.analyzer = analyzer
         self._owns_analyzer = analyzer is None
@@ -63,8 +61,7 @@ class FecStage(Stage):
         if self.analyzer is None:
             self.analyzer = await asyncio.to_thread(build_analyzer, self.settings)
 
-    async def handle(self, message: Message, ctx: StageContext) -> list[Emit]:
-        assert isinstance(message, Utterance)
+    async def utterance(self, message: Utterance, ctx: StageContext) -> list[Emit]:
         if self.analyzer is None:
             await self.setup(ctx)
         assert self.analyzer is not None
@@ -100,18 +97,13 @@ async def to_keyframes(utt: Utterance, analysis: Analysis, ctx: StageContext, tt
                 score=round(kf.score, 5),
             )
         )
-    return KeyFrames(
-        room=utt.room,
-        speaker=utt.speaker,
-        utterance=utt.utterance,
-        start=utt.start,
-        end=utt.end,
+    return schema.derive(
+        utt,
+        KeyFrames,
         frames=frames,
         frames_seen=analysis.frames_seen,
         frames_bad=analysis.frames_bad,
         face_found=analysis.face_found,
-        eos_at=utt.eos_at,
-        trace={**utt.trace, FecStage.name: schema.now()},
     )
 
 

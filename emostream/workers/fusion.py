@@ -13,7 +13,7 @@ shows up is dropped after ``fusion.visual_ttl_s`` and counted as ``unmatched``.
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from emostream.inference.onnx import RuntimeOptions
 from emostream.inference.text import softmax
 from emostream.runtime.follow import Follower
 from emostream.runtime.stage import Emit, Stage, StageContext
-from emostream.schema import EMOTIONS, EmotionEvent, Message, TextContext, VisualDescription
+from emostream.schema import EMOTIONS, EmotionEvent, TextContext, VisualDescription
 from emostream.workers.fusion_cache import VisualCache
 
 VisualStatus = Literal["used", "absent", "late", "no_face", "disabled"]
@@ -39,10 +39,9 @@ def latencies(trace: dict[str, float], eos_at: float, done: float) -> dict[str, 
 
 
 class FusionStage(Stage):
-    name: ClassVar[str] = "fusion"
-    inputs: ClassVar[dict[str, type[Message]]] = {TextContext.stream: TextContext}
-
     def __init__(self, settings: Settings, head: FusionHead | None = None, load_head: bool = True) -> None:
+        super().__init__("fusion")
+        self.on(TextContext, self.text_context)
         self.settings = settings
         self.head = head
         self.load_head = load_head and head is None
@@ -72,8 +71,7 @@ class FusionStage(Stage):
             self.load_head = False
         self._follower.start(ctx.bus)
 
-    async def handle(self, message: Message, ctx: StageContext) -> list[Emit]:
-        assert isinstance(message, TextContext)
+    async def text_context(self, message: TextContext, ctx: StageContext) -> list[Emit]:
         key = message.key
         visual: VisualDescription | None = None
         if self.head is not None:
@@ -96,16 +94,13 @@ class FusionStage(Stage):
         probs = softmax(logits)
         best = int(probs.argmax())
         done = schema.now()
-        trace = {**(visual.trace if visual is not None else {}), **message.trace, self.name: done}
+        trace = {**(visual.trace if visual is not None else {}), **message.trace}
         used_head = self.head.name if status == "used" and self.head is not None else ""
-        event = EmotionEvent(
-            room=message.room,
-            speaker=message.speaker,
-            utterance=message.utterance,
+        event = schema.derive(
+            message,
+            EmotionEvent,
             id=schema.event_id(message.room, message.speaker, message.utterance),
-            start=message.start,
-            end=message.end,
-            label=EMOTIONS[best],  # type: ignore[arg-type]
+            label=EMOTIONS[best],
             probabilities={e: round(float(p), 6) for e, p in zip(EMOTIONS, probs, strict=True)},
             confidence=round(float(probs[best]), 6),
             modalities=modalities,
@@ -113,7 +108,7 @@ class FusionStage(Stage):
             transcript=message.text,
             visual_description=visual.text if visual is not None else "",
             model="+".join(n for n in (message.model, used_head) if n),
-            latency_ms=latencies(trace, message.eos_at, done),
+            latency_ms=latencies({**trace, self.name: done}, message.eos_at, done),
             emitted_at=done,
             trace=trace,
         )

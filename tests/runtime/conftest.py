@@ -24,8 +24,7 @@ def tiny_models(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> T
     import json
     import shutil
 
-    from train import quantize
-
+    from emostream.train import quantize
     from emostream.train.standin import make_standin
 
     root = tmp_path_factory.mktemp("tiny")

@@ -42,9 +42,9 @@ async def test_conversation_transcripts(conversation: Conversation, segmented: S
             truth = iter(conversation.truth_of(who))
             for msg in segmented.messages[who]:
                 if isinstance(msg, PartialAudio):
-                    assert await stage.handle(msg, ctx) == []
+                    assert await stage.process(msg, ctx) == []
                 elif isinstance(msg, Utterance):
-                    (emit,) = await stage.handle(msg, ctx)
+                    (emit,) = await stage.process(msg, ctx)  # as the runtime runs it
                     t = emit.message
                     assert isinstance(t, Transcript) and t.key == msg.key
                     ref = normalize(next(truth).text)

@@ -4,14 +4,13 @@ with a reason; the worker keeps running."""
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
 
 import msgspec
 
 from emostream.bus import Bus, dead_stream
 from emostream.runtime.errors import BlobExpired
 from emostream.runtime.stage import Emit, Stage, StageContext, run_stage
-from emostream.schema import DeadLetter, Message, decode, encode
+from emostream.schema import DeadLetter, decode, encode
 from emostream.testing.harness import SINK, collect, fast_settings, pings, wait_until
 from emostream.testing.toy import Ping, relay, stream_of
 
@@ -60,11 +59,11 @@ async def test_malformed_and_future_version_are_dead_lettered(bus: Bus) -> None:
 class Flaky(Stage):
     """Fails on message n == 13 every time; passes everything else through."""
 
-    name: ClassVar[str] = "flaky"
-    inputs: ClassVar[dict[str, type[Message]]] = {stream_of(0): Ping}
+    def __init__(self) -> None:
+        super().__init__("flaky")
+        self.on(Ping, self.ping, stream=stream_of(0))
 
-    async def handle(self, message: Message, ctx: StageContext) -> list[Emit]:
-        assert isinstance(message, Ping)
+    async def ping(self, message: Ping, ctx: StageContext) -> list[Emit]:
         if message.n == 13:
             raise RuntimeError("unlucky number")
         return [Emit(message, stream_of(1))]
@@ -112,11 +111,11 @@ async def test_delivery_limit_counts_deliveries_to_dead_consumers(bus: Bus) -> N
 class Picky(Stage):
     """Rejects message n == 7 (it can never be handled); passes everything else through."""
 
-    name: ClassVar[str] = "picky"
-    inputs: ClassVar[dict[str, type[Message]]] = {stream_of(0): Ping}
+    def __init__(self) -> None:
+        super().__init__("picky")
+        self.on(Ping, self.ping, stream=stream_of(0))
 
-    async def handle(self, message: Message, ctx: StageContext) -> list[Emit]:
-        assert isinstance(message, Ping)
+    async def ping(self, message: Ping, ctx: StageContext) -> list[Emit]:
         if message.n == 7:
             raise BlobExpired(f"audio blob of {message.id} is missing or expired (TTL)")
         return [Emit(message, stream_of(1))]

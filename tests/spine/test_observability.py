@@ -31,7 +31,7 @@ async def test_metrics_endpoint_counts_processed_lag_and_latency(bus: Bus) -> No
     serve_metrics(port)
     stage_name = f"toy1-{bus.url.split(':')[0]}"
     stage = relay(1)
-    type(stage).name = stage_name  # its own label set, so the other bus's run cannot interfere
+    stage.name = stage_name  # per instance: its own label set, so the other bus's run cannot interfere
     await bus.ensure_group(stream_of(0), stage_name, "0")
     await bus.ensure_group(stream_of(1), SINK, "0")
     await bus.publish_many(stream_of(0), [*pings(40), b"junk"])

@@ -37,7 +37,7 @@ async def utterance(ctx: StageContext, frames: list[tuple[float, bytes | None]],
 
 
 async def run(stage: FecStage, utt: Utterance, ctx: StageContext) -> KeyFrames:
-    emits = await stage.handle(utt, ctx)
+    emits = await stage.process(utt, ctx)  # as the runtime runs it: trace stamped
     assert len(emits) == 1 and emits[0].target == "keyframes"
     out = emits[0].message
     assert isinstance(out, KeyFrames)

@@ -50,7 +50,7 @@ async def keyframes(settings: Settings, analyzer: FaceAnalyzer, ctx: StageContex
     for i, (t, img) in enumerate([f for f in clip if f[0] < 3.0][::5]):
         refs.append(FrameRef(t=t, blob=await ctx.bus.put_blob(f"frame/{i}", jpeg(img), 60)))
     utt = Utterance(room="r", speaker="s", utterance=7, start=0.0, end=3.0, frames=refs, eos_at=5.0)
-    (emit,) = await FecStage(settings, analyzer).handle(utt, ctx)
+    (emit,) = await FecStage(settings, analyzer).process(utt, ctx)
     assert isinstance(emit.message, KeyFrames)
     return emit.message
 
@@ -60,7 +60,7 @@ def with_vlm(settings: Settings, **changes: Any) -> Settings:
 
 
 async def one(stage: VlmStage, kf: KeyFrames, ctx: StageContext) -> VisualDescription:
-    (emit,) = await stage.handle(kf, ctx)
+    (emit,) = await stage.process(kf, ctx)
     assert emit.target == "descriptions" and isinstance(emit.message, VisualDescription)
     return emit.message
 

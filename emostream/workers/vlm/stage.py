@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
 
 from emostream import schema
 from emostream.config import Settings
 from emostream.runtime.stage import Emit, Stage, StageContext
-from emostream.schema import KeyFrames, Message, VisualDescription
+from emostream.schema import KeyFrames, VisualDescription
 from emostream.workers.vlm.base import Describer, create_describer
 from emostream.workers.vlm.landmarks import LandmarksDescriber
 from emostream.workers.vlm.refine import refine
@@ -38,15 +38,14 @@ NO_FACE = "No face is visible in the video during this utterance."
 
 
 class VlmStage(Stage):
-    name: ClassVar[str] = "vlm"
-    inputs: ClassVar[dict[str, type[Message]]] = {KeyFrames.stream: KeyFrames}
-
     def __init__(
         self,
         settings: Settings,
         describer: Describer | None = None,
         encoder: SentenceEncoder | None = None,
     ) -> None:
+        super().__init__("vlm")
+        self.on(KeyFrames, self.keyframes)
         self.settings = settings
         self.describer = describer
         self.encoder = encoder
@@ -64,8 +63,7 @@ class VlmStage(Stage):
                 SentenceEncoder.from_store, self.settings.vlm.encoder, self.settings
             )
 
-    async def handle(self, message: Message, ctx: StageContext) -> list[Emit]:
-        assert isinstance(message, KeyFrames)
+    async def keyframes(self, message: KeyFrames, ctx: StageContext) -> list[Emit]:
         if self.describer is None or self.encoder is None:
             await self.setup(ctx)
         assert self.describer is not None and self.encoder is not None
@@ -98,12 +96,9 @@ class VlmStage(Stage):
         encoder: str = "",
         confidence: float = 0.0,
     ) -> VisualDescription:
-        return VisualDescription(
-            room=kf.room,
-            speaker=kf.speaker,
-            utterance=kf.utterance,
-            eos_at=kf.eos_at,
-            trace={**kf.trace, self.name: schema.now()},
+        return schema.derive(
+            kf,
+            VisualDescription,
             text=text,
             embedding=embedding,
             encoder=encoder,
