@@ -37,7 +37,7 @@ async def test_kill_9_of_redis_with_aof_loses_nothing_and_everyone_resumes(aof_r
     bus = open_bus(url, settings.bus)
     await bus.ensure_group(stream_of(1), SINK, "0")
     await bus.ensure_group(EmotionEvent.stream, "keep", "$")
-    events = emostream("events", "--redis", url, "--count", "20")
+    events = emostream("events", "--redis", url, "--count", "20", "--from-start")
     stop = asyncio.Event()
     stage = asyncio.create_task(run_stage(relay(1), bus, settings, consumer="r1", stop=stop))
     seen: list[str] = []
