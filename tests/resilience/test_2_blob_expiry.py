@@ -57,7 +57,9 @@ async def test_media_expired_during_a_pause_is_dead_lettered_and_announced(bus: 
         await _utterance(bus, n, speech, settings.bus.blob_ttl_s)
     await asyncio.sleep(1.3)  # longer than the blob TTL
     stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_stage(create(settings), bus, settings, consumer="a", stop=stop, ready=ready))
+    task = asyncio.create_task(
+        run_stage(create(settings), bus, settings, consumer="a", stop=stop, ready=ready)
+    )
     try:
         await asyncio.wait_for(ready.wait(), 60)
         for n in range(2, 4):  # published once asr is back: transcribed

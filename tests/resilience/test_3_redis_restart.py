@@ -25,8 +25,16 @@ def _event(n: int) -> bytes:
     probs = dict.fromkeys(schema.EMOTIONS, 0.0) | {"joy": 1.0}
     return schema.encode(
         EmotionEvent(
-            room="r", speaker="s", utterance=n, id=schema.event_id("r", "s", n), start=0.0, end=1.0,
-            label="joy", probabilities=probs, confidence=1.0, modalities=["text"],
+            room="r",
+            speaker="s",
+            utterance=n,
+            id=schema.event_id("r", "s", n),
+            start=0.0,
+            end=1.0,
+            label="joy",
+            probabilities=probs,
+            confidence=1.0,
+            modalities=["text"],
         )  # fmt: skip
     )
 

@@ -51,7 +51,11 @@ async def test_oversized_input_is_dead_lettered_with_the_reason(bus: Bus) -> Non
         await bus.publish(Utterance.stream, encode(msg))
     stop = asyncio.Event()
     task = asyncio.create_task(run_stage(create(settings), bus, settings, consumer="a", stop=stop))
-    got: dict[str, list[bytes]] = {Transcript.stream: [], dead_stream(Utterance.stream): [], Dropped.stream: []}
+    got: dict[str, list[bytes]] = {
+        Transcript.stream: [],
+        dead_stream(Utterance.stream): [],
+        Dropped.stream: [],
+    }
     try:
         for stream in got:
             await bus.ensure_group(stream, "check", "0")

@@ -9,7 +9,6 @@ worker after its fifth decision (room B).
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import time
 

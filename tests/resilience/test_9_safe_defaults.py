@@ -56,7 +56,10 @@ def test_no_warning_with_a_password_and_loopback_metrics(tmp_path: Path) -> None
 def test_documented_redis_commands_bind_loopback_and_persist() -> None:
     docs = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
     commands = [
-        line for doc in docs for line in doc.read_text().splitlines() if re.search(r"\bredis-server\s+--", line)
+        line
+        for doc in docs
+        for line in doc.read_text().splitlines()
+        if re.search(r"\bredis-server\s+--", line)
     ]
     assert commands, "the docs show how to start redis-server"
     for line in commands:
