@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from emostream.bus.base import Bus, Delivery, Entry
 from emostream.config import redact_url
@@ -177,7 +179,13 @@ class RedisBus(Bus):
         try:
             urlsplit(url).port  # noqa: B018 - validates the port
             pool = aioredis.BlockingConnectionPool.from_url(
-                url, decode_responses=False, max_connections=max_connections, timeout=None
+                url,
+                decode_responses=False,
+                max_connections=max_connections,
+                timeout=None,
+                # A connection that died with a restarted Redis is reopened on the next command.
+                retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+                retry_on_error=[rexc.ConnectionError, rexc.TimeoutError],
             )
             pool.connection_class = _fast(pool.connection_class)
         except ValueError as exc:

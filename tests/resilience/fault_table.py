@@ -41,6 +41,7 @@ from redis_server import free_port, start_redis  # noqa: E402
 from emostream import schema  # noqa: E402
 from emostream.bench.speech_data import speak  # noqa: E402
 from emostream.bus import Bus, BusFull, TooLarge, open_bus  # noqa: E402
+from emostream.bus.redis import BusUnavailable  # noqa: E402
 from emostream.config import BusSettings  # noqa: E402
 from emostream.ingest.frames import encode_jpeg  # noqa: E402
 from emostream.schema import Dropped, EmotionEvent, FrameRef, Transcript, Utterance  # noqa: E402
@@ -200,12 +201,19 @@ async def run_scenario(
             ):
                 await raw.xadd(f"emostream:{stream}", {"x": b"poison"})
             await raw.aclose()
-        msg = await feeder.utterance(room, i, ttl_s, text)
-        try:
-            await (producer or bus).publish(Utterance.stream, schema.encode(msg))
-            sent.append(i)
-        except (BusFull, TooLarge):
-            row.refused += 1
+        for attempt in range(40):  # an ingest waits for a restarting Redis
+            try:
+                msg = await feeder.utterance(room, i, ttl_s, text)
+                await (producer or bus).publish(Utterance.stream, schema.encode(msg))
+                sent.append(i)
+            except (BusFull, TooLarge):
+                row.refused += 1
+            except BusUnavailable:
+                if attempt == 39:
+                    raise
+                await asyncio.sleep(0.25)
+                continue
+            break
         await asyncio.sleep(0.05 if text else 0.4)
     row.sent = len(sent)
     ids: list[str] = []
