@@ -162,7 +162,7 @@ async def _outputs(bus: Bus, room: str, last: dict[str, str]) -> tuple[list[str]
                     dropped.add(d.utterance)
 
 
-Fault = Callable[[Topology, Bus], Awaitable[None]]
+Fault = Callable[[Topology, Bus], Awaitable["asyncio.Task[None] | None"]]
 
 
 async def run_scenario(
@@ -187,9 +187,10 @@ async def run_scenario(
     }
     sent: list[int] = []
     fault_end = time.monotonic()
+    ending: asyncio.Task[None] | None = None
     for i in range(n):
         if fault is not None and i == n // 3:
-            await fault(topo, bus)
+            ending = await fault(topo, bus)
             fault_end = time.monotonic()
         if poison and i == n // 2:
             raw = aioredis.Redis.from_url(topo.url)
@@ -216,6 +217,9 @@ async def run_scenario(
             break
         await asyncio.sleep(0.05 if text else 0.4)
     row.sent = len(sent)
+    if ending is not None:
+        await ending
+        fault_end = time.monotonic()
     ids: list[str] = []
     dropped: set[int] = set()
     last_output = time.monotonic()
@@ -252,10 +256,11 @@ def _kill_restart(name: str) -> Fault:
 
 
 def _pause(name: str, seconds: float) -> Fault:
-    async def fault(topo: Topology, bus: Bus) -> None:
+    """SIGSTOP now, SIGCONT ``seconds`` later; the feeding goes on meanwhile (returns the resume task)."""
+
+    async def fault(topo: Topology, bus: Bus) -> asyncio.Task[None]:
         topo.signal(name, signal.SIGSTOP)
-        await asyncio.sleep(seconds)
-        topo.signal(name, signal.SIGCONT)
+        return asyncio.create_task(_resume_later(topo, name, seconds))
 
     return fault
 
