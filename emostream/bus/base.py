@@ -223,7 +223,7 @@ class Bus(abc.ABC):
 
 def refused(stream: str, reason: str, detail: str) -> None:
     """Count and log a refused publish (the caller raises the one-line error)."""
-    from emostream import metrics
+    from emostream.runtime import metrics
 
     metrics.REFUSED.labels(stream, reason).inc()
     log.error("publish refused", extra={"stream": stream, "reason": reason, "detail": detail})

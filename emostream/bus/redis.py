@@ -25,6 +25,7 @@ from redis.backoff import ExponentialBackoff
 from emostream.bus.base import Bus, Delivery, Entry
 from emostream.config import redact_url
 from emostream.errors import UserError
+from emostream.runtime.errors import GroupMissing
 
 FIELD = b"d"
 BLOB_REF = "blob:"
@@ -61,8 +62,9 @@ local function needed(key)
   end
   return low, #groups
 end
--- Trim by retention and the cap, never past what a group still needs; true when one more entry fits.
-local function room(key, maxlen, ret_ms)
+-- Trim by retention and the cap, never past what a group still needs; true when `need` more entries fit.
+local function room(key, maxlen, ret_ms, need)
+  if need > maxlen then need = maxlen end
   local len = redis.call('XLEN', key)
   if len == 0 then return true end
   local cut = false
@@ -72,10 +74,11 @@ local function room(key, maxlen, ret_ms)
     local edge = string.format('%.0f', edge_ms) .. '-0'
     if id_lt(redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1][1], edge) then cut = edge end
   end
-  if len < maxlen and not cut then return true end
+  local full = len + need > maxlen
+  if not full and not cut then return true end
   local low, ngroups = needed(key)
-  if len >= maxlen then
-    local drop = len - maxlen + 1
+  if full then
+    local drop = len + need - maxlen
     if ngroups > 0 then drop = math.max(drop, len - math.floor(maxlen * 0.9)) end
     local rows = redis.call('XRANGE', key, '-', '+', 'COUNT', drop + 1)
     local edge
@@ -84,7 +87,7 @@ local function room(key, maxlen, ret_ms)
   end
   if low and id_lt(low, cut) then cut = low end
   redis.call('XTRIM', key, 'MINID', cut)
-  return redis.call('XLEN', key) < maxlen
+  return redis.call('XLEN', key) + need <= maxlen
 end
 """
 """Shared Lua: the trim rule. Entries go by retention or the cap only once every group has read and
@@ -97,7 +100,7 @@ PUBLISH_SCRIPT = (
 local maxlen, ret = tonumber(ARGV[1]), tonumber(ARGV[2])
 local ids = {}
 for i = 3, #ARGV do
-  if not room(KEYS[1], maxlen, ret) then break end
+  if not room(KEYS[1], maxlen, ret, 1) then break end
   ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'd', ARGV[i])
 end
 return ids
@@ -108,7 +111,7 @@ return ids
 TRIM_SCRIPT = (
     LUA_ROOM
     + """
-return room(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])) and 1 or 0
+return room(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), 0) and 1 or 0
 """
 )
 
@@ -116,8 +119,13 @@ COMMIT_SCRIPT = (
     LUA_ROOM
     + """
 local maxlen, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local need, ret = {}, {}
 for i = 1, n do
-  if not room(KEYS[i], maxlen, tonumber(ARGV[2 + i])) then return {-1, KEYS[i]} end
+  need[KEYS[i]] = (need[KEYS[i]] or 0) + 1
+  ret[KEYS[i]] = tonumber(ARGV[2 + i])
+end
+for key, k in pairs(need) do
+  if not room(key, maxlen, ret[key], k) then return {-1, key} end
 end
 local a = 3 + n
 for i = 1, n do
@@ -211,9 +219,14 @@ class RedisBus(Bus):
         return int(self.retention_of(stream) * 1000)
 
     async def _call(self, command: Awaitable[T]) -> T:
-        """Await a command, turning connection/auth failures into one-line BusUnavailable errors."""
+        """Await a command, turning connection/auth failures into one-line BusUnavailable errors and
+        a missing stream or group (Redis ``NOGROUP``, e.g. after FLUSHALL) into GroupMissing."""
         try:
             return await command
+        except rexc.ResponseError as exc:
+            if _code(exc) == "NOGROUP":
+                raise GroupMissing(f"Redis at {self.where}: {exc}") from None
+            raise
         except rexc.AuthenticationError as exc:
             raise BusUnavailable(
                 f"Redis at {self.where} refused the credentials ({exc}): fix the password in the URL"
@@ -328,7 +341,7 @@ class RedisBus(Bus):
         try:
             await self._call(self._r.xgroup_create(self._k(stream), group, id=start, mkstream=True))
         except rexc.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
+            if _code(exc) != "BUSYGROUP":
                 raise
 
     async def read_group(
@@ -502,7 +515,7 @@ def _fast(cls: type[Any]) -> type[Any]:
         try:
             return [hiredis.pack_command(args)]
         except TypeError:  # a type hiredis does not pack: redis-py's encoder knows it
-            return cls.pack_command(self, *args)  # type: ignore[no-any-return]
+            return cls.pack_command(self, *args)
 
     return type(f"Fast{cls.__name__}", (cls,), {"pack_command": pack_command})
 
@@ -523,3 +536,8 @@ def _items(reply: Any) -> list[tuple[Any, list[tuple[Any, dict[bytes, bytes]]]]]
     if isinstance(reply, dict):
         return [(k, v[0] if v and isinstance(v[0], list) else v) for k, v in reply.items()]
     return [(name, entries) for name, entries in reply]
+
+
+def _code(exc: rexc.ResponseError) -> str:
+    """The Redis error code: the first word of the error reply (``NOGROUP``, ``BUSYGROUP``, ...)."""
+    return str(exc).split(" ", 1)[0]

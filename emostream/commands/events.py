@@ -41,7 +41,7 @@ async def _follow(url: str, args: argparse.Namespace, settings: Settings) -> int
     """Print events; also say on stderr which utterances were dropped (dead-lettered) and why. A lost
     Redis is waited for with backoff; undecodable entries are skipped with one line each."""
     from emostream.bus import open_bus
-    from emostream.follow import resume_point
+    from emostream.runtime.follow import resume_point
 
     bus = open_bus(url, msgspec.structs.replace(settings.bus, url=url))
     printed = 0

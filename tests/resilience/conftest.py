@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from redis_server import free_port, start_redis
 
-from emostream import metrics
+from emostream.runtime import metrics
+from emostream.testing.redis_server import free_port, start_redis
 
 
 @dataclass

@@ -36,8 +36,6 @@ import redis.asyncio as aioredis
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from redis_server import free_port, start_redis  # noqa: E402
-
 from emostream import schema  # noqa: E402
 from emostream.bench.speech_data import speak  # noqa: E402
 from emostream.bus import Bus, BusFull, TooLarge, open_bus  # noqa: E402
@@ -45,6 +43,7 @@ from emostream.bus.redis import BusUnavailable  # noqa: E402
 from emostream.config import BusSettings  # noqa: E402
 from emostream.ingest.frames import encode_jpeg  # noqa: E402
 from emostream.schema import Dropped, EmotionEvent, FrameRef, Transcript, Utterance  # noqa: E402
+from emostream.testing.redis_server import free_port, start_redis  # noqa: E402
 
 STAGES = ("asr", "fec", "vlm", "context", "fusion")
 PASSWORD = "fault-table-secret"

@@ -13,9 +13,9 @@ import asyncio
 from emostream import schema
 from emostream.bus import open_bus
 from emostream.config import Settings
+from emostream.runtime.stage import StageContext
 from emostream.schema import VisualDescription, encode
-from emostream.stage import StageContext
-from workers.fusion import FusionStage
+from emostream.workers.fusion import FusionStage
 
 
 def _cue(utterance: int, age_s: float) -> bytes:

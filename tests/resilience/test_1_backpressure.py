@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 
-from spine.helpers import SINK, collect, fast_settings, pings
-
 from emostream.bus import Bus, BusFull, open_bus
 from emostream.config import BusSettings
-from emostream.stage import run_stage
-from emostream.toy import relay, stream_of
+from emostream.runtime.stage import run_stage
+from emostream.testing.harness import SINK, collect, fast_settings, pings
+from emostream.testing.toy import relay, stream_of
 
 from .conftest import refused
 

@@ -16,9 +16,9 @@ import pytest
 from emostream.bench.asr import speak
 from emostream.bus import Bus, dead_stream, open_bus
 from emostream.config import BusSettings, ConfigError, Settings, StageSettings, load_settings
+from emostream.runtime.stage import run_stage
 from emostream.schema import DeadLetter, Dropped, Transcript, Utterance, decode, encode
-from emostream.stage import run_stage
-from workers.asr import create
+from emostream.workers.asr import create
 
 
 def test_a_blob_ttl_inside_the_retry_horizon_is_refused() -> None:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-from spine.helpers import SINK, fast_settings, pings
-
 from emostream import schema
 from emostream.bus import open_bus
+from emostream.runtime.stage import run_stage
 from emostream.schema import EmotionEvent, decode
-from emostream.stage import run_stage
-from emostream.toy import Ping, relay, stream_of
+from emostream.testing.harness import SINK, fast_settings, pings
+from emostream.testing.toy import Ping, relay, stream_of
 
 from .conftest import Redis, emostream
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 
 import redis.asyncio as aioredis
-from spine.helpers import SINK, collect, fast_settings, pings
 
-from emostream import metrics
 from emostream.bus import Bus, dead_stream, open_bus
-from emostream.follow import Follower
+from emostream.runtime import metrics
+from emostream.runtime.follow import Follower
+from emostream.runtime.stage import run_stage
 from emostream.schema import DeadLetter, EmotionEvent, decode
-from emostream.stage import run_stage
-from emostream.toy import Ping, relay, stream_of
+from emostream.testing.harness import SINK, collect, fast_settings, pings
+from emostream.testing.toy import Ping, relay, stream_of
 
 from .conftest import counter, emostream
 from .test_3_redis_restart import _event

@@ -15,9 +15,9 @@ import pytest
 
 from emostream.bus import Bus, TooLarge, dead_stream, open_bus
 from emostream.config import BusSettings, Settings, StageSettings
+from emostream.runtime.stage import run_stage
 from emostream.schema import DeadLetter, Dropped, Transcript, Utterance, decode, encode
-from emostream.stage import run_stage
-from workers.asr import create
+from emostream.workers.asr import create
 
 from .conftest import refused
 

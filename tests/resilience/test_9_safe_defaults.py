@@ -9,7 +9,7 @@ import signal
 import socket
 from pathlib import Path
 
-from redis_server import free_port
+from emostream.testing.redis_server import free_port
 
 from .conftest import Redis, emostream, wait_for
 
