@@ -188,6 +188,18 @@ class FusionSettings(Section):
     """Fusion head in the store; when absent, the text head decides alone."""
     visual_ttl_s: float = 30.0
     """Visual results with no matching text after this long are dropped (and counted)."""
+    mode: Literal["fused", "text", "face"] = "fused"
+    """``fused`` (text + face), ``text`` (text alone: calls without video, ablations) or ``face``."""
+    face_weight: float = 3.0
+    """Late fusion (no head installed): weight w of a fully reliable face (emostream/late_fusion.py)."""
+    smoothing: float = 0.1
+    """Late fusion: floor eps mixed into both experts' probabilities before pooling."""
+    face_min_reliability: float = 0.5
+    """Late fusion: faces less reliable than this take no part."""
+    face_full_reliability: float = 0.8
+    """Late fusion: faces at least this reliable count with the full weight."""
+    face_prior: list[float] = []
+    """Late fusion: the face model's class prior over the 7 classes (empty: uniform)."""
 
 
 class ApiSettings(Section):

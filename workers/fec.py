@@ -19,7 +19,7 @@ from prometheus_client import Counter
 
 from emostream import schema
 from emostream.config import Settings
-from emostream.schema import FaceFrame, KeyFrames, Message, Utterance
+from emostream.schema import FaceFrame, FaceReading, KeyFrames, Message, Utterance
 from emostream.stage import Emit, Stage, StageContext
 from workers.face.analyze import Analysis, AnalyzeOptions, FaceAnalyzer
 
@@ -41,13 +41,14 @@ def build_analyzer(settings: Settings) -> FaceAnalyzer:
     """Load the landmarker and the expression model from the store (once per process)."""
     from workers.face.expression import create_expression_model
     from workers.face.landmarks import FaceLandmarks
+    from workers.face.quality import FaceScorer
 
     expression = create_expression_model(settings.fec.backend, settings)
     pool = [
         FaceLandmarks.from_store(max_faces=settings.fec.max_faces, settings=settings)
         for _ in range(max(1, settings.fec.threads))
     ]
-    return FaceAnalyzer(pool, expression, analyze_options(settings))
+    return FaceAnalyzer(pool, expression, analyze_options(settings), FaceScorer.from_store(settings))
 
 
 class FecStage(Stage):
@@ -70,7 +71,7 @@ class FecStage(Stage):
         assert self.analyzer is not None
         blobs = [await ctx.bus.get_blob(f.blob) for f in message.frames]
         frames = [(f.t, b) for f, b in zip(message.frames, blobs, strict=True)]  # decoded in the pool
-        analysis = await asyncio.to_thread(self.analyzer.analyze, frames)
+        analysis = await asyncio.to_thread(self.analyzer.analyze, frames, (message.start, message.end))
         FRAMES.labels("face").inc(analysis.frames_with_face)
         FRAMES.labels("bad").inc(analysis.frames_bad)
         FRAMES.labels("no_face").inc(analysis.frames_seen - analysis.frames_bad - analysis.frames_with_face)
@@ -98,8 +99,14 @@ async def to_keyframes(utt: Utterance, analysis: Analysis, ctx: StageContext, tt
                 head_pose=tuple(round(float(a), 2) for a in kf.face.head_pose),  # type: ignore[arg-type]
                 crop=ref,
                 score=round(kf.score, 5),
+                quality=round(kf.quality, 4),
             )
         )
+    ev = analysis.evidence
+    reading = None
+    if ev is not None:
+        probs = [round(float(p), 5) for p in ev.probs]
+        reading = FaceReading(probs=probs, reliability=ev.reliability, frames=ev.frames_used, cues=ev.cues)
     return KeyFrames(
         room=utt.room,
         speaker=utt.speaker,
@@ -111,6 +118,7 @@ async def to_keyframes(utt: Utterance, analysis: Analysis, ctx: StageContext, tt
         frames_bad=analysis.frames_bad,
         face_found=analysis.face_found,
         eos_at=utt.eos_at,
+        face=reading,
         trace={**utt.trace, FecStage.name: schema.now()},
     )
 
