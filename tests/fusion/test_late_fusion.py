@@ -52,7 +52,9 @@ def test_confident_text_is_never_overturned_by_an_unreliable_face(
     face_class=st.integers(0, K - 1),
     reliability=st.floats(0.8, 1.0),
 )
-def test_uncertain_text_takes_a_clear_faces_class(data: st.DataObject, face_class: int, reliability: float) -> None:
+def test_uncertain_text_takes_a_clear_faces_class(
+    data: st.DataObject, face_class: int, reliability: float
+) -> None:
     text = data.draw(distributions(hi=0.4999))
     face = data.draw(distributions(top=face_class, lo=0.8))
     fused = RULE.fuse(text, face, reliability)
@@ -68,7 +70,9 @@ def test_no_face_gives_exactly_the_text_distribution(text: np.ndarray) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(text=distributions(), face=distributions(), reliability=st.floats(0.0, 1.0))
-def test_fused_is_a_distribution_between_the_experts(text: np.ndarray, face: np.ndarray, reliability: float) -> None:
+def test_fused_is_a_distribution_between_the_experts(
+    text: np.ndarray, face: np.ndarray, reliability: float
+) -> None:
     fused = RULE.fuse(text, face, reliability)
     assert fused.shape == (K,) and np.all(fused >= 0) and abs(fused.sum() - 1) < 1e-9
     # the face never lowers the probability of the class it believes in most (vs the floored text)
@@ -91,7 +95,9 @@ def test_bad_inputs_are_refused_with_the_reason() -> None:
         RULE.fuse([float("nan")] * 7, None, 0.0)
 
 
-def _event(label: str, text_top: str, face_top: str | None, status: str = "used", fusion: str = "late") -> dict:
+def _event(
+    label: str, text_top: str, face_top: str | None, status: str = "used", fusion: str = "late"
+) -> dict:
     def peaked(cls: str) -> dict[str, float]:
         return as_dict([0.7 if e == cls else 0.05 for e in EMOTIONS])
 
