@@ -198,6 +198,8 @@ class FusionSettings(Section):
     """Late fusion: faces less reliable than this take no part."""
     face_full_reliability: float = 0.8
     """Late fusion: faces at least this reliable count with the full weight."""
+    text_confident_from: float = 0.5
+    """Late fusion: above this text top probability the face's weight shrinks (to 0 for a certain text)."""
     face_prior: list[float] = []
     """Late fusion: the face model's class prior over the 7 classes (empty: uniform)."""
 

@@ -2,7 +2,7 @@
 
 The rule (calibrated log-linear pooling, a product of experts)::
 
-    log p(y) = log p~_text(y) + w * g(r) * (log p~_face(y) - log prior(y)) + const
+    log p(y) = log p~_text(y) + w * g(r) * h(c) * (log p~_face(y) - log prior(y)) + const
 
 * ``p~ = (1 - eps) * p + eps / 7``: both experts are floored (``fusion.smoothing``, default 0.1).
   Softmax heads put near-zero mass on classes they merely did not see evidence for; without a floor
@@ -16,6 +16,12 @@ The rule (calibrated log-linear pooling, a product of experts)::
   (``fusion.face_min_reliability`` = 0.5, ``fusion.face_full_reliability`` = 0.8): below ``r_min``
   the face takes no part at all (the decision is exactly the text's), from ``r_full`` on it counts
   fully.
+* ``h(c) = clip((1 - c) / (1 - c_0), 0, 1)``, with ``c`` the text's top probability, lets the face's
+  say shrink as the text grows confident (``fusion.text_confident_from`` = c_0 = 0.5): full weight for
+  an uncertain text, 0.4 of it at 0.8, none for a certain one. Without it, the weight that lets a clear
+  face move every uncertain text (promise 2 below) would also overturn nearly every confident one: the
+  worst uncertain text and a typical confident one differ by only log(0.8 / 0.5) in log-odds against a
+  class they both give ~0.
 * ``w`` (``fusion.face_weight``, default 3.0) is the weight of a fully reliable face.
 
 Why these defaults: they are the simplest that give the product's two promises as guarantees
@@ -23,12 +29,14 @@ Why these defaults: they are the simplest that give the product's two promises a
 
 1. a confident text (top p >= 0.8) is never overturned by a face of reliability < 0.5 (g = 0);
 2. an uncertain text (top p < 0.5) with a clear face (r >= 0.8, top p >= 0.8) takes the face's
-   class. With eps = 0.1 the floored text's largest log-odds is log((0.45 + 1/70) / (1/70)) = 3.48
+   class. There g = h = 1; with eps = 0.1 the floored text's largest log-odds is log((0.45 + 1/70) / (1/70)) = 3.48
    and a clear face's smallest is log((0.72 + 1/70) / (0.18 + 1/70)) = 1.33, so w must exceed
    3.48 / 1.33 = 2.62; 3 is the next round weight, with a margin for rounding.
 
-A confident text against a clear face (both >= 0.8) is decided by the pool, usually for the face
-only when the text is at the low end (0.8 text vs 0.95 face). Trained on MELD video, the residual
+A confident text against a clear, reliable face is a weighted vote with face weight w * h(c): 3 for
+an uncertain text, 1.2 at c = 0.8 (about an equal vote: a 0.8 face against a 0.8 text wins), 0.6 at
+0.9 (the text holds against a 0.9 face) and 0 at 1. What this costs when the face is uninformative
+(the synthesized replay's fixed portraits) is measured in docs/fusion.md. Trained on MELD video, the residual
 head replaces this rule (``fusion.model``).
 """
 
@@ -53,6 +61,7 @@ class LateFusion:
     smoothing: float = 0.1
     min_reliability: float = 0.5
     full_reliability: float = 0.8
+    text_confident_from: float = 0.5
     prior: tuple[float, ...] = ()
     """Face model class prior over EMOTIONS; empty = uniform."""
 
@@ -63,6 +72,7 @@ class LateFusion:
             smoothing=fusion.smoothing,
             min_reliability=fusion.face_min_reliability,
             full_reliability=fusion.face_full_reliability,
+            text_confident_from=fusion.text_confident_from,
             prior=tuple(fusion.face_prior),
         )
 
@@ -70,6 +80,11 @@ class LateFusion:
         """g(r): 0 below ``min_reliability``, 1 from ``full_reliability``, linear in between."""
         span = max(1e-9, self.full_reliability - self.min_reliability)
         return float(np.clip((reliability - self.min_reliability) / span, 0.0, 1.0))
+
+    def yielding(self, text_confidence: float) -> float:
+        """h(c): 1 up to ``text_confident_from``, falling linearly to 0 at a certain text."""
+        span = max(1e-9, 1.0 - self.text_confident_from)
+        return float(np.clip((1.0 - text_confidence) / span, 0.0, 1.0))
 
     def takes_part(self, reliability: float) -> bool:
         return self.weight > 0 and self.gate(reliability) > 0
@@ -88,7 +103,7 @@ class LateFusion:
         log_f = np.log((1 - eps) * f + eps / k)
         if self.prior:
             log_f = log_f - np.log(_probs(self.prior))
-        z = log_t + self.weight * self.gate(reliability) * log_f
+        z = log_t + self.weight * self.gate(reliability) * self.yielding(float(t.max())) * log_f
         z = np.exp(z - z.max())
         return np.asarray(z / z.sum(), dtype=np.float64)
 

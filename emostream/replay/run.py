@@ -42,6 +42,10 @@ TextSource = Literal["gold", "asr"]
 MEDIA_STAGES = ("asr", "fec", "vlm", "context", "fusion")
 TEXT_STAGES = ("asr", "context", "fusion")
 """Stages of a run with clips, and of a text-only run (no media: the visual branch is not started)."""
+REPLAY_VISUAL_WAIT_MS = 5_000
+"""As-fast-as-possible replays saturate the CPUs, so the face branch falls far behind its real-time pace;
+fusion waits this long for it (``fusion.deadline_ms`` still applies to ``--realtime`` replays), so the
+decisions are those of a machine that keeps up. Latencies then include the wait."""
 
 
 @dataclass
@@ -120,6 +124,11 @@ class Replayer:
         if not self.plan.media:  # no visual branch runs: fusion must not wait for it
             settings = msgspec.structs.replace(
                 settings, fusion=msgspec.structs.replace(settings.fusion, deadline_ms=0)
+            )
+        elif not self.plan.realtime:  # fed faster than real time, the face lags: wait for it
+            deadline = max(settings.fusion.deadline_ms, REPLAY_VISUAL_WAIT_MS)
+            settings = msgspec.structs.replace(
+                settings, fusion=msgspec.structs.replace(settings.fusion, deadline_ms=deadline)
             )
         bus = open_bus("memory://", settings.bus)
         names = MEDIA_STAGES if self.plan.media else TEXT_STAGES

@@ -30,6 +30,7 @@ def distributions(draw: st.DrawFn, top: int | None = None, lo: float = 0.0, hi: 
 
 def test_defaults_are_the_documented_ones() -> None:
     assert (RULE.weight, RULE.smoothing, RULE.min_reliability, RULE.full_reliability) == (3.0, 0.1, 0.5, 0.8)
+    assert RULE.text_confident_from == 0.5
     assert RULE.prior == () and FusionSettings().mode == "fused"
 
 
@@ -124,3 +125,14 @@ def _event(
 )
 def test_driver_of_says_which_modality_decided(event: dict, driver: str) -> None:
     assert driver_of(event) == driver
+
+
+def test_the_face_weighs_less_against_a_more_confident_text() -> None:
+    face = np.array([0.02, 0.02, 0.02, 0.02, 0.9, 0.01, 0.01])
+    assert RULE.yielding(0.3) == RULE.yielding(0.5) == 1.0 and RULE.yielding(0.9) == pytest.approx(0.2)
+    moved = []
+    for c in (0.6, 0.8, 0.9, 0.99):
+        text = np.array([c] + [(1 - c) / 6] * 6)
+        moved.append(RULE.fuse(text, face, 1.0)[4] - text[4])
+    assert moved == sorted(moved, reverse=True) and moved[-1] < 0.03
+    assert int(np.argmax(RULE.fuse(np.array([0.9] + [0.1 / 6] * 6), face, 1.0))) == 0  # the 0.9 text holds
