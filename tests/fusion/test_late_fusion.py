@@ -76,12 +76,18 @@ def test_fused_is_a_distribution_between_the_experts(
 ) -> None:
     fused = RULE.fuse(text, face, reliability)
     assert fused.shape == (K,) and np.all(fused >= 0) and abs(fused.sum() - 1) < 1e-9
-    # the face never lowers the probability of the class it believes in most (vs the floored text)
-    k = int(np.argmax(face))
-    base = text / text.sum()
-    if RULE.takes_part(reliability):
-        base = (1 - RULE.smoothing) * base + RULE.smoothing / K
-    assert fused[k] >= base[k] - 1e-9
+    if not RULE.takes_part(reliability):
+        return
+
+    # every pairwise log-odds of the fused distribution lies between the (floored) experts' log-odds
+    def floored(p: np.ndarray) -> np.ndarray:
+        return np.log((1 - RULE.smoothing) * p / p.sum() + RULE.smoothing / K)
+
+    lt, lf, lp = floored(text), floored(face), np.log(fused)
+    for i in range(K):
+        for j in range(K):
+            a, b = lt[i] - lt[j], lf[i] - lf[j]
+            assert min(a, b) - 1e-9 <= lp[i] - lp[j] <= max(a, b) + 1e-9
 
 
 def test_the_gate_ramps_between_the_thresholds() -> None:
