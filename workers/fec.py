@@ -2,7 +2,10 @@
 
 Per frame: MediaPipe FaceLandmarker (faces, 478 landmarks, 52 blendshapes, head pose) and 7-class
 expression probabilities (FER on LiteRT, or DeepFace when configured and present). The speaker's face
-is the largest, most consistently present face track (rule in :mod:`workers.face.select`); the top-k
+is the track whose mouth moves during the utterance's speech frames when several faces compete, else the
+largest, most consistently present one (:mod:`workers.face.speaker`). The face expert
+(:mod:`workers.face.expert`) turns all the speaker's frames into one quality-weighted 7-class reading
+with a reliability (``KeyFrames.face``), which fusion combines with the text. The top-k
 frames by expression confidence and change are kept in time order, each with a masked face crop
 (background black) stored as a JPEG blob for the VLM. Bad frames (expired blob, corrupt JPEG, tiny or
 odd images) are counted in ``frames_bad`` and skipped; an utterance with no usable face still yields a
