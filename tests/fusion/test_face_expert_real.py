@@ -16,7 +16,7 @@ import pytest
 
 from emostream.late_fusion import LateFusion
 from emostream.schema import EMOTIONS
-from workers.face.analyze import Analysis, FaceAnalyzer
+from emostream.workers.face.analyze import Analysis, FaceAnalyzer
 
 from .conftest import read_rgb, video_frames
 

@@ -13,7 +13,7 @@ import math
 import cv2
 import numpy as np
 
-from workers.face.landmarks import FaceLandmarks
+from emostream.workers.face.landmarks import FaceLandmarks
 
 UPPER_LIP, LOWER_LIP, MOUTH_LEFT, MOUTH_RIGHT, CHIN = 13, 14, 61, 291, 152
 
