@@ -167,7 +167,7 @@ class FaceFrame(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class FaceReading(msgspec.Struct, frozen=True, kw_only=True):
-    """The face expert's per-utterance reading (workers/face/expert.py), carried fec -> vlm -> fusion."""
+    """The face expert's per-utterance reading (emostream/workers/face/expert.py), carried fec -> vlm -> fusion."""
 
     probs: list[float]
     """Quality-weighted mean expression probabilities over EMOTIONS."""
