@@ -272,6 +272,11 @@ class RedisBus(Bus):
         rows = await self._call(self._r.xrevrange(stream, count=1))
         return _s(rows[0][0] or b"0-0") if rows else "0-0"
 
+    async def streams(self, prefix: str) -> list[str]:
+        glob = prefix.replace("[", "\\[").replace("*", "\\*").replace("?", "\\?") + "*"
+        names = [_s(k) async for k in self._r.scan_iter(match=glob, count=1000, _type="stream")]
+        return sorted(names)
+
     async def length(self, stream: str) -> int:
         return int(await self._call(self._r.xlen(stream)))
 

@@ -1,0 +1,191 @@
+"""Events per room: the fan-out stage that files each EmotionEvent into its room's bounded stream, the
+subscriber filters, and the per-room hub that reads a room stream once for all its live subscribers.
+
+A room stream is ``events:<room>``, capped like every stream at ``bus.maxlen`` entries (the retention);
+its entry ids are the SSE ``id:`` values and the ``since=`` cursors. Delivery into it is at-least-once
+(a fan-out handler that crashed after publishing may file an event twice, with the same event ``id``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from emostream.bus.base import Bus, Entry
+from emostream.schema import EMOTIONS, EmotionEvent, Message, SchemaError, decode_checked
+from emostream.stage import Emit, Stage, StageContext
+
+log = logging.getLogger("emostream.server")
+
+PREFIX = "events:"
+
+
+def room_stream(room: str) -> str:
+    return PREFIX + room
+
+
+def id_key(entry_id: str) -> tuple[int, int]:
+    """Stream ids order as (ms, seq) pairs."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def valid_id(entry_id: str) -> bool:
+    try:
+        id_key(entry_id)
+    except ValueError:
+        return False
+    return True
+
+
+class RoomFanout(Stage):
+    """``events`` -> ``events:<room>``: one consumer group shared by every serve process."""
+
+    name: ClassVar[str] = "rooms"
+    inputs: ClassVar[dict[str, type[Message]]] = {EmotionEvent.stream: EmotionEvent}
+
+    async def handle(self, message: Message, ctx: StageContext) -> list[Emit]:
+        assert isinstance(message, EmotionEvent)
+        return [Emit(message, stream=room_stream(message.room))]
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """Subscriber-side selection: ``speaker=``, ``min_confidence=``, ``labels=a,b``."""
+
+    speaker: str | None = None
+    min_confidence: float = 0.0
+    labels: frozenset[str] | None = None
+
+    @classmethod
+    def parse(cls, query: dict[str, str]) -> Filter:
+        """From query parameters; ValueError with a one-line reason on bad values."""
+        conf = query.get("min_confidence")
+        try:
+            min_conf = float(conf) if conf not in (None, "") else 0.0
+        except ValueError:
+            raise ValueError(f"min_confidence={conf!r} is not a number in [0, 1]") from None
+        labels = None
+        if query.get("labels"):
+            labels = frozenset(x.strip() for x in query["labels"].split(",") if x.strip())
+            unknown = labels - set(EMOTIONS)
+            if unknown:
+                raise ValueError(f"unknown label(s) {', '.join(sorted(unknown))}: use {', '.join(EMOTIONS)}")
+        return cls(speaker=query.get("speaker") or None, min_confidence=min_conf, labels=labels)
+
+    def accepts(self, event: EmotionEvent) -> bool:
+        if self.speaker is not None and event.speaker != self.speaker:
+            return False
+        if event.confidence < self.min_confidence:
+            return False
+        return self.labels is None or event.label in self.labels
+
+
+def decode_entry(entry: Entry) -> EmotionEvent | None:
+    """The event of a room-stream entry, or None (logged) when it is not one."""
+    try:
+        return decode_checked(entry.data, EmotionEvent)
+    except SchemaError as exc:
+        log.warning("skipped entry", extra={"stream": entry.stream, "id": entry.id, "error": str(exc)})
+        return None
+
+
+async def read_range(bus: Bus, room: str, since: str, limit: int) -> list[Entry]:
+    """Up to ``limit`` entries of the room stream after ``since`` (no waiting)."""
+    out: list[Entry] = []
+    last = since
+    while len(out) < limit:
+        got = await bus.tail({room_stream(room): last}, count=min(1000, limit - len(out)), block_ms=0)
+        got = [e for e in got if id_key(e.id) > id_key(last)]  # block_ms=0 on Redis means "no block"
+        if not got:
+            break
+        out += got
+        last = got[-1].id
+    return out
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One connection's bounded buffer of live entries; ``lagged`` is set when it overflowed."""
+
+    limit: int
+    queue: asyncio.Queue[Entry] = field(init=False)
+    lagged: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(self.limit)
+
+    def offer(self, entry: Entry) -> bool:
+        """Buffer ``entry``; False (and ``lagged`` set) when the buffer is full."""
+        try:
+            self.queue.put_nowait(entry)
+        except asyncio.QueueFull:
+            self.lagged.set()
+            return False
+        return True
+
+
+class RoomHub:
+    """One reader per room stream in this process, fanning entries out to the live subscribers."""
+
+    def __init__(self, bus: Bus, block_ms: int = 1000, on_lag: Callable[[str], None] | None = None) -> None:
+        self.bus = bus
+        self.block_ms = block_ms
+        self.on_lag = on_lag or (lambda _: None)
+        self._subs: dict[str, set[Subscriber]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def subscribers(self) -> int:
+        return sum(len(s) for s in self._subs.values())
+
+    async def join(self, room: str, limit: int) -> Subscriber:
+        """Register a subscriber; entries published from now on reach its buffer."""
+        sub = Subscriber(limit)
+        subs = self._subs.setdefault(room, set())
+        subs.add(sub)
+        if room not in self._tasks:
+            start = await self.bus.last_id(room_stream(room))
+            self._tasks[room] = asyncio.create_task(self._read(room, start))
+        return sub
+
+    def leave(self, room: str, sub: Subscriber) -> None:
+        subs = self._subs.get(room)
+        if subs is None:
+            return
+        subs.discard(sub)
+        if not subs:
+            del self._subs[room]
+            task = self._tasks.pop(room, None)
+            if task is not None:
+                task.cancel()
+
+    async def _read(self, room: str, last: str) -> None:
+        stream = room_stream(room)
+        while True:
+            try:
+                entries = await self.bus.tail({stream: last}, count=500, block_ms=self.block_ms)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # bus down: keep the subscribers, retry
+                log.error("room read failed", extra={"room": room, "error": str(exc)})
+                await asyncio.sleep(1.0)
+                continue
+            for entry in entries:
+                last = entry.id
+                for sub in list(self._subs.get(room, ())):
+                    if not sub.lagged.is_set() and not sub.offer(entry):
+                        self.on_lag(room)
+
+    async def close(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        for task in self._tasks.values():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        self._subs.clear()
