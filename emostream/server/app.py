@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -193,8 +194,7 @@ async def _sse(request: web.Request, room: str, filt: Filter) -> web.StreamRespo
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
     await resp.prepare(request)
-    if request.transport is not None:
-        request.transport.set_write_buffer_limits(high=16 * 1024)
+    _bound_socket(request)
     start = since or await state.bus.last_id(room_stream(room))
     await resp.write(b"retry: 1000\n\n" + _control("ready", start, "following the room"))
     gauge = SUBSCRIBERS.labels("sse")
@@ -220,6 +220,7 @@ async def _sse(request: web.Request, room: str, filt: Filter) -> web.StreamRespo
             await asyncio.wait_for(resp.write(_control("shutdown", last, "server draining: reconnect")), 2)
     except Lagged as exc:
         LAGGED.labels("sse").inc()
+        resp.force_close()  # disconnected, not just the response ended (keep-alive)
         with contextlib.suppress(ConnectionError, TimeoutError):
             await asyncio.wait_for(resp.write(_control("lagged", exc.last_id, _LAG_REASON)), 2)
     except (ConnectionError, TimeoutError):
@@ -227,6 +228,22 @@ async def _sse(request: web.Request, room: str, filt: Filter) -> web.StreamRespo
     finally:
         gauge.dec()
     return resp
+
+
+SOCKET_BUFFER = 64 * 1024
+"""Kernel send buffer of a subscription socket: without a fixed size Linux grows it to megabytes, which
+would hide a stalled reader from the per-connection event buffer for a long time."""
+
+
+def _bound_socket(request: web.Request) -> None:
+    transport = request.transport
+    if transport is None:
+        return
+    transport.set_write_buffer_limits(high=16 * 1024)
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
 
 
 _LAG_REASON = "subscriber fell behind its buffer: reconnect with since=last_id"
@@ -245,6 +262,7 @@ async def events_ws(request: web.Request) -> web.StreamResponse:
     since = _since(request)
     ws = web.WebSocketResponse(heartbeat=state.opts.heartbeat_s, max_msg_size=64 * 1024)
     await ws.prepare(request)
+    _bound_socket(request)
     gauge = SUBSCRIBERS.labels("ws")
     delivered = DELIVERED.labels("ws")
     gauge.inc()
