@@ -171,3 +171,19 @@ async def test_slow_subscriber_is_cut_off_with_lagged_while_others_keep_pace(ser
             if len(got) + len(rest) == N:
                 break
     assert got + rest == [i for i, _ in fast]
+
+
+async def test_events_cli_follows_a_room_as_json_lines(server: ServeProc) -> None:
+    import os
+    import sys
+
+    room = new_room()
+    events = [event(room, i) for i in range(20)]
+    await post_events(server.url, room, events)
+    cmd = [sys.executable, "-m", "emostream", "events", "--url", server.url, "--room", room,
+           "--token", token(room), "--since", "0-0", "--count", "20"]
+    proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=dict(os.environ))
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert f"waiting for events in room {room}..." in err.decode()
+    assert [msgspec.json.decode(line)["id"] for line in out.splitlines()] == [e.id for e in events]
