@@ -23,13 +23,24 @@ from emostream.bus.base import Bus
 from emostream.config import Settings
 from emostream.errors import UserError
 from emostream.runner import Pipeline
-from emostream.schema import EmotionEvent, Message, RoomControl, SchemaError, Utterance, decode_checked, encode, now
+from emostream.schema import (
+    EmotionEvent,
+    Message,
+    RoomControl,
+    SchemaError,
+    Utterance,
+    decode_checked,
+    encode,
+    now,
+)
 
 STAGES = ("asr", "context", "fusion")
 """Stages of an audio analysis (the visual branch needs the participant ingest's frames)."""
 
 
-async def ingest_file(path: Path, bus: Bus, settings: Settings, room: str, speaker: str, realtime: bool) -> list[Message]:
+async def ingest_file(
+    path: Path, bus: Bus, settings: Settings, room: str, speaker: str, realtime: bool
+) -> list[Message]:
     """Feed one recording as participant ``speaker`` of ``room``; returns the messages published."""
     from emostream.ingest.speech import segment_file
 
@@ -40,7 +51,11 @@ def speaker_names(files: list[Path], names: list[str]) -> list[str]:
     """``--speaker`` names in file order, the rest from the file stems (unique slugs)."""
     out: list[str] = []
     for i, f in enumerate(files):
-        base = names[i] if i < len(names) else (re.sub(r"[^a-z0-9]+", "-", f.stem.lower()).strip("-") or "speaker")
+        base = (
+            names[i]
+            if i < len(names)
+            else (re.sub(r"[^a-z0-9]+", "-", f.stem.lower()).strip("-") or "speaker")
+        )
         name, n = base, 2
         while name in out:
             name, n = f"{base}-{n}", n + 1
@@ -71,7 +86,9 @@ async def analyze(
     """Analyse ``files`` (one participant each) in ``room``; events in the order they were decided."""
     embedded = settings.bus.url.startswith("memory")
     if embedded:  # no visual branch runs here: fusion must not wait for it
-        settings = msgspec.structs.replace(settings, fusion=msgspec.structs.replace(settings.fusion, deadline_ms=0))
+        settings = msgspec.structs.replace(
+            settings, fusion=msgspec.structs.replace(settings.fusion, deadline_ms=0)
+        )
     bus = open_bus(settings.bus.url, settings.bus)
     await bus.ping()
     result = Result()
@@ -97,7 +114,12 @@ async def analyze(
         expected: set[str] = set()
 
         async def one(path: Path, speaker: str) -> None:
-            await bus.publish(RoomControl.stream, encode(RoomControl(room=room, action="join", participant=speaker, display_name=speaker, at=now())))
+            await bus.publish(
+                RoomControl.stream,
+                encode(
+                    RoomControl(room=room, action="join", participant=speaker, display_name=speaker, at=now())
+                ),
+            )
             try:
                 msgs = await ingest_file(path, bus, settings, room, speaker, realtime)
             except UserError as exc:
@@ -136,7 +158,9 @@ async def analyze(
                     on_event(event)
         result.missing = len(expected - seen)
         for s in speakers:
-            await bus.publish(RoomControl.stream, encode(RoomControl(room=room, action="leave", participant=s, at=now())))
+            await bus.publish(
+                RoomControl.stream, encode(RoomControl(room=room, action="leave", participant=s, at=now()))
+            )
         await bus.publish(RoomControl.stream, encode(RoomControl(room=room, action="room_end", at=now())))
     finally:
         stop.set()

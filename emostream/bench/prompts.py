@@ -72,7 +72,23 @@ def decode(path: Path) -> np.ndarray:
     if shutil.which("ffmpeg") is None:
         raise UserError(f"ffmpeg is not installed: {INSTALL}")
     out = subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "g722", "-i", str(path), "-ar", str(RATE), "-ac", "1", "-f", "s16le", "-"],
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "g722",
+            "-i",
+            str(path),
+            "-ar",
+            str(RATE),
+            "-ac",
+            "1",
+            "-f",
+            "s16le",
+            "-",
+        ],
         capture_output=True,
         check=False,
     )

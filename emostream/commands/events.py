@@ -10,15 +10,21 @@ from emostream import schema
 from emostream.config import ConfigError, load_settings
 from emostream.errors import UserError
 
-HELP = "Follow a room's emotion events from a server (--url) or the bus (--redis): a live table or JSON lines."
+HELP = (
+    "Follow a room's emotion events from a server (--url) or the bus (--redis): a live table or JSON lines."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", metavar="URL", help="emostream serve address, e.g. http://127.0.0.1:8765")
     parser.add_argument("--token", metavar="T", help="subscribe token for --room (`emostream token create`)")
-    parser.add_argument("--since", metavar="ID", help="with --url: resume after this stream id (0-0 = retained history)")
     parser.add_argument(
-        "--format", choices=("table", "json"), help="table (default in a terminal) or json lines (default when piped)"
+        "--since", metavar="ID", help="with --url: resume after this stream id (0-0 = retained history)"
+    )
+    parser.add_argument(
+        "--format",
+        choices=("table", "json"),
+        help="table (default in a terminal) or json lines (default when piped)",
     )
     parser.add_argument("--redis", metavar="URL", help="bus URL (default: bus.url setting)")
     parser.add_argument("--room", metavar="R", help="only events of this room")

@@ -17,7 +17,9 @@ from emostream.errors import UserError
 
 def follow_url(args: argparse.Namespace) -> int:
     if not args.room or not args.token:
-        raise UserError("--url needs --room R and --token T (mint one with `emostream token create`)", exit_code=2)
+        raise UserError(
+            "--url needs --room R and --token T (mint one with `emostream token create`)", exit_code=2
+        )
     fmt = args.format or ("table" if sys.stdout.isatty() else "json")
     try:
         return asyncio.run(_follow(args, fmt))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -183,8 +184,33 @@ def _item(entry_id: str, event: schema.EmotionEvent) -> bytes:
     return b'{"id":"%s","event":%s}' % (entry_id.encode(), schema.to_json(event))
 
 
-def _sse_frame(entry: Entry, event: schema.EmotionEvent) -> bytes:
-    return b"id: %s\nevent: emotion\ndata: %s\n\n" % (entry.id.encode(), schema.to_json(event))
+async def _write(resp: web.StreamResponse, data: bytes, timeout: float) -> None:
+    """Write; only a write that has to wait for the socket gets a deadline (a task per write is too
+    costly at 50,000 writes/s)."""
+    transport = resp._req.transport if resp._req is not None else None  # noqa: SLF001
+    if transport is not None and transport.get_write_buffer_size() == 0:
+        await resp.write(data)
+    else:
+        await asyncio.wait_for(resp.write(data), timeout)
+
+
+_FRAMES: OrderedDict[tuple[str, str], tuple[schema.EmotionEvent | None, bytes]] = OrderedDict()
+_FRAMES_MAX = 8192
+
+
+def _decoded(entry: Entry) -> tuple[schema.EmotionEvent | None, bytes]:
+    """An entry's event and SSE frame, decoded and encoded once for all the subscribers of a room."""
+    key = (entry.stream, entry.id)
+    hit = _FRAMES.get(key)
+    if hit is None:
+        event = decode_entry(entry)
+        frame = b""
+        if event is not None:
+            frame = b"id: %s\nevent: emotion\ndata: %s\n\n" % (entry.id.encode(), schema.to_json(event))
+        hit = _FRAMES[key] = (event, frame)
+        if len(_FRAMES) > _FRAMES_MAX:
+            _FRAMES.popitem(last=False)
+    return hit
 
 
 async def _sse(request: web.Request, room: str, filt: Filter) -> web.StreamResponse:
@@ -209,11 +235,11 @@ async def _sse(request: web.Request, room: str, filt: Filter) -> web.StreamRespo
                 continue
             frames = []
             for entry in batch:
-                event = decode_entry(entry)
+                event, frame = _decoded(entry)
                 if event is not None and filt.accepts(event):
-                    frames.append(_sse_frame(entry, event))
+                    frames.append(frame)
             if frames:
-                await asyncio.wait_for(resp.write(b"".join(frames)), timeout)
+                await _write(resp, b"".join(frames), timeout)
                 delivered.inc(len(frames))
             last = batch[-1].id  # filtered-out entries move the cursor too
         with contextlib.suppress(ConnectionError, TimeoutError):

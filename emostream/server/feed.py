@@ -50,6 +50,14 @@ async def feed(
             while not stop.is_set():
                 if sub.lagged.is_set():
                     raise Lagged(last)
+                if not sub.queue.empty():  # fast path under load: no futures, no waiting
+                    batch = [sub.queue.get_nowait() for _ in range(sub.queue.qsize())]
+                    floor = id_key(last)
+                    batch = [e for e in batch if id_key(e.id) > floor]
+                    if batch:
+                        last = batch[-1].id
+                        yield batch
+                    continue
                 getter = asyncio.ensure_future(sub.queue.get())
                 done, _ = await asyncio.wait(
                     {getter, stopping}, timeout=opts.heartbeat_s, return_when="FIRST_COMPLETED"

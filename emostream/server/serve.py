@@ -16,7 +16,6 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import msgspec
 from aiohttp import web
 
 from emostream.bus import open_bus
@@ -26,8 +25,8 @@ from emostream.runner import Pipeline, default_consumer, install_stop_signals
 from emostream.server import auth
 from emostream.server.app import ServerState, build_app, rooms_of
 from emostream.server.feed import FeedOptions
-from emostream.server.rooms import PREFIX, RoomFanout, RoomHub
-from emostream.stage import Stage, run_stage
+from emostream.server.rooms import PREFIX, RoomHub, fan_out
+from emostream.stage import Stage
 
 log = logging.getLogger("emostream.server")
 
@@ -104,21 +103,17 @@ async def start(settings: Settings, host: str, port: int, stages: list[Stage], s
         return rooms_of(await bus.streams(PREFIX))
 
     state.rooms = list_rooms
-    # The fan-out keeps a room's order: one handler at a time.
-    fan_settings = msgspec.structs.replace(
-        settings, stage=msgspec.structs.replace(settings.stage, concurrency=1)
-    )
     pipeline_stop = asyncio.Event()
     fan_ready, stages_ready = asyncio.Event(), asyncio.Event()
     tasks: list[asyncio.Task[object]] = [
         asyncio.create_task(
-            run_stage(
-                RoomFanout(),
+            fan_out(
                 bus,
-                fan_settings,
-                consumer=default_consumer("rooms"),
-                stop=pipeline_stop,
-                ready=fan_ready,
+                default_consumer("rooms"),
+                pipeline_stop,
+                fan_ready,
+                settings.bus.block_ms,
+                settings.bus.claim_idle_ms,
             )
         )
     ]

@@ -24,7 +24,16 @@ def test_analyze_two_speakers_real_speech(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.wav"
     garbage.write_bytes(b"RIFF not really a wave file" * 10)
     missing = tmp_path / "missing.wav"
-    cmd = [sys.executable, "-m", "emostream", "analyze", "--json", *(str(t.path) for t in tracks), str(garbage), str(missing)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "emostream",
+        "analyze",
+        "--json",
+        *(str(t.path) for t in tracks),
+        str(garbage),
+        str(missing),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ))
     assert out.returncode == 0, out.stderr[-2000:]
     lines = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]

@@ -92,12 +92,17 @@ async def post_events(url: str, room: str, events: list[schema.EmotionEvent], ba
                 assert r.status == 200, await r.text()
 
 
-async def sse(url: str, room: str, since: str | None = None, **params: str) -> AsyncIterator[tuple[str, str, bytes]]:
+async def sse(
+    url: str, room: str, since: str | None = None, **params: str
+) -> AsyncIterator[tuple[str, str, bytes]]:
     """(event type, id, data) of each SSE message, parsed here independently of emostream.client."""
     headers = {"Accept": "text/event-stream", "Authorization": f"Bearer {token(room)}"}
     if since:
         headers["Last-Event-ID"] = since
-    async with aiohttp.ClientSession() as s, s.get(f"{url}/v1/rooms/{room}/events", headers=headers, params=params) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"{url}/v1/rooms/{room}/events", headers=headers, params=params) as r,
+    ):
         assert r.status == 200, await r.text()
         kind, eid, data = "message", "", b""
         async for raw in r.content:
@@ -118,7 +123,9 @@ async def subscribers(url: str) -> float:
     """Live subscriptions the server reports on /metrics."""
     async with aiohttp.ClientSession() as s, s.get(url + "/metrics") as r:
         text = await r.text()
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("emostream_api_subscribers{"))
+    return sum(
+        float(line.split()[-1]) for line in text.splitlines() if line.startswith("emostream_api_subscribers{")
+    )
 
 
 async def wait_subscribers(url: str, n: int, timeout_s: float = 10) -> None:

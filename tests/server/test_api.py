@@ -30,9 +30,10 @@ async def _sse_ids(url: str, room: str, n: int, out: list[tuple[str, bytes]]) ->
 
 
 async def _ws_ids(url: str, room: str, n: int, out: list[tuple[str, bytes]]) -> None:
-    async with aiohttp.ClientSession() as s, s.ws_connect(
-        f"{url}/v1/rooms/{room}/events/ws", params={"token": token(room)}
-    ) as ws:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.ws_connect(f"{url}/v1/rooms/{room}/events/ws", params={"token": token(room)}) as ws,
+    ):
         async for msg in ws:
             item = msgspec.json.decode(msg.data)
             if item["type"] == "event":
@@ -121,7 +122,9 @@ async def test_sse_resume_with_last_event_id_and_filters(server: ServeProc) -> N
     assert resumed == all_ids[30:]
     bo_joy: list[dict[str, object]] = []
     want = [e for e in events if e.speaker == "bo" and e.label in ("joy", "anger") and e.confidence >= 0.5]
-    async for kind, _, data in sse(server.url, room, since="0-0", speaker="bo", labels="joy,anger", min_confidence="0.5"):
+    async for kind, _, data in sse(
+        server.url, room, since="0-0", speaker="bo", labels="joy,anger", min_confidence="0.5"
+    ):
         if kind == "emotion":
             bo_joy.append(decode_event(data))
             if len(bo_joy) == len(want):
@@ -180,9 +183,25 @@ async def test_events_cli_follows_a_room_as_json_lines(server: ServeProc) -> Non
     room = new_room()
     events = [event(room, i) for i in range(20)]
     await post_events(server.url, room, events)
-    cmd = [sys.executable, "-m", "emostream", "events", "--url", server.url, "--room", room,
-           "--token", token(room), "--since", "0-0", "--count", "20"]
-    proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=dict(os.environ))
+    cmd = [
+        sys.executable,
+        "-m",
+        "emostream",
+        "events",
+        "--url",
+        server.url,
+        "--room",
+        room,
+        "--token",
+        token(room),
+        "--since",
+        "0-0",
+        "--count",
+        "20",
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=dict(os.environ)
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
     assert f"waiting for events in room {room}..." in err.decode()

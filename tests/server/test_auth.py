@@ -51,7 +51,9 @@ async def _status(s: aiohttp.ClientSession, url: str, method: str, path: str, to
         except aiohttp.WSServerHandshakeError as exc:
             return exc.status
     body = msgspec.json.encode([event(ROOM, 0)]) if method == "POST" else None
-    async with s.request(method, url + path, headers=headers, data=body, timeout=aiohttp.ClientTimeout(total=5)) as r:
+    async with s.request(
+        method, url + path, headers=headers, data=body, timeout=aiohttp.ClientTimeout(total=5)
+    ) as r:
         if r.status != 200:
             assert "error" in await r.json()
         return r.status
@@ -76,7 +78,9 @@ def test_token_cli_mints_what_serve_accepts(server: ServeProc) -> None:
     tok = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout.strip()
     import urllib.request
 
-    req = urllib.request.Request(f"{server.url}/v1/rooms/{ROOM}/summary", headers={"Authorization": f"Bearer {tok}"})
+    req = urllib.request.Request(
+        f"{server.url}/v1/rooms/{ROOM}/summary", headers={"Authorization": f"Bearer {tok}"}
+    )
     with urllib.request.urlopen(req, timeout=5) as r:
         assert r.status == 200
     no_secret = {k: v for k, v in env.items() if k != "EMOSTREAM_API_SECRET"}
