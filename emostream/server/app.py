@@ -184,10 +184,10 @@ def _item(entry_id: str, event: schema.EmotionEvent) -> bytes:
     return b'{"id":"%s","event":%s}' % (entry_id.encode(), schema.to_json(event))
 
 
-async def _write(resp: web.StreamResponse, data: bytes, timeout: float) -> None:
+async def _write(resp: web.StreamResponse, request: web.Request, data: bytes, timeout: float) -> None:
     """Write; only a write that has to wait for the socket gets a deadline (a task per write is too
     costly at 50,000 writes/s)."""
-    transport = resp._req.transport if resp._req is not None else None  # noqa: SLF001
+    transport = request.transport
     if transport is not None and transport.get_write_buffer_size() == 0:
         await resp.write(data)
     else:
@@ -239,7 +239,7 @@ async def _sse(request: web.Request, room: str, filt: Filter) -> web.StreamRespo
                 if event is not None and filt.accepts(event):
                     frames.append(frame)
             if frames:
-                await _write(resp, b"".join(frames), timeout)
+                await _write(resp, request, b"".join(frames), timeout)
                 delivered.inc(len(frames))
             last = batch[-1].id  # filtered-out entries move the cursor too
         with contextlib.suppress(ConnectionError, TimeoutError):
@@ -308,7 +308,7 @@ async def events_ws(request: web.Request) -> web.StreamResponse:
                         entry.id.encode(),
                         schema.to_json(event),
                     )
-                    await asyncio.wait_for(ws.send_str(msg.decode()), timeout)
+                    await _send(ws, request, msg.decode(), timeout)
                     delivered.inc()
             if batch:
                 last = batch[-1].id
@@ -325,6 +325,15 @@ async def events_ws(request: web.Request) -> web.StreamResponse:
         with contextlib.suppress(Exception):
             await ws.close()
     return ws
+
+
+async def _send(ws: web.WebSocketResponse, request: web.Request, text: str, timeout: float) -> None:
+    """Send a frame; only one that has to wait for the socket gets a deadline (as ``_write``)."""
+    transport = request.transport
+    if transport is not None and transport.get_write_buffer_size() == 0:
+        await ws.send_str(text)
+    else:
+        await asyncio.wait_for(ws.send_str(text), timeout)
 
 
 async def _ws_control(ws: web.WebSocketResponse, kind: str, last_id: str, reason: str) -> None:

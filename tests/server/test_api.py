@@ -77,8 +77,10 @@ async def test_three_transports_same_events_in_order_resume_and_catch_up(server:
         if len(resumed) == N - 200:
             break
     await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    assert (len(got_sse), len(got_ws), len(got_client)) == (N, N, N)
     assert [decode_event(d)["id"] for _, d in got_sse] == want
     assert [decode_event(d)["id"] for _, d in got_ws] == want
+    assert len(got_client) == N, (len(got_client), len(got_sse), len(got_first), len(resumed))
     assert got_client == want
     assert got_first + resumed == want
     assert [i for i, _ in got_ws] == [i for i, _ in got_sse]  # same stream ids on both transports
