@@ -2,8 +2,8 @@
 stage runtime (embedded pipeline, or a Redis topology), printing each event as it is decided.
 
 :func:`ingest_file` is the one place that turns a file into a participant's messages. It uses the
-speech ingest (emostream/ingest/speech.py) today and switches to the [layout] participant ingest
-(emostream/ingest/participant.py, audio + frames) once that lands; nothing else here changes then.
+participant ingest (emostream/ingest/participant.py) for the audio track; feeding video frames of a
+file (``store_frames``) is the next step, and nothing else here changes then.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from emostream.bus import open_bus
 from emostream.bus.base import Bus
 from emostream.config import Settings
 from emostream.errors import UserError
-from emostream.runner import Pipeline
+from emostream.runtime.pipeline import Pipeline
+from emostream.runtime.topology import TEXT_ONLY, build
 from emostream.schema import (
     EmotionEvent,
     Message,
@@ -34,7 +35,7 @@ from emostream.schema import (
     now,
 )
 
-STAGES = ("asr", "context", "fusion")
+STAGES = TEXT_ONLY
 """Stages of an audio analysis (the visual branch needs the participant ingest's frames)."""
 
 
@@ -42,7 +43,7 @@ async def ingest_file(
     path: Path, bus: Bus, settings: Settings, room: str, speaker: str, realtime: bool
 ) -> list[Message]:
     """Feed one recording as participant ``speaker`` of ``room``; returns the messages published."""
-    from emostream.ingest.speech import segment_file
+    from emostream.ingest.participant import segment_file
 
     return await segment_file(path, bus, settings, room, speaker, t0=0.0, realtime=realtime)
 
@@ -96,10 +97,8 @@ async def analyze(
     runner: asyncio.Task[object] | None = None
     try:
         if embedded:
-            from emostream.replay.run import build_stages
-
             pipeline = Pipeline(bus, settings)
-            for stage in build_stages(settings, STAGES):
+            for stage in build(settings, STAGES):
                 pipeline.add(stage, consumer=f"analyze-{stage.name}")
             ready = asyncio.Event()
             runner = asyncio.create_task(pipeline.run(stop, ready))

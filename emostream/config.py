@@ -60,7 +60,7 @@ class StoreSettings(Section):
     home: str = "~/.cache/emostream"
     """Model store root: models live in ``<home>/models/<name>``."""
     manifest: str = ""
-    """Manifest override (default: the manifest shipped in models/manifest.toml)."""
+    """Manifest override (default: emostream/store/manifest.toml, shipped in the package)."""
 
 
 class VadSettings(Section):
@@ -96,7 +96,7 @@ class VadSettings(Section):
 
 
 class AsrSettings(Section):
-    """Speech recognition worker (workers/asr.py): faster-whisper / CTranslate2, one model per process."""
+    """Speech recognition worker (emostream/workers/asr.py): faster-whisper / CTranslate2, one model per process."""
 
     model: str = "whisper-tiny.en"
     """Model store name: ``whisper-tiny.en`` (fast) or ``whisper-base`` (multilingual)."""
@@ -188,6 +188,12 @@ class FusionSettings(Section):
     """Fusion head in the store; when absent, the text head decides alone."""
     visual_ttl_s: float = 30.0
     """Visual results with no matching text after this long are dropped (and counted)."""
+    provider: str = "cpu"
+    """ONNX Runtime execution provider of the fusion head: ``cpu``, ``cuda`` or ``tensorrt``."""
+    trt_cache_dir: str = "~/.cache/emostream/trt"
+    """TensorRT engine cache directory of the fusion head."""
+    threads: int = 1
+    """ONNX Runtime intra-op threads of the fusion head (a few small matmuls: 1 is plenty)."""
 
 
 class ApiSettings(Section):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from emostream.bus.base import Bus, Delivery, Entry
 from emostream.errors import UserError
+from emostream.runtime.errors import GroupMissing
 
 
 class BusFull(UserError):
@@ -191,7 +192,7 @@ class MemoryBus(Bus):
     def _group(self, stream: str, group: str) -> _Group:
         g = self._streams[stream].groups.get(group) if stream in self._streams else None
         if g is None:
-            raise UserError(f"NOGROUP: no consumer group {group} on stream {stream}: call ensure_group first")
+            raise GroupMissing(f"no consumer group {group} on stream {stream}: call ensure_group first")
         return g
 
     async def read_group(

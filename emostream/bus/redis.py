@@ -19,6 +19,7 @@ from redis import exceptions as rexc
 from emostream.bus.base import Bus, Delivery, Entry
 from emostream.config import redact_url
 from emostream.errors import UserError
+from emostream.runtime.errors import GroupMissing
 
 FIELD = b"d"
 BLOB_PREFIX = "emostream:blob:"
@@ -96,9 +97,14 @@ class RedisBus(Bus):
         self._flusher: asyncio.Task[None] | None = None
 
     async def _call(self, command: Awaitable[T]) -> T:
-        """Await a command, turning connection/auth failures into one-line BusUnavailable errors."""
+        """Await a command, turning connection/auth failures into one-line BusUnavailable errors and
+        a missing stream or group (Redis ``NOGROUP``, e.g. after FLUSHALL) into GroupMissing."""
         try:
             return await command
+        except rexc.ResponseError as exc:
+            if _code(exc) == "NOGROUP":
+                raise GroupMissing(f"Redis at {self.where}: {exc}") from None
+            raise
         except rexc.AuthenticationError as exc:
             raise BusUnavailable(
                 f"Redis at {self.where} refused the credentials ({exc}): fix the password in the URL"
@@ -162,7 +168,7 @@ class RedisBus(Bus):
         try:
             await self._call(self._r.xgroup_create(stream, group, id=start, mkstream=True))
         except rexc.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
+            if _code(exc) != "BUSYGROUP":
                 raise
 
     async def read_group(
@@ -323,7 +329,7 @@ def _fast(cls: type[Any]) -> type[Any]:
         try:
             return [hiredis.pack_command(args)]
         except TypeError:  # a type hiredis does not pack: redis-py's encoder knows it
-            return cls.pack_command(self, *args)  # type: ignore[no-any-return]
+            return cls.pack_command(self, *args)
 
     return type(f"Fast{cls.__name__}", (cls,), {"pack_command": pack_command})
 
@@ -344,3 +350,8 @@ def _items(reply: Any) -> list[tuple[Any, list[tuple[Any, dict[bytes, bytes]]]]]
     if isinstance(reply, dict):
         return [(k, v[0] if v and isinstance(v[0], list) else v) for k, v in reply.items()]
     return [(name, entries) for name, entries in reply]
+
+
+def _code(exc: rexc.ResponseError) -> str:
+    """The Redis error code: the first word of the error reply (``NOGROUP``, ``BUSYGROUP``, ...)."""
+    return str(exc).split(" ", 1)[0]

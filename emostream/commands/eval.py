@@ -1,7 +1,7 @@
 """`emostream eval meld`: evaluate the runtime emotion model on a MELD-format CSV.
 
-Runs exactly what the context worker runs (:class:`emostream.dialogue.DialogueHistory` for past-only
-context, :class:`emostream.erc_runtime.TextModel` at batch 1) over every dialogue of the CSV with its gold
+Runs exactly what the context worker runs (:class:`emostream.inference.dialogue.DialogueHistory` for past-only
+context, :class:`emostream.inference.text.TextModel` at batch 1) over every dialogue of the CSV with its gold
 text, and prints weighted-F1 and accuracy (percent), per-class F1, utterances and throughput.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from emostream.errors import UserError
-from emostream.scores import scores
+from emostream.evaluation.scores import scores
 
 HELP = "Evaluate the runtime emotion model on a MELD-format CSV (weighted-F1, accuracy, per class)."
 
@@ -34,8 +34,8 @@ def evaluate(
     logits_of: Callable[[Any], np.ndarray], builder: Any, csv: str, history: int, limit: int = 0
 ) -> dict[str, Any]:
     """Score ``logits_of(prompt) -> [7]`` over a MELD CSV; also returns the raw predictions."""
-    from emostream.dialogue import meld_prompts
-    from emostream.meld import read_meld
+    from emostream.evaluation.meld import read_meld
+    from emostream.inference.dialogue import meld_prompts
 
     split = read_meld(csv)
     dialogues = list(split.dialogues.values())[: limit or None]
@@ -60,12 +60,12 @@ def evaluate(
 
 def run(args: argparse.Namespace) -> int:
     from emostream.config import load_settings
-    from emostream.erc_runtime import TextModel
-    from workers.context import runtime_options
+    from emostream.inference.onnx import RuntimeOptions
+    from emostream.inference.text import TextModel
 
     settings = load_settings(args.config)
     name = args.model or settings.context.model
-    model = TextModel.load(name, runtime_options(settings), settings, settings.context.max_tokens)
+    model = TextModel.load(name, RuntimeOptions.of(settings.context), settings, settings.context.max_tokens)
     result = evaluate(
         lambda p: model.run([p])[1][0], model.builder, args.csv, settings.context.history, args.limit
     )

@@ -9,10 +9,9 @@ import msgspec
 
 from emostream.config import ConfigError, load_settings
 from emostream.errors import UserError
+from emostream.runtime.topology import PIPELINE as ALL_STAGES
 
 HELP = "Serve the event API (SSE, WebSocket, JSON) with the pipeline in-process, or over --redis workers."
-
-ALL_STAGES = ("asr", "fec", "vlm", "context", "fusion")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
     secret, made_up = resolve_secret(settings, host)
 
     def stages():  # type: ignore[no-untyped-def]
-        from emostream.replay.run import build_stages
+        from emostream.runtime.topology import build
 
-        return build_stages(settings, names) if names else []
+        return build(settings, names) if names else []
 
     return asyncio.run(serve_forever(settings, host, port, stages, secret, made_up))
 

@@ -184,14 +184,14 @@ def _item(entry_id: str, event: schema.EmotionEvent) -> bytes:
     return b'{"id":"%s","event":%s}' % (entry_id.encode(), schema.to_json(event))
 
 
-async def _write(resp: web.StreamResponse, request: web.Request, data: bytes, timeout: float) -> None:
+async def _write(resp: web.StreamResponse, request: web.Request, data: bytes, limit_s: float) -> None:
     """Write; only a write that has to wait for the socket gets a deadline (a task per write is too
     costly at 50,000 writes/s)."""
     transport = request.transport
     if transport is not None and transport.get_write_buffer_size() == 0:
         await resp.write(data)
     else:
-        await asyncio.wait_for(resp.write(data), timeout)
+        await asyncio.wait_for(resp.write(data), limit_s)
 
 
 _FRAMES: OrderedDict[tuple[str, str], tuple[schema.EmotionEvent | None, bytes]] = OrderedDict()
@@ -327,13 +327,13 @@ async def events_ws(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _send(ws: web.WebSocketResponse, request: web.Request, text: str, timeout: float) -> None:
+async def _send(ws: web.WebSocketResponse, request: web.Request, text: str, limit_s: float) -> None:
     """Send a frame; only one that has to wait for the socket gets a deadline (as ``_write``)."""
     transport = request.transport
     if transport is not None and transport.get_write_buffer_size() == 0:
         await ws.send_str(text)
     else:
-        await asyncio.wait_for(ws.send_str(text), timeout)
+        await asyncio.wait_for(ws.send_str(text), limit_s)
 
 
 async def _ws_control(ws: web.WebSocketResponse, kind: str, last_id: str, reason: str) -> None:

@@ -21,12 +21,12 @@ from aiohttp import web
 from emostream.bus import open_bus
 from emostream.config import Settings
 from emostream.errors import UserError
-from emostream.runner import Pipeline, default_consumer, install_stop_signals
+from emostream.runtime.pipeline import Pipeline, default_consumer, install_stop_signals
+from emostream.runtime.stage import Stage
 from emostream.server import auth
 from emostream.server.app import ServerState, build_app, rooms_of
 from emostream.server.feed import FeedOptions
 from emostream.server.rooms import PREFIX, RoomHub, fan_out
-from emostream.stage import Stage
 
 log = logging.getLogger("emostream.server")
 
@@ -71,7 +71,7 @@ class Server:
         state.stop.set()
         await asyncio.sleep(0)
         deadline = asyncio.get_running_loop().time() + drain_s
-        while state.hub.subscribers and asyncio.get_running_loop().time() < deadline:
+        while state.hub.subscribers and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110 - a count, not an event
             await asyncio.sleep(0.05)
         await self.runner.cleanup()
         self.pipeline_stop.set()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from emostream.errors import UserError
-from emostream.meld import clean_text, read_meld, speaker_indices
+from emostream.evaluation.meld import clean_text, read_meld, speaker_indices
 
 HEADER = (
     "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime\n"

@@ -18,10 +18,10 @@ from .helpers import FIXTURE_CSV, REPO, TinyModels
 def test_quantize_writes_the_runtime_model_and_its_manifest_entry(
     tiny_models: TinyModels, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from train.quantize import main
+    from emostream.train.quantize import main
 
     manifest = tmp_path / "manifest.toml"
-    shutil.copy(REPO / "models/manifest.toml", manifest)
+    shutil.copy(REPO / "emostream/store/manifest.toml", manifest)
     out, variants = tmp_path / "emostream-text-int8", tmp_path / "variants"
     argv = ["--checkpoint", str(tiny_models.checkpoint), "--out", str(out), "--manifest", str(manifest)]
     argv += ["--calib", "16", "--select", "16"]  # alpha picked on held-out prompts of the calibration CSV
@@ -40,7 +40,7 @@ def test_quantize_writes_the_runtime_model_and_its_manifest_entry(
     for name in ("model.onnx", "tokenizer.json", "meta.json"):
         assert entry.files[name].sha256 == sha256_file(out / name) == result["files"][name]
     assert entry.size == sum(p.stat().st_size for p in out.iterdir())
-    other = load_manifest(REPO / "models/manifest.toml")
+    other = load_manifest(REPO / "emostream/store/manifest.toml")
     assert set(load_manifest(manifest).models) == set(other.models)  # nothing else touched
 
 

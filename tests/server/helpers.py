@@ -14,10 +14,10 @@ from typing import Any
 
 import aiohttp
 import msgspec
-from redis_server import free_port
 
 from emostream import schema
 from emostream.server import auth
+from emostream.testing.redis_server import free_port
 
 SECRET = "test-secret-0123456789abcdef-0123456789"
 
