@@ -208,3 +208,27 @@ async def test_events_cli_follows_a_room_as_json_lines(server: ServeProc) -> Non
     assert proc.returncode == 0, err.decode()
     assert f"waiting for events in room {room}..." in err.decode()
     assert [msgspec.json.decode(line)["id"] for line in out.splitlines()] == [e.id for e in events]
+
+
+async def test_summary_and_rooms_list(server: ServeProc) -> None:
+    room = new_room()
+    events = [event(room, i, speaker=("ana", "bo")[i % 2]) for i in range(14)]
+    await post_events(server.url, room, events)
+    async with aiohttp.ClientSession() as s:
+        for _ in range(50):  # the fan-out files them within milliseconds; poll, do not sleep blindly
+            async with s.get(f"{server.url}/v1/rooms/{room}/summary", params={"token": token(room)}) as r:
+                body = await r.json()
+            if body["events"] == 14:
+                break
+            await asyncio.sleep(0.1)
+        assert body["speakers"]["ana"]["events"] == 7 and body["speakers"]["bo"]["events"] == 7
+        # ana has utterances 0, 2, ..., 12: labels EMOTIONS[n % 7] -> each of the 7 classes once
+        assert all(v == round(1 / 7, 4) for v in body["speakers"]["ana"]["labels"].values())
+        assert -1 <= body["speakers"]["bo"]["mean_valence"] <= 1
+        async with s.get(f"{server.url}/v1/rooms", params={"token": token("*", "admin")}) as r:
+            rooms = {x["room"]: x for x in (await r.json())["rooms"]}
+        assert rooms[room]["events"] == 14
+        async with s.get(
+            f"{server.url}/v1/rooms/{room}/summary", params={"token": token(room), "minutes": "x"}
+        ) as r:
+            assert r.status == 400 and "minutes" in (await r.json())["error"]
