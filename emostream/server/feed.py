@@ -50,28 +50,17 @@ async def feed(
             while not stop.is_set():
                 if sub.lagged.is_set():
                     raise Lagged(last)
-                if not sub.queue.empty():  # fast path under load: no futures, no waiting
-                    batch = [sub.queue.get_nowait() for _ in range(sub.queue.qsize())]
-                    floor = id_key(last)
-                    batch = [e for e in batch if id_key(e.id) > floor]
-                    if batch:
-                        last = batch[-1].id
-                        yield batch
+                if not sub.items:
+                    waker = asyncio.ensure_future(sub.wake.wait())
+                    done, _ = await asyncio.wait(
+                        {waker, stopping}, timeout=opts.heartbeat_s, return_when="FIRST_COMPLETED"
+                    )
+                    waker.cancel()
+                    if not done:
+                        yield []  # heartbeat
                     continue
-                getter = asyncio.ensure_future(sub.queue.get())
-                done, _ = await asyncio.wait(
-                    {getter, stopping}, timeout=opts.heartbeat_s, return_when="FIRST_COMPLETED"
-                )
-                if getter not in done:
-                    getter.cancel()
-                    if not stop.is_set():
-                        yield []
-                    continue
-                batch = [getter.result()]
-                while not sub.queue.empty():
-                    batch.append(sub.queue.get_nowait())
                 floor = id_key(last)
-                batch = [e for e in batch if id_key(e.id) > floor]
+                batch = [e for e in sub.take() if id_key(e.id) > floor]
                 if batch:
                     last = batch[-1].id
                     yield batch

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -153,23 +154,31 @@ async def read_range(bus: Bus, room: str, since: str, limit: int) -> list[Entry]
 
 @dataclass(eq=False)
 class Subscriber:
-    """One connection's bounded buffer of live entries; ``lagged`` is set when it overflowed."""
+    """One connection's bounded buffer of live entries; ``lagged`` is set when it overflowed.
+
+    A deque and an Event rather than an asyncio.Queue: the hub appends every entry for every
+    subscriber (50,000 appends/s in ``bench events``) and the writer takes all of them at once."""
 
     limit: int
-    queue: asyncio.Queue[Entry] = field(init=False)
+    items: deque[Entry] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
     lagged: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def __post_init__(self) -> None:
-        self.queue = asyncio.Queue(self.limit)
 
     def offer(self, entry: Entry) -> bool:
         """Buffer ``entry``; False (and ``lagged`` set) when the buffer is full."""
-        try:
-            self.queue.put_nowait(entry)
-        except asyncio.QueueFull:
+        if len(self.items) >= self.limit:
             self.lagged.set()
+            self.wake.set()
             return False
+        self.items.append(entry)
+        self.wake.set()
         return True
+
+    def take(self) -> list[Entry]:
+        batch = list(self.items)
+        self.items.clear()
+        self.wake.clear()
+        return batch
 
 
 class RoomHub:
