@@ -247,6 +247,20 @@ class EmotionEvent(Keyed, frozen=True, kw_only=True):
     emitted_at: float = 0.0
 
 
+class Dropped(Keyed, frozen=True, kw_only=True):
+    """An utterance's message was dead-lettered (expired media, too big, failed): what subscribers see
+    instead of silence. The full record is ``dead_id`` in ``dead_stream``."""
+
+    stream: ClassVar[str] = "dropped"
+    source: str
+    """The stream the message came from (e.g. ``utterances``)."""
+    reason: str
+    group: str = ""
+    dead_stream: str = ""
+    dead_id: str = ""
+    at: float = 0.0
+
+
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     """What the runtime writes to ``<stream>:dead``: the raw payload and why it was rejected."""
 
@@ -269,6 +283,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     VisualDescription,
     TextContext,
     EmotionEvent,
+    Dropped,
 )
 STREAM_TYPES: dict[str, type[Message]] = {t.stream: t for t in MESSAGE_TYPES}
 
