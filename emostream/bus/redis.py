@@ -465,7 +465,9 @@ class RedisBus(Bus):
         try:
             names = [self._name(k) async for k in self._r.scan_iter(match=glob, count=1000, _type="stream")]
         except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
-            raise BusUnavailable(f"cannot reach Redis at {self.where} ({exc}): start redis-server there") from None
+            raise BusUnavailable(
+                f"cannot reach Redis at {self.where} ({exc}): start redis-server there"
+            ) from None
         return sorted(names)
 
     async def length(self, stream: str) -> int:
