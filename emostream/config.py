@@ -250,6 +250,14 @@ class ApiSettings(Section):
     port: Port = 8765
     secret: str = ""
     """HMAC secret for access tokens (``emostream token``); required for any non-local bind."""
+    buffer: int = 1024
+    """Live events buffered per subscriber connection; one that falls further behind gets a final
+    ``lagged`` message (with its last id) and is disconnected, so a slow client never slows the rest."""
+    heartbeat_s: float = 15.0
+    """Idle SSE connections get a comment (WebSocket: a ping) this often; writes stuck for twice this
+    long drop the connection."""
+    drain_s: float = 5.0
+    """On SIGTERM, subscribers get a final ``shutdown`` message and this long to be closed."""
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
