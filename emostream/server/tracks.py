@@ -28,7 +28,7 @@ from prometheus_client import Counter
 from emostream.bus.base import Bus
 from emostream.config import CallSettings, Settings
 from emostream.ingest.frames import FrameBuffer
-from emostream.ingest.speech import SpeechIngest
+from emostream.ingest.participant import SpeechIngest, store_frames
 from emostream.schema import FrameRef, Message
 
 log = logging.getLogger("emostream.call")
@@ -61,7 +61,7 @@ class Ingest(Protocol):
 class ParticipantIngest:
     """The speech ingest and frame buffer of one participant (``open_participant`` builds it).
 
-    The Utterance itself is built in one place, :class:`emostream.ingest.speech.SpeechIngest`; this
+    The Utterance itself is built in one place, :mod:`emostream.ingest.participant`; this
     class only wires the frame buffer in as the Utterance's frame source.
     """
 
@@ -71,7 +71,7 @@ class ParticipantIngest:
         self.speech = SpeechIngest(bus, settings, room, speaker, frames=self._sample)
 
     async def _sample(self, key: str, start: float, end: float) -> list[FrameRef]:
-        return await self.frames.publish(self.bus, key, start, end, self.settings.bus.blob_ttl_s)
+        return await store_frames(self.bus, key, self.frames.encode(start, end), self.settings.bus.blob_ttl_s)
 
     async def audio(self, frame: Any) -> list[Message]:
         return await self.speech.push(frame)
