@@ -24,7 +24,15 @@ import jwt
 import numpy as np
 from aiohttp import web
 
-from emostream.bench.call_media import DEFAULT_PROMPTS, PORTRAITS, FaceTrack, Program, SpeechTrack, load_prompt, transcripts
+from emostream.bench.call_media import (
+    DEFAULT_PROMPTS,
+    PORTRAITS,
+    FaceTrack,
+    Program,
+    SpeechTrack,
+    load_prompt,
+    transcripts,
+)
 from emostream.bus import Bus, open_bus
 from emostream.config import Settings, load_settings
 from emostream.evaluation.scores import edit_distance
@@ -47,11 +55,15 @@ def verifier(secret: str) -> Any:
         if not token:
             raise Refused(401, "missing token: send `Authorization: Bearer TOKEN`")
         try:
-            claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp", "room", "role"]})
+            claims = jwt.decode(
+                token, secret, algorithms=["HS256"], options={"require": ["exp", "room", "role"]}
+            )
         except jwt.InvalidTokenError as exc:
             raise Refused(401, f"invalid token: {exc}") from None
         if claims["role"] not in ("publish", "admin") or claims["room"] not in (room, "*"):
-            raise Refused(403, f"token for {claims['role']} in room {claims['room']!r} may not publish to {room!r}")
+            raise Refused(
+                403, f"token for {claims['role']} in room {claims['room']!r} may not publish to {room!r}"
+            )
         return str(claims.get("sub") or "")
 
     return verify
@@ -83,7 +95,11 @@ class CallRun:
         """Each event -> the prompt of its speaker whose last voiced sample lies in its span."""
         eos = {(u.speaker, u.utterance): u.eos_at for u in self.utterances}
         for arrived, ev in self.events:
-            cands = [s for s in self.spoken if s.speaker == ev.speaker and ev.start - 0.3 <= s.voiced_end <= ev.end + 0.3]
+            cands = [
+                s
+                for s in self.spoken
+                if s.speaker == ev.speaker and ev.start - 0.3 <= s.voiced_end <= ev.end + 0.3
+            ]
             if not cands:
                 continue
             s = min(cands, key=lambda c: abs(c.voiced_end - ev.end))
@@ -116,7 +132,9 @@ class CallRun:
             "matched": len(self.matched),
             "speech_end_to_event_p50_ms": _pct(lat, 50),
             "speech_end_to_event_p95_ms": _pct(lat, 95),
-            "stages": {n: _pct([m["stages"][n] for m in self.matched if n in m["stages"]], 50) for n in names},
+            "stages": {
+                n: _pct([m["stages"][n] for m in self.matched if n in m["stages"]], 50) for n in names
+            },
             "wer": round(sum(m["errors"] for m in self.matched) / words, 4) if words else None,
         }
 
@@ -162,7 +180,9 @@ async def run_call(
             order = loaded[i % len(loaded) :] + loaded[: i % len(loaded)]
             speech = SpeechTrack(Program(order, pause_s=pause_s, lead_s=1.0 + 0.37 * i))
             name = f"speaker{i + 1}"
-            pub = WhipPublisher(url, publish_token(room, name), [speech, FaceTrack(portraits[i % len(portraits)])])
+            pub = WhipPublisher(
+                url, publish_token(room, name), [speech, FaceTrack(portraits[i % len(portraits)])]
+            )
             await pub.start()
             pubs.append(pub)
             tracks.append((name, speech))

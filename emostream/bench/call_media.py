@@ -168,7 +168,7 @@ class FaceTrack(_tracks_base()):  # type: ignore[misc]
             raise UserError(f"cannot read portrait {image}")
         h, w = bgr.shape[:2]
         bgr = bgr[: h - h % 2, : w - w % 2]
-        self._img = np.ascontiguousarray(bgr[:, :, ::-1])
+        self._img: npt.NDArray[np.uint8] = np.ascontiguousarray(bgr[:, :, ::-1], dtype=np.uint8)
         self.fps = fps
         self._start: float | None = None
         self._n = 0

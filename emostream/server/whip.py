@@ -234,7 +234,9 @@ class WhipEndpoint:
         limit = self.options.max_sdp_bytes
         declared = request.content_length
         if declared is not None and declared > limit:
-            raise Refused(413, f"SDP offer of {declared} bytes is over the limit of {limit} (call.max_sdp_bytes)")
+            raise Refused(
+                413, f"SDP offer of {declared} bytes is over the limit of {limit} (call.max_sdp_bytes)"
+            )
         body = await request.content.read(limit + 1)
         if len(body) > limit:
             raise Refused(413, f"SDP offer is over the limit of {limit} bytes (call.max_sdp_bytes)")
@@ -348,7 +350,8 @@ def _receivers(pc: Any, kinds: list[str]) -> None:
         wanted = AUDIO_CODECS if kind == "audio" else VIDEO_CODECS
         tr = pc.addTransceiver(kind, direction="recvonly")
         caps = RTCRtpReceiver.getCapabilities(kind)
-        tr.setCodecPreferences([c for c in caps.codecs if c.mimeType.split("/")[1].lower() in (*wanted, "rtx")])
+        codecs = caps.codecs if caps is not None else []
+        tr.setCodecPreferences([c for c in codecs if c.mimeType.split("/")[1].lower() in (*wanted, "rtx")])
 
 
 def _preflight(request: web.Request) -> dict[str, str]:

@@ -1,9 +1,9 @@
 """A WHIP publisher on aiortc (RFC 9725 client side): the tests', the bench's and scripts' way in.
 
-    pub = WhipPublisher("http://127.0.0.1:8765/whip/demo", token, [audio_track, video_track])
-    await pub.start()      # POST offer -> 201 answer; media flows
-    ...
-    await pub.stop()       # DELETE the session URL
+pub = WhipPublisher("http://127.0.0.1:8765/whip/demo", token, [audio_track, video_track])
+await pub.start()      # POST offer -> 201 answer; media flows
+...
+await pub.stop()       # DELETE the session URL
 """
 
 from __future__ import annotations

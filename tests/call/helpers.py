@@ -23,7 +23,9 @@ verify = call.verifier(SECRET)
 """The publish-token check of the bench's server (``emostream serve`` uses ``server.auth.check``)."""
 
 
-def token(room: str, role: str = "publish", name: str = "alice", ttl_s: float = 600, secret: str = SECRET) -> str:
+def token(
+    room: str, role: str = "publish", name: str = "alice", ttl_s: float = 600, secret: str = SECRET
+) -> str:
     now = int(time.time())
     claims = {"room": room, "role": role, "sub": name, "iat": now, "exp": now + int(ttl_s)}
     return jwt.encode(claims, secret, algorithm="HS256")
@@ -41,8 +43,8 @@ class WhipServer:
     def whip(self, room: str) -> str:
         return f"{self.url}/whip/{room}"
 
-    async def utterances(self, n: int, timeout: float) -> list[Utterance]:
-        deadline = time.monotonic() + timeout
+    async def utterances(self, n: int, wait_s: float) -> list[Utterance]:
+        deadline = time.monotonic() + wait_s
         while True:
             out = [decode(e.data, Utterance) for e in await self.bus.tail({"utterances": "0"}, 1000, 10)]
             if len(out) >= n or time.monotonic() > deadline:

@@ -13,7 +13,9 @@ from emostream.config import load_settings
 @pytest.mark.slow
 async def test_two_publishers_get_their_events(private_net: Network) -> None:
     settings = load_settings(env={})
-    run = await run_call(settings, participants=2, prompts=("agent-pass", "conf-getpin"), pause_s=1.2, drain_s=4.0)
+    run = await run_call(
+        settings, participants=2, prompts=("agent-pass", "conf-getpin"), pause_s=1.2, drain_s=4.0
+    )
     assert {s.speaker for s in run.spoken} == {"speaker1", "speaker2"}
     got = {(m["speaker"], m["prompt"]) for m in run.matched}
     assert got == {(s.speaker, s.prompt) for s in run.spoken}  # every prompt of both speakers, none lost

@@ -39,7 +39,9 @@ async def _offer(*tracks: object) -> tuple[object, str]:
     return pc, pc.localDescription.sdp
 
 
-async def _post(url: str, body: str | bytes, tok: str | None, ctype: str = "application/sdp") -> tuple[int, CIMultiDict[str], str]:
+async def _post(
+    url: str, body: str | bytes, tok: str | None, ctype: str = "application/sdp"
+) -> tuple[int, CIMultiDict[str], str]:
     headers = {"Content-Type": ctype, "Origin": "http://page.test"}
     if tok is not None:
         headers["Authorization"] = f"Bearer {tok}"
@@ -49,13 +51,15 @@ async def _post(url: str, body: str | bytes, tok: str | None, ctype: str = "appl
 
 async def test_speech_and_video_become_utterances(server: WhipServer) -> None:
     texts = transcripts()
-    program = Program([load_prompt(n, texts) for n in ("conf-onlyperson", "agent-pass")], pause_s=1.2, lead_s=0.5)
+    program = Program(
+        [load_prompt(n, texts) for n in ("conf-onlyperson", "agent-pass")], pause_s=1.2, lead_s=0.5
+    )
     speech = SpeechTrack(program)
     pub = WhipPublisher(server.whip("r1"), token("r1", name="alice"), [speech, FaceTrack()])
     await pub.start()
     assert pub.location.startswith(server.whip("r1") + "/") and pub.etag.startswith('"')
     await asyncio.sleep(program.duration + 0.3)
-    utts = await server.utterances(2, timeout=5)
+    utts = await server.utterances(2, wait_s=5)
     assert [u.speaker for u in utts] == ["alice", "alice"]
     assert [u.room for u in utts] == ["r1", "r1"]
     ends = speech.voiced_end_walls()
@@ -68,7 +72,11 @@ async def test_speech_and_video_become_utterances(server: WhipServer) -> None:
     assert pump.stats.audio_frames > 100 and pump.stats.video_frames > 10 and pump.stats.errors == 0
     async with aiohttp.ClientSession() as http:
         auth = {"Authorization": f"Bearer {token('r1', name='alice')}"}
-        async with http.patch(pub.location, data="a=candidate:1", headers={**auth, "Content-Type": "application/trickle-ice-sdpfrag"}) as resp:
+        async with http.patch(
+            pub.location,
+            data="a=candidate:1",
+            headers={**auth, "Content-Type": "application/trickle-ice-sdpfrag"},
+        ) as resp:
             assert resp.status == 405 and "DELETE" in resp.headers["Allow"]
         other = {"Authorization": f"Bearer {token('r1', name='mallory')}"}
         async with http.delete(pub.location, headers=other) as resp:
@@ -91,10 +99,14 @@ async def test_201_headers_and_cors(server: WhipServer) -> None:
     assert headers["Access-Control-Allow-Origin"] == "http://page.test"
     assert "Location" in headers["Access-Control-Expose-Headers"]
     async with aiohttp.ClientSession() as http:
-        async with http.options(server.whip("r2"), headers={"Origin": "http://page.test", "Access-Control-Request-Method": "POST"}) as resp:
+        async with http.options(
+            server.whip("r2"), headers={"Origin": "http://page.test", "Access-Control-Request-Method": "POST"}
+        ) as resp:
             assert resp.status == 204 and resp.headers["Accept-Post"] == "application/sdp"
             assert "POST" in resp.headers["Access-Control-Allow-Methods"]
-        async with http.delete(server.url + headers["Location"], headers={"Authorization": f"Bearer {token('r2', name='bob')}"}) as resp:
+        async with http.delete(
+            server.url + headers["Location"], headers={"Authorization": f"Bearer {token('r2', name='bob')}"}
+        ) as resp:
             assert resp.status == 200
 
 
@@ -105,10 +117,20 @@ async def test_bad_offers_are_clear_4xx(server: WhipServer) -> None:
         (sdp, "text/plain", 415, "application/sdp"),
         ("hello", "application/sdp", 400, "v=0"),
         ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", "application/sdp", 400, "no media"),
-        ("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=sendonly\r\n", "application/sdp", 400, "rejected"),
+        (
+            "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=sendonly\r\n",
+            "application/sdp",
+            400,
+            "rejected",
+        ),
         (sdp + "a=x:" + "y" * 12_000 + "\r\n", "application/sdp", 413, "max_sdp_bytes"),
         (sdp.replace("opus/48000/2", "speex/48000/2"), "application/sdp", 422, "Opus"),
-        (sdp.replace("VP8/90000", "VP9/90000").replace("H264/90000", "AV1/90000"), "application/sdp", 422, "VP8"),
+        (
+            sdp.replace("VP8/90000", "VP9/90000").replace("H264/90000", "AV1/90000"),
+            "application/sdp",
+            422,
+            "VP8",
+        ),
         (b"v=0\r\n\xff\xfe", "application/sdp", 400, "UTF-8"),
     ]
     for body, ctype, status, words in cases:
@@ -145,15 +167,21 @@ async def test_token_matrix(server: WhipServer) -> None:
         if status == 401:
             assert headers["WWW-Authenticate"].startswith("Bearer")
     await pc.close()  # type: ignore[attr-defined]
-    admin = WhipPublisher(server.whip("r4"), token("*", role="admin", name="operator"), [SpeechTrack(Program([]))])
+    admin = WhipPublisher(
+        server.whip("r4"), token("*", role="admin", name="operator"), [SpeechTrack(Program([]))]
+    )
     await admin.start()
-    assert server.endpoint.sessions and next(iter(server.endpoint.sessions.values())).participant == "operator"
+    assert (
+        server.endpoint.sessions and next(iter(server.endpoint.sessions.values())).participant == "operator"
+    )
     await admin.stop()
 
 
 async def test_limits(server: WhipServer) -> None:
     """max_participants_room=2 here: a third publisher gets 429; the same participant twice gets 409."""
-    pubs = [WhipPublisher(server.whip("r5"), token("r5", name=n), [SpeechTrack(Program([]))]) for n in ("a", "b")]
+    pubs = [
+        WhipPublisher(server.whip("r5"), token("r5", name=n), [SpeechTrack(Program([]))]) for n in ("a", "b")
+    ]
     for p in pubs:
         await p.start()
     for name, status in (("a", 409), ("c", 429)):
@@ -177,7 +205,13 @@ def test_offer_parsing_and_links() -> None:
     )
     assert offer.media == {"audio": ["opus", "pcmu"]}  # an inactive video section sends nothing
     links = link_headers(
-        CallSettings(ice_servers="stun:stun.test:3478, turn:turn.test:3478?transport=udp", turn_username="u", turn_credential="p")
+        CallSettings(
+            ice_servers="stun:stun.test:3478, turn:turn.test:3478?transport=udp",
+            turn_username="u",
+            turn_credential="p",
+        )
     )
     assert links[0] == '<stun:stun.test:3478>; rel="ice-server"'
-    assert links[1].startswith('<turn:turn.test:3478?transport=udp>; rel="ice-server"; username="u"; credential="p"')
+    assert links[1].startswith(
+        '<turn:turn.test:3478?transport=udp>; rel="ice-server"; username="u"; credential="p"'
+    )
