@@ -15,6 +15,7 @@ from emostream.bench import call
 from emostream.bus import Bus, open_bus
 from emostream.config import Settings, load_settings
 from emostream.schema import Utterance, decode
+from emostream.server.page import add_room_page
 from emostream.server.tracks import TrackPump, call_sink
 from emostream.server.whip import WhipEndpoint, add_whip_routes
 
@@ -56,7 +57,7 @@ class WhipServer:
         await self.bus.close()
 
 
-async def start_whip(**call: Any) -> WhipServer:
+async def start_whip(page: bool = False, **call: Any) -> WhipServer:
     settings = load_settings(env={})
     settings = msgspec.structs.replace(settings, call=msgspec.structs.replace(settings.call, **call))
     bus = open_bus("memory://", settings.bus)
@@ -69,6 +70,8 @@ async def start_whip(**call: Any) -> WhipServer:
         return pumps[-1]
 
     ep = add_whip_routes(app, settings.call, verify, sink)
+    if page:
+        add_room_page(app)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
