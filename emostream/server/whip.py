@@ -401,3 +401,20 @@ def add_whip_routes(
 
     app.on_cleanup.append(_cleanup)
     return ep
+
+
+def mount_call(
+    app: web.Application, settings: Any, bus: Any, check: Callable[..., Any], secret: str
+) -> WhipEndpoint:
+    """What ``emostream serve`` adds for live calls: WHIP over the participant ingest, and the room page.
+
+    ``check`` is ``emostream.server.auth.check`` (``(secret, token, room, roles) -> Claims``).
+    """
+    from emostream.server.page import add_room_page
+    from emostream.server.tracks import call_sink
+
+    def verify(token: str | None, room: str) -> str:
+        return str(check(secret, token, room, ("publish",)).name)
+
+    add_room_page(app)
+    return add_whip_routes(app, settings.call, verify, call_sink(bus, settings))
