@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from emostream.errors import UserError
+from emostream.evaluation.meld import TEXT_VARIANTS
 from emostream.evaluation.scores import scores
 
 HELP = "Evaluate the runtime emotion model on a MELD-format CSV (weighted-F1, accuracy, per class)."
@@ -28,16 +29,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="store name or folder of the runtime text model (default: context.model)")
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.add_argument("--limit", type=int, default=0, help="only the first N dialogues (0 = all)")
+    p.add_argument(
+        "--text-variant",
+        default="gold",
+        choices=TEXT_VARIANTS,
+        help="score on perturbed gold text: flat (!/? -> .), lower (case folded), flat-lower, "
+        "bare (no punctuation); default gold",
+    )
 
 
 def evaluate(
-    logits_of: Callable[[Any], np.ndarray], builder: Any, csv: str, history: int, limit: int = 0
+    logits_of: Callable[[Any], np.ndarray],
+    builder: Any,
+    csv: str,
+    history: int,
+    limit: int = 0,
+    variant: str = "gold",
 ) -> dict[str, Any]:
     """Score ``logits_of(prompt) -> [7]`` over a MELD CSV; also returns the raw predictions."""
     from emostream.evaluation.meld import read_meld
     from emostream.inference.dialogue import meld_prompts
 
-    split = read_meld(csv)
+    split = read_meld(csv, variant)
     dialogues = list(split.dialogues.values())[: limit or None]
     gold: list[int] = []
     pred: list[int] = []
@@ -67,14 +80,21 @@ def run(args: argparse.Namespace) -> int:
     name = args.model or settings.context.model
     model = TextModel.load(name, RuntimeOptions.of(settings.context), settings, settings.context.max_tokens)
     result = evaluate(
-        lambda p: model.run([p])[1][0], model.builder, args.csv, settings.context.history, args.limit
+        lambda p: model.run([p])[1][0],
+        model.builder,
+        args.csv,
+        settings.context.history,
+        args.limit,
+        args.text_variant,
     )
     result.pop("predictions")
-    result = {"model": name, "csv": args.csv, **result}
+    result = {"model": name, "csv": args.csv, "text_variant": args.text_variant, **result}
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{name} on {args.csv}: {result['utterances']} utterances, {result['utterances_per_s']}/s")
+    print(
+        f"{name} on {args.csv} ({args.text_variant} text): {result['utterances']} utterances, {result['utterances_per_s']}/s"
+    )
     print(f"weighted-F1 {result['weighted_f1']:.2f}  accuracy {result['accuracy']:.2f}")
     for emotion, f1 in result["per_class_f1"].items():
         print(f"  {emotion:9s} F1 {f1:6.2f}")

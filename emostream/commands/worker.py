@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--concurrency must be at least 1", exit_code=2)
         stage_opts = msgspec.structs.replace(stage_opts, concurrency=args.concurrency)
     if args.metrics_port is not None:
+        if not 0 <= args.metrics_port <= 65535:
+            raise UserError(f"bad metrics port {args.metrics_port}: use 1-65535 (or 0 = off)", exit_code=2)
         stage_opts = msgspec.structs.replace(stage_opts, metrics_port=args.metrics_port)
     settings = msgspec.structs.replace(settings, bus=bus, stage=stage_opts)
     if settings.bus.url.startswith("memory"):

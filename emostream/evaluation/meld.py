@@ -101,18 +101,43 @@ class MeldSplit:
         return Counter(u.emotion for u in self)
 
 
+TEXT_VARIANTS = ("gold", "flat", "lower", "flat-lower", "bare")
+"""How evaluation and training perturb gold text toward spoken text: ``flat`` turns ``!``/``?`` into
+``.`` (a flatly spoken line), ``lower`` case-folds, ``bare`` drops all punctuation (ASR without it)."""
+_FLAT = str.maketrans({"!": ".", "?": "."})
+_PUNCT = re.compile(r"[^\w\s']+")
+
+
+def text_variant(text: str, variant: str) -> str:
+    """``text`` as one of :data:`TEXT_VARIANTS` (the one definition used by eval and training)."""
+    if variant not in TEXT_VARIANTS:
+        raise UserError(f"unknown text variant {variant!r} (choose from {', '.join(TEXT_VARIANTS)})")
+    if variant == "gold":
+        return text
+    if variant in ("flat", "flat-lower"):
+        text = re.sub(r"\.{2,}", ".", text.translate(_FLAT))
+    if variant in ("lower", "flat-lower"):
+        text = text.lower()
+    if variant == "bare":
+        text = _SPACE.sub(" ", _PUNCT.sub(" ", text)).strip() or text
+    return text
+
+
 def speaker_indices(dialogue: list[Utterance]) -> list[int]:
     """Per-utterance speaker index within its dialogue, by order of first appearance (0, 1, ...)."""
     seen: dict[str, int] = {}
     return [seen.setdefault(u.speaker, len(seen)) for u in dialogue]
 
 
-def read_meld(path: str | Path) -> MeldSplit:
+def read_meld(path: str | Path, variant: str = "gold") -> MeldSplit:
     """Read a MELD-format CSV (train/dev/test_sent_emo.csv layout) into dialogues.
+
+    ``variant`` rewrites every utterance's text (:func:`text_variant`) after repair.
 
     Rows with an unknown label, empty text or unparsable ids are skipped and counted in ``skipped``.
     Duplicate (dialogue, utterance) ids keep the first row.
     """
+    text_variant("", variant)  # refuse an unknown variant before reading
     path = Path(path)
     if not path.is_file():
         raise UserError(f"MELD CSV not found: {path} (pass the path to e.g. dev_sent_emo.csv)")
@@ -150,7 +175,7 @@ def read_meld(path: str | Path) -> MeldSplit:
             dialogue=dialogue,
             index=index,
             speaker=clean_text(row.get("Speaker") or "") or "unknown",
-            text=text,
+            text=text_variant(text, variant),
             emotion=emotion,
             start=(row.get("StartTime") or "").strip(),
             end=(row.get("EndTime") or "").strip(),

@@ -92,6 +92,19 @@ async def _all_set(events: list[asyncio.Event], done: asyncio.Event) -> None:
     done.set()
 
 
+async def warn_if_open(bus: Bus) -> bool:
+    """Log a loud warning when the Redis answers clients without credentials; True when it does."""
+    open_to_anyone = getattr(bus, "open_to_anyone", None)
+    if open_to_anyone is None or not await open_to_anyone():
+        return False
+    log.warning(
+        "REDIS ACCEPTS CLIENTS WITHOUT A PASSWORD: whoever reaches it reads transcripts and emotion "
+        "events. Set requirepass (or an ACL user), bind it to 127.0.0.1, and put the password in the URL",
+        extra={"bus": getattr(bus, "where", bus.url)},
+    )
+    return True
+
+
 async def run_worker(stage: Stage, settings: Settings, *, consumer: str = "") -> StageStats:
     """One stage as a process: connect, serve metrics, run until SIGTERM/SIGINT, then drain."""
     from emostream.config import redact_url
@@ -107,6 +120,7 @@ async def run_worker(stage: Stage, settings: Settings, *, consumer: str = "") ->
             "worker starting",
             extra={"stage": stage.name, "consumer": consumer, "bus": redact_url(settings.bus.url)},
         )
+        await warn_if_open(bus)
         task = asyncio.create_task(run_stage(stage, bus, settings, consumer=consumer, stop=stop))
         remove = install_stop_signals(stop, force=task.cancel)
         try:

@@ -4,7 +4,8 @@ A pipeline stage is a small class (like a pipecat processor): it names the strea
 message type of each, loads its models in ``setup``, and turns one input message into zero or more
 output messages in ``handle``. The runtime (``run_stage``) does everything else: consumer groups,
 N concurrent handlers, publishing outputs *before* acking the input (at-least-once), reclaiming stuck
-messages, dead-lettering undecodable ones, metrics, logs and graceful shutdown.
+messages, dead-lettering undecodable ones (any shape) and oversized ones (``bus.max_message_bytes``,
+``bus.max_text_chars``), reconnecting with backoff, metrics, logs and graceful shutdown.
 
 Delivery is at-least-once: an input is acked only after its outputs are published (on Redis both in
 one Lua script, so a crash never leaves outputs without the ack). A handler can still run twice for
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     from emostream.config import Settings
 
 log = logging.getLogger("emostream.runtime.stage")
+
+BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
+"""Retry pauses of a read loop whose bus is unreachable (doubling, capped)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +162,8 @@ class _Runner:
         self.inflight: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.errors: dict[tuple[str, str], str] = {}
         self.stats = StageStats()
+        self.outputs: set[str] = set()
+        """Streams this stage published to (swept for retention with its inputs)."""
         name = stage.name  # metric children resolved once: labels() is too slow per message
         self._inflight_gauge = metrics.INFLIGHT.labels(name)
         self._handle_hist = {s: metrics.HANDLE_SECONDS.labels(name, s) for s in self.streams}
@@ -191,6 +197,7 @@ class _Runner:
     async def _read_loop(self, stop: asyncio.Event) -> None:
         next_claim = 0.0
         block_s = self.settings.bus.block_ms / 1000
+        pause = BACKOFF_MIN_S
         while not stop.is_set():
             free = self.concurrency - len(self.inflight)
             if free <= 0:
@@ -206,17 +213,23 @@ class _Runner:
                     deliveries = await self.bus.read_group(
                         self.streams, self.group, self.consumer, free, int(wait_s * 1000)
                     )
+                pause = BACKOFF_MIN_S
             except asyncio.CancelledError:
                 raise
             except GroupMissing as exc:  # the stream was deleted (e.g. FLUSHALL): recreate the groups
                 log.error("bus read failed", extra={"stage": self.stage.name, "error": str(exc)})
-                await _sleep_or_stop(stop, 1.0)
+                await _sleep_or_stop(stop, pause)
+                pause = min(BACKOFF_MAX_S, pause * 2)
                 with contextlib.suppress(Exception):
                     await self._ensure_groups()
                 continue
-            except Exception as exc:  # bus down: keep trying until stopped
-                log.error("bus read failed", extra={"stage": self.stage.name, "error": str(exc)})
-                await _sleep_or_stop(stop, 1.0)
+            except Exception as exc:  # bus down: retry with backoff until stopped
+                log.error(
+                    "bus read failed, retrying",
+                    extra={"stage": self.stage.name, "error": str(exc), "retry_in_s": pause},
+                )
+                await _sleep_or_stop(stop, pause)
+                pause = min(BACKOFF_MAX_S, pause * 2)
                 continue
             for d in deliveries:
                 key = (d.stream, d.id)
@@ -255,6 +268,16 @@ class _Runner:
                 reason = f"delivered {d.deliveries} times (max {limit}); last error: {last}"
                 await self._dead(d, reason, "max_deliveries")
                 return
+            if d.error:  # an entry of another shape (e.g. no `d` field): it can never succeed
+                await self._dead(d, d.error, "undecodable")
+                return
+            bus_opts = self.settings.bus
+            if len(d.data) > bus_opts.max_message_bytes:
+                reason = (
+                    f"too large: {len(d.data)} bytes > bus.max_message_bytes={bus_opts.max_message_bytes}"
+                )
+                await self._dead(d, reason, "too_large")
+                return
             try:
                 message = decode_checked(d.data, self.stage.inputs[d.stream])
             except Exception as exc:  # SchemaError, or anything a decoder should not have raised
@@ -262,10 +285,16 @@ class _Runner:
                 kind = "schema_version" if isinstance(exc, SchemaVersionError) else "undecodable"
                 await self._dead(d, reason, kind)
                 return
+            text = getattr(message, "text", None)
+            if isinstance(text, str) and len(text) > bus_opts.max_text_chars:
+                reason = f"text too long: {len(text)} chars > bus.max_text_chars={bus_opts.max_text_chars}"
+                await self._dead(d, reason, "too_large")
+                return
             t0 = time.perf_counter()
             try:
                 emits = await self.stage.process(message, self.ctx)
                 outputs = [(e.target, encode(e.message)) for e in emits]
+                self.outputs.update(t for t, _ in outputs)
                 await self.bus.publish_and_ack(outputs, d.stream, self.group, d.id)
             except asyncio.CancelledError:
                 raise
@@ -355,6 +384,11 @@ class _Runner:
                         log.info("forgot idle consumers", extra={"stage": self.stage.name, "count": gone})
                 except Exception as exc:  # bookkeeping must never stop the stage
                     log.debug("lag refresh failed", extra={"error": str(exc)})
+            for stream in {*self.streams, *self.outputs}:  # retention of quiet streams
+                try:
+                    await self.bus.trim(stream)
+                except Exception as exc:
+                    log.debug("trim failed", extra={"stream": stream, "error": str(exc)})
             await _sleep_or_stop(stop, self.settings.stage.lag_every_s)
 
 

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from emostream.config import Settings
-from emostream.evaluation.meld import read_meld
+from emostream.errors import UserError
+from emostream.evaluation.meld import read_meld, text_variant
 from emostream.inference.prompt import PromptBuilder
 from emostream.schema import EMOTIONS
 from emostream.train.config import resolve_model_path
@@ -37,6 +38,7 @@ from emostream.train.text_data import (
     context_setting,
     encode_split,
     eval_batches,
+    spoken_noise,
 )
 from emostream.train.text_model import TextTeacher, build_teacher, load_tokenizer, meta_for, save_hf
 
@@ -92,6 +94,12 @@ class TextConfig:
     eval_context: int = -1
     """Context for dev scoring: -1 = the final budget ``max_tokens`` with the whole past; 0 = current
     utterance only (for the context-0 ablation)."""
+    punct_flat: float = 0.0
+    """Punctuation dropout: per epoch, the share of train utterances whose ``!``/``?`` become ``.``."""
+    punct_bare: float = 0.0
+    """Per epoch, the share of train utterances with all punctuation removed (on top of punct_flat)."""
+    select_on: str = "gold"
+    """Dev selection score: ``gold`` wF1, or ``mean`` of gold and ``flat`` (punctuation-flattened) wF1."""
     stop_at: str = ""
     """Optional UTC wall-clock "HH:MM": past it, the current epoch ends early and is scored and saved."""
 
@@ -174,17 +182,25 @@ def train_text(
         len(dev_split),
     )
 
-    def examples_for(context: int) -> list[Example]:
+    noisy = cfg.punct_flat > 0 or cfg.punct_bare > 0
+
+    def examples_for(context: int, epoch: int = 0) -> list[Example]:
         max_tokens, past = context_setting(context, cfg.max_tokens)
+        augment = spoken_noise(cfg.seed * 1000 + epoch, cfg.punct_flat, cfg.punct_bare) if noisy else None
         return encode_split(
-            train_split, PromptBuilder(tok.backend_tokenizer, max_tokens), past, cfg.train_limit
+            train_split, PromptBuilder(tok.backend_tokenizer, max_tokens), past, cfg.train_limit, augment
         )
 
     cache: dict[int, list[Example]] = {}
     dev_tokens, dev_past = context_setting(
         cfg.max_tokens if cfg.eval_context < 0 else cfg.eval_context, cfg.max_tokens
     )
-    dev = encode_split(dev_split, PromptBuilder(tok.backend_tokenizer, dev_tokens), dev_past, cfg.dev_limit)
+    dev_builder = PromptBuilder(tok.backend_tokenizer, dev_tokens)
+    dev = encode_split(dev_split, dev_builder, dev_past, cfg.dev_limit)
+    flat = lambda t: text_variant(t, "flat")  # noqa: E731
+    dev_flat = encode_split(dev_split, dev_builder, dev_past, cfg.dev_limit, flat)
+    if cfg.select_on not in ("gold", "mean"):
+        raise UserError(f"select_on must be gold or mean, not {cfg.select_on!r}")
     counts = [0] * len(EMOTIONS)
     for e in examples_for(cfg.curriculum[0]):
         counts[e.label] += 1
@@ -225,7 +241,9 @@ def train_text(
 
     for epoch in range(start_epoch, len(cfg.curriculum) + 1):
         context = cfg.curriculum[epoch - 1]
-        if context not in cache:
+        if noisy:
+            cache = {context: examples_for(context, epoch)}  # fresh punctuation draw every epoch
+        elif context not in cache:
             cache[context] = examples_for(context)
         batches = bucketed_batches(cache[context], cfg.batch_size, cfg.seed + epoch, cfg.bucket_batches)
         use_kd = ema is not None and epoch >= cfg.kd_start_epoch
@@ -288,15 +306,21 @@ def train_text(
         for which, net in candidates:
             logits_np, _ = predict(net, dev, cfg.eval_batch_size)
             entry[which] = scores([e.label for e in dev], logits_np.argmax(1).tolist())
+            flat_np, _ = predict(net, dev_flat, cfg.eval_batch_size)
+            entry[which + "_flat"] = scores([e.label for e in dev_flat], flat_np.argmax(1).tolist())
+            entry[which]["flat_weighted_f1"] = entry[which + "_flat"]["weighted_f1"]
+            gold_f1, flat_f1 = entry[which]["weighted_f1"], entry[which]["flat_weighted_f1"]
+            entry[which]["select"] = gold_f1 if cfg.select_on == "gold" else round((gold_f1 + flat_f1) / 2, 2)
             log.info(
-                "epoch %d dev[%s] wF1 %.2f acc %.2f per-class %s",
+                "epoch %d dev[%s] wF1 %.2f (flat %.2f) acc %.2f per-class %s",
                 epoch,
                 which,
-                entry[which]["weighted_f1"],
+                gold_f1,
+                flat_f1,
                 entry[which]["accuracy"],
                 entry[which]["per_class_f1"],
             )
-            if entry[which]["weighted_f1"] > best["weighted_f1"]:
+            if entry[which]["select"] > best.get("select", -1.0):
                 best = {**entry[which], "epoch": epoch, "which": which}
                 meta = meta_for(cfg.max_tokens, int(net.head.in_features), dev=best, seed=cfg.seed)
                 save_hf(net, tok, run / "best", meta)

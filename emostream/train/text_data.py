@@ -9,12 +9,12 @@ longest member and grouping similar lengths cuts compute by a third or more.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 
-from emostream.evaluation.meld import MeldSplit, speaker_indices
+from emostream.evaluation.meld import MeldSplit, speaker_indices, text_variant
 from emostream.inference.prompt import PromptBuilder, Turn
 
 
@@ -36,14 +36,44 @@ def context_setting(context: int, max_tokens: int) -> tuple[int, int | None]:
     return context, None
 
 
+def spoken_noise(seed: int, p_flat: float, p_bare: float) -> Callable[[str], str]:
+    """Per-utterance punctuation dropout toward spoken (ASR) text, reproducible from ``seed``.
+
+    Each call draws once: with ``p_bare`` all punctuation goes (Whisper on flat speech often writes
+    none), else with ``p_flat`` ``!``/``?`` become ``.``; otherwise the gold text stays. Case needs no
+    dropout: the MiniLM tokenizer is uncased.
+    """
+    rng = random.Random(seed)
+
+    def noise(text: str) -> str:
+        x = rng.random()
+        if x < p_bare:
+            return text_variant(text, "bare")
+        if x < p_bare + p_flat:
+            return text_variant(text, "flat")
+        return text
+
+    return noise
+
+
 def encode_split(
-    split: MeldSplit, builder: PromptBuilder, max_past_turns: int | None = None, limit: int = 0
+    split: MeldSplit,
+    builder: PromptBuilder,
+    max_past_turns: int | None = None,
+    limit: int = 0,
+    augment: Callable[[str], str] | None = None,
 ) -> list[Example]:
-    """Examples for every utterance of ``split`` (the first ``limit`` if > 0), dialogue by dialogue."""
+    """Examples for every utterance of ``split`` (the first ``limit`` if > 0), dialogue by dialogue.
+
+    ``augment`` rewrites each turn's text once per dialogue, so an utterance reads the same as the
+    current turn and as later turns' context.
+    """
     out: list[Example] = []
     for dialogue in split.dialogues.values():
         speakers = speaker_indices(dialogue)
-        turns = [Turn(s, u.text) for s, u in zip(speakers, dialogue, strict=True)]
+        turns = [
+            Turn(s, augment(u.text) if augment else u.text) for s, u in zip(speakers, dialogue, strict=True)
+        ]
         for u, p in zip(dialogue, builder.build_dialogue(turns, max_past_turns), strict=True):
             out.append(Example(p.ids, p.mask_pos, u.label, (u.dialogue, u.index)))
         if limit and len(out) >= limit:

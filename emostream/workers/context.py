@@ -9,6 +9,10 @@ every worker also tails the transcripts stream without a group into its historie
 conversation however the work is split. Adding a turn is idempotent per utterance key (redelivery and the
 tail do not duplicate it). ``room_end`` forgets a room; beyond ``context.max_rooms`` the least recently
 active room is forgotten.
+
+A worker that starts (a restart after a crash, or a new replica) first rebuilds every room's history
+from the bus: the retained ``transcripts`` and ``rooms`` entries, in stream order (bounded by
+``bus.maxlen`` and ``bus.retention_s``), so it decides exactly as a worker that never stopped.
 """
 
 from __future__ import annotations
@@ -17,14 +21,15 @@ import asyncio
 from collections import OrderedDict
 
 from emostream import schema
+from emostream.bus import Bus
 from emostream.config import Settings
 from emostream.inference.dialogue import DialogueHistory
 from emostream.inference.onnx import RuntimeOptions
 from emostream.inference.prompt import PromptInput
 from emostream.inference.text import TextModel
-from emostream.runtime.follow import Follower
+from emostream.runtime.follow import Follower, id_key
 from emostream.runtime.stage import Emit, Stage, StageContext
-from emostream.schema import RoomControl, TextContext, Transcript
+from emostream.schema import Message, RoomControl, TextContext, Transcript
 
 
 class Rooms:
@@ -74,7 +79,36 @@ class ContextStage(Stage):
         c = self.settings.context
         self.rooms = Rooms(self.model, c.history, c.max_rooms)
         if self.follow:
+            self._follower.start_id = await self.rebuild(ctx.bus)
             self._follower.start(ctx.bus)
+
+    async def rebuild(self, bus: Bus) -> str:
+        """Replay retained transcripts and room ends into the histories; returns the last transcript id
+        read (where the live tail continues). Undecodable entries are skipped (their group consumer
+        dead-letters them)."""
+        assert self.rooms is not None
+        items: list[tuple[tuple[int, int], Message]] = []
+        last_transcript = "0-0"
+        for kind in (Transcript, RoomControl):
+            last = "0-0"
+            while True:
+                entries = await bus.tail({kind.stream: last}, 500, 1)
+                for e in entries:
+                    last = e.id
+                    try:
+                        items.append((id_key(e.id), schema.decode_checked(e.data, kind)))
+                    except Exception:  # noqa: S112 - skipped here, dead-lettered by the group reader
+                        continue
+                if len(entries) < 500:
+                    break
+            if kind is Transcript:
+                last_transcript = last
+        for _, message in sorted(items, key=lambda kv: kv[0]):
+            if isinstance(message, Transcript):
+                self.rooms.add(message)
+            elif isinstance(message, RoomControl) and message.action == "room_end":
+                self.rooms.end(message.room)
+        return last_transcript
 
     def _seen(self, transcript: Transcript) -> None:
         if self.rooms is not None:

@@ -4,9 +4,11 @@ Every outcome is counted (``counts`` and the ``emostream_fusion_visual`` Prometh
 result disappears silently:
 
 ``received``   a description arrived (duplicates from redelivery are not counted twice)
-``used`` / ``absent`` / ``no_face`` / ``disabled``   how each utterance was decided
+``used`` / ``absent`` / ``no_face`` / ``unreliable`` / ``disabled``   how each utterance was decided
 ``late``       a description arrived after its utterance was decided without it
 ``unmatched``  a description whose utterance never showed up within the TTL (or was evicted unmatched)
+``stale``      a description published longer than the TTL ago (a replayed stream, a reused room id):
+               never matched to a new utterance
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ class VisualCache:
         key = visual.key
         if key in self.entries:
             return  # redelivered description
+        published = max(visual.trace.values(), default=0.0)
+        if published and time.time() - published >= self.ttl_s:
+            self.count("stale")  # read back from the stream long after it was made: not this utterance's
+            return
         decided = self.decisions.get(key)
         if decided is not None:
             if decided[0] != "used":

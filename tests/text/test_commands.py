@@ -54,6 +54,16 @@ def test_eval_meld_prints_one_json_line(tiny_models: TinyModels, capsys: pytest.
     assert list(r["per_class_f1"]) == ["neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"]
 
 
+def test_eval_meld_text_variant_is_scored_and_reported(
+    tiny_models: TinyModels, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["eval", "meld", "--csv", str(FIXTURE_CSV), "--model", str(tiny_models.woq_dq), "--json"]
+    assert cli(base) == 0 and cli([*base, "--text-variant", "flat"]) == 0
+    gold, flat = (json.loads(x) for x in capsys.readouterr().out.strip().splitlines())
+    assert gold["text_variant"] == "gold" and flat["text_variant"] == "flat"
+    assert gold["utterances"] == flat["utterances"] == 42
+
+
 def test_eval_meld_missing_csv_is_one_line(
     tiny_models: TinyModels, capsys: pytest.CaptureFixture[str]
 ) -> None:
