@@ -19,7 +19,7 @@ import itertools
 import logging
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,12 +83,7 @@ class JanusListener:
     on_status: Callable[[str], None] = lambda line: None
     feeds: dict[int, Feed] = field(default_factory=dict)
     connects: int = 0
-    _ws: aiohttp.ClientWebSocketResponse | None = None
-    _session: int = 0
-    _pending: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
-    _events: dict[int, asyncio.Queue[dict[str, Any]]] = field(default_factory=dict)
-    _ids: itertools.count[int] = field(default_factory=itertools.count)
-    _ack_answers: set[str] = field(default_factory=set)
+    _janus: JanusSession | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         delay = self.options.reconnect_s
@@ -109,28 +104,18 @@ class JanusListener:
             delay = min(delay * 2, self.options.reconnect_max_s)
 
     async def _connected(self, stop: asyncio.Event) -> None:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.ws_connect(self.options.url, protocols=("janus-protocol",), heartbeat=None) as ws,
-        ):
-            self._ws = ws
-            reader = asyncio.create_task(self._read(ws))
+        async with JanusSession.open(self.options) as janus:
+            self._janus = janus
             try:
-                self._session = (await self._request({"janus": "create"}))["data"]["id"]
-                keep = asyncio.create_task(self._keepalive())
-                try:
-                    await self._follow(stop, reader)
-                finally:
-                    keep.cancel()
+                await self._follow(janus, stop)
             finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await reader
+                await self._teardown()
+                self._janus = None
 
-    async def _follow(self, stop: asyncio.Event, reader: asyncio.Task[None]) -> None:
+    async def _follow(self, janus: JanusSession, stop: asyncio.Event) -> None:
         """Join as a listener, subscribe to every publisher, then track joins and leaves."""
-        handle = await self._attach()
-        joined = await self._message(
+        handle = await janus.attach()
+        joined = await janus.message(
             handle,
             {
                 "request": "join",
@@ -148,7 +133,8 @@ class JanusListener:
         self.on_status(f"joined janus room {self.options.room}: {len(pubs)} publisher(s)")
         for pub in pubs:
             await self._subscribe(pub)
-        events = self._events[handle]
+        events = janus.events[handle]
+        reader = janus.reader
         stopping = asyncio.create_task(stop.wait())
         try:
             while True:
@@ -178,8 +164,9 @@ class JanusListener:
         if feed in self.feeds:
             return
         speaker = speaker_name(str(pub.get("display", "")), feed, {f.speaker for f in self.feeds.values()})
-        handle = await self._attach()
-        reply = await self._message(
+        janus = self._need()
+        handle = await janus.attach()
+        reply = await janus.message(
             handle,
             {"request": "join", "ptype": "subscriber", "room": self.options.room, "streams": [{"feed": feed}]}
             | ({"pin": self.options.pin} if self.options.pin else {}),
@@ -187,7 +174,7 @@ class JanusListener:
         jsep = reply.get("jsep")
         if not jsep:
             self.on_status(f"janus gave no offer for {speaker} ({_reason(_plugin_data(reply))}); skipped")
-            await self._detach(handle)
+            await janus.detach(handle)
             return
         pump = self.sink(self.analyzer_room, speaker)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -196,7 +183,7 @@ class JanusListener:
         await pc.setLocalDescription(await pc.createAnswer())
         answer = {"type": pc.localDescription.type, "sdp": pc.localDescription.sdp}
         self.feeds[feed] = Feed(feed, speaker, handle, pump, pc)
-        await self._message(handle, {"request": "start", "room": self.options.room}, jsep=answer)
+        await janus.message(handle, {"request": "start", "room": self.options.room}, jsep=answer)
         await self.bus.publish(
             RoomControl.stream,
             encode(
@@ -218,61 +205,102 @@ class JanusListener:
             RoomControl.stream,
             encode(RoomControl(room=self.analyzer_room, action="leave", participant=feed.speaker, at=now())),
         )
-        if self._ws is not None and not self._ws.closed:
+        if self._janus is not None and not self._janus.closed:
             with contextlib.suppress(Exception):
-                await self._detach(feed.handle)
+                await self._janus.detach(feed.handle)
         self.on_status(f"{feed.speaker} left (feed {feed.id})")
 
     async def _teardown(self) -> None:
+        """Every subscription ends (open utterances are flushed into the pipeline)."""
         for feed in list(self.feeds.values()):
             with contextlib.suppress(Exception):
                 await self._unsubscribe(feed)
         self.feeds.clear()
-        if self._ws is not None and not self._ws.closed and self._session:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._request({"janus": "destroy"}), 2)
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(ConnectionError("websocket closed"))
-        self._pending.clear()
-        self._events.clear()
-        self._ws, self._session = None, 0
 
-    # ------------------------------------------------------------------ the Janus request layer
+    def _need(self) -> JanusSession:
+        if self._janus is None or self._janus.closed:
+            raise ConnectionError("websocket closed")
+        return self._janus
+
+
+@dataclass
+class JanusSession:
+    """One Janus session over one WebSocket: requests matched to replies by transaction, plugin events
+    queued per handle, a keepalive inside the session timeout. ``JanusSession.open(options)``."""
+
+    options: JanusOptions
+    ws: aiohttp.ClientWebSocketResponse
+    id: int = 0
+    events: dict[int, asyncio.Queue[dict[str, Any]]] = field(default_factory=dict)
+    reader: asyncio.Task[None] = field(init=False)
+    _pending: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
+    _ack_answers: set[str] = field(default_factory=set)
+    _ids: itertools.count[int] = field(default_factory=itertools.count)
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, options: JanusOptions) -> AsyncIterator[JanusSession]:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(options.url, protocols=("janus-protocol",), heartbeat=None) as ws,
+        ):
+            janus = cls(options, ws)
+            janus.reader = asyncio.create_task(janus._read())
+            keep: asyncio.Task[None] | None = None
+            try:
+                janus.id = int((await janus.request({"janus": "create"}))["data"]["id"])
+                keep = asyncio.create_task(janus._keepalive())
+                yield janus
+            finally:
+                if keep is not None:
+                    keep.cancel()
+                if not ws.closed and janus.id:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(janus.request({"janus": "destroy"}), 2)
+                janus.reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await janus.reader
+                for fut in janus._pending.values():
+                    if not fut.done():
+                        fut.set_exception(ConnectionError("websocket closed"))
+
+    @property
+    def closed(self) -> bool:
+        return self.ws.closed or self.reader.done()
 
     async def _keepalive(self) -> None:
         while True:
             await asyncio.sleep(self.options.keepalive_s)
-            await self._request({"janus": "keepalive"}, ack_is_answer=True)
+            await self.request({"janus": "keepalive"}, ack_is_answer=True)
 
-    async def _attach(self) -> int:
-        handle = int((await self._request({"janus": "attach", "plugin": PLUGIN}))["data"]["id"])
-        self._events[handle] = asyncio.Queue()
+    async def attach(self) -> int:
+        handle = int((await self.request({"janus": "attach", "plugin": PLUGIN}))["data"]["id"])
+        self.events[handle] = asyncio.Queue()
         return handle
 
-    async def _detach(self, handle: int) -> None:
-        self._events.pop(handle, None)
-        await asyncio.wait_for(self._request({"janus": "detach", "handle_id": handle}), 5)
+    async def detach(self, handle: int) -> None:
+        self.events.pop(handle, None)
+        await asyncio.wait_for(self.request({"janus": "detach", "handle_id": handle}), 5)
 
-    async def _message(
+    async def message(
         self, handle: int, body: dict[str, Any], jsep: dict[str, str] | None = None, wait_s: float = 15
     ) -> dict[str, Any]:
         """A plugin request: Janus acks it, then answers with an ``event`` of the same transaction."""
         msg: dict[str, Any] = {"janus": "message", "handle_id": handle, "body": body}
         if jsep:
             msg["jsep"] = jsep
-        return await self._request(msg, wait_s=wait_s)
+        return await self.request(msg, wait_s=wait_s)
 
-    async def _request(
+    async def request(
         self, msg: dict[str, Any], wait_s: float = 15, ack_is_answer: bool = False
     ) -> dict[str, Any]:
-        ws = self._ws
+        ws = self.ws
         if ws is None or ws.closed:
             raise ConnectionError("websocket closed")
         tx = f"{next(self._ids)}-{secrets.token_hex(4)}"
         msg = msg | {"transaction": tx}
-        if self._session and "session_id" not in msg and msg["janus"] != "create":
-            msg["session_id"] = self._session
+        if self.id and "session_id" not in msg and msg["janus"] != "create":
+            msg["session_id"] = self.id
         if self.options.token:
             msg["token"] = self.options.token
         if self.options.api_secret:
@@ -292,8 +320,8 @@ class JanusListener:
             raise JanusError(f"{err.get('reason', 'error')} (code {err.get('code')})")
         return reply
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        async for raw in ws:
+    async def _read(self) -> None:
+        async for raw in self.ws:
             if raw.type != aiohttp.WSMsgType.TEXT:
                 continue
             msg = raw.json()
@@ -303,8 +331,8 @@ class JanusListener:
             fut = self._pending.get(tx) if tx else None
             if fut is not None and not fut.done():
                 fut.set_result(msg)
-            elif kind == "event" and msg.get("sender") in self._events:
-                self._events[msg["sender"]].put_nowait(msg)
+            elif kind == "event" and msg.get("sender") in self.events:
+                self.events[msg["sender"]].put_nowait(msg)
             elif kind in ("hangup", "detached", "timeout"):
                 log.info("janus %s", kind, extra={"reply": str(msg)[:200]})
                 if kind == "timeout":

@@ -1,0 +1,210 @@
+"""Janus end to end: a real Debian ``janus`` (own config, in this module's private network), two aiortc
+publishers in a VideoRoom speaking real Asterisk prompts with a face, and ``emostream join janus``
+(the real CLI, embedded pipeline, real models) attached as a listener: events for both display names,
+with their transcripts, and both leaves followed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emostream.bench.netns import Network
+from emostream.errors import UserError
+from emostream.evaluation.scores import edit_distance
+from emostream.server.janus import JanusOptions, JanusSession
+
+LIB = Path("/usr/lib/x86_64-linux-gnu/janus")
+ROOM, PIN = 4242, "letmein"
+SPEAKERS = {"alice": ("agent-pass", "conf-getpin"), "bob": ("vm-rec-name", "queue-thankyou")}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(folder: Path, ws_port: int) -> None:
+    """The three files Janus needs: core (only the VideoRoom and WebSockets), transport, one room."""
+    plugins = sorted(p.name for p in (LIB / "plugins").glob("*.so") if "videoroom" not in p.name)
+    transports = sorted(p.name for p in (LIB / "transports").glob("*.so") if "websockets" not in p.name)
+    events = sorted(p.name for p in (LIB / "events").glob("*.so"))
+    loggers = sorted(p.name for p in (LIB / "loggers").glob("*.so"))
+    (folder / "janus.jcfg").write_text(
+        f"""general: {{
+  configs_folder = "{folder}"
+  plugins_folder = "{LIB}/plugins"
+  transports_folder = "{LIB}/transports"
+  events_folder = "{LIB}/events"
+  loggers_folder = "{LIB}/loggers"
+  debug_level = 4
+  session_timeout = 60
+}}
+media: {{ rtp_port_range = "20000-20200" }}
+nat: {{ ice_enforce_list = "v0" ignore_mdns = true }}
+plugins: {{ disable = "{",".join(plugins)}" }}
+transports: {{ disable = "{",".join(transports)}" }}
+events: {{ broadcast = false disable = "{",".join(events)}" }}
+loggers: {{ disable = "{",".join(loggers)}" }}
+"""
+    )
+    (folder / "janus.transport.websockets.jcfg").write_text(
+        f"""general: {{ json = "compact" ws = true ws_port = {ws_port} ws_ip = "127.0.0.1" wss = false }}
+admin: {{ admin_ws = false admin_wss = false }}
+"""
+    )
+    (folder / "janus.plugin.videoroom.jcfg").write_text(
+        f"""general: {{ }}
+room-{ROOM}: {{
+  description = "emostream test"
+  pin = "{PIN}"
+  publishers = 6
+  audiocodec = "opus"
+  videocodec = "vp8"
+}}
+"""
+    )
+
+
+@pytest.fixture
+def janus(private_net: Network, tmp_path: Path) -> Iterator[str]:
+    if shutil.which("janus") is None:
+        pytest.skip("janus is not installed (make apt)")
+    port = _free_port()
+    write_config(tmp_path, port)
+    log = tmp_path / "janus.log"
+    proc = subprocess.Popen(
+        ["janus", "-F", str(tmp_path), "-C", str(tmp_path / "janus.jcfg"), "-o", "-N", "-L", str(log)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+                pytest.fail(f"janus did not start (rc {proc.poll()}):\n{tail}")
+            time.sleep(0.1)
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def publisher(
+    url: str, display: str, prompts: tuple[str, ...], texts: dict[str, str]
+) -> AsyncIterator[Any]:
+    """An aiortc participant publishing speech and a face into the room (what a call client does)."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    from emostream.bench.call_media import FaceTrack, Program, SpeechTrack, load_prompt
+
+    speech = SpeechTrack(Program([load_prompt(n, texts) for n in prompts], pause_s=1.2, lead_s=3.0))
+    async with JanusSession.open(JanusOptions(url, ROOM)) as janus:
+        handle = await janus.attach()
+        joined = await janus.message(
+            handle, {"request": "join", "ptype": "publisher", "room": ROOM, "display": display, "pin": PIN}
+        )
+        assert joined["plugindata"]["data"]["videoroom"] == "joined", joined
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTrack(speech)
+        pc.addTrack(FaceTrack())
+        await pc.setLocalDescription(await pc.createOffer())
+        offer = {"type": pc.localDescription.type, "sdp": pc.localDescription.sdp}
+        reply = await janus.message(handle, {"request": "publish"}, jsep=offer)
+        assert "jsep" in reply, reply
+        await pc.setRemoteDescription(RTCSessionDescription(**reply["jsep"]))
+        try:
+            yield speech
+        finally:
+            with contextlib.suppress(Exception):
+                await janus.message(handle, {"request": "leave"}, wait_s=3)
+            await pc.close()
+
+
+async def _lines(stream: asyncio.StreamReader, out: list[str]) -> None:
+    while line := await stream.readline():
+        out.append(line.decode(errors="replace").rstrip())
+
+
+@pytest.mark.slow
+async def test_join_janus_gets_events_of_both_publishers(janus: str) -> None:
+    from emostream.bench.call_media import transcripts
+
+    try:
+        texts = transcripts()
+    except UserError as exc:
+        pytest.skip(str(exc))
+    cmd = [sys.executable, "-m", "emostream", "join", "janus", "--url", janus, "--room", str(ROOM)]
+    cmd += ["--room-secret", PIN, "--analyzer-room", "standup", "--json", "--drain", "6"]
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ)
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    out: list[str] = []
+    err: list[str] = []
+    readers = [asyncio.create_task(_lines(proc.stdout, out)), asyncio.create_task(_lines(proc.stderr, err))]
+    try:
+        deadline = time.monotonic() + 60
+        while not any("joined janus room" in line for line in err):
+            assert proc.returncode is None and time.monotonic() < deadline, "\n".join(err)
+            await asyncio.sleep(0.2)
+        async with (
+            publisher(janus, "alice", SPEAKERS["alice"], texts) as a,
+            publisher(janus, "bob", SPEAKERS["bob"], texts) as b,
+        ):
+            await asyncio.sleep(max(a.program.duration, b.program.duration) + 1.0)
+        deadline = time.monotonic() + 10
+        while sum("left" in line for line in err) < 2 and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        rc = await asyncio.wait_for(proc.wait(), 30)
+        await asyncio.gather(*readers)
+    assert rc == 0, "\n".join(err)
+    assert any("subscribed to alice" in line for line in err) and any(
+        "subscribed to bob" in line for line in err
+    )
+    assert any("alice left" in line for line in err) and any("bob left" in line for line in err), err
+    events = [json.loads(line) for line in out if line.startswith("{")]
+    assert {e["speaker"] for e in events} == set(SPEAKERS), (events, err)
+    assert all(e["room"] == "standup" for e in events)
+    for speaker, prompts in SPEAKERS.items():
+        said = [e["transcript"] for e in events if e["speaker"] == speaker]
+        for name in prompts:  # every prompt came through as one event with its words
+            ref = _words(texts[name])
+            best = min(edit_distance(ref, _words(t)) / len(ref) for t in said)
+            assert best <= 0.15, (speaker, texts[name], said)
+
+
+async def _spoken(*tracks: Any) -> None:
+    """Until every publisher has sent its last voiced sample, plus time for it to cross Janus."""
+    while any(t.started is None for t in tracks):
+        await asyncio.sleep(0.1)  # noqa: ASYNC110 - started is set by aiortc's sender
+    end = max(t.voiced_end_walls()[-1] for t in tracks)
+    await asyncio.sleep(max(0.0, end - time.time()) + 1.5)
+
+
+def _words(text: str) -> list[str]:
+    return "".join(c if c.isalnum() or c.isspace() else " " for c in text.lower()).split()
