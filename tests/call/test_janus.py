@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,35 +80,70 @@ room-{ROOM}: {{
     )
 
 
-@pytest.fixture
-def janus(private_net: Network, tmp_path: Path) -> Iterator[str]:
-    if shutil.which("janus") is None:
-        pytest.skip("janus is not installed (make apt)")
-    port = _free_port()
-    write_config(tmp_path, port)
-    log = tmp_path / "janus.log"
-    proc = subprocess.Popen(
-        ["janus", "-F", str(tmp_path), "-C", str(tmp_path / "janus.jcfg"), "-o", "-N", "-L", str(log)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+@dataclass
+class Janus:
+    folder: Path
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = self.folder / "janus.log"
+        self.proc = subprocess.Popen(
+            [
+                "janus",
+                "-F",
+                str(self.folder),
+                "-C",
+                str(self.folder / "janus.jcfg"),
+                "-o",
+                "-N",
+                "-L",
+                str(log),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 15
         while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+                return
+            if self.proc.poll() is not None or time.monotonic() > deadline:
                 tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-                pytest.fail(f"janus did not start (rc {proc.poll()}):\n{tail}")
+                pytest.fail(f"janus did not start (rc {self.proc.poll()}):\n{tail}")
             time.sleep(0.1)
-        yield f"ws://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGINT)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(10)
+            self.proc.wait(10)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture
+def janus_server(private_net: Network, tmp_path: Path) -> Iterator[Janus]:
+    if shutil.which("janus") is None:
+        pytest.skip("janus is not installed (make apt)")
+    server = Janus(tmp_path, _free_port())
+    write_config(tmp_path, server.port)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def janus(janus_server: Janus) -> str:
+    return janus_server.url
 
 
 @contextlib.asynccontextmanager
@@ -200,11 +236,66 @@ async def test_join_janus_gets_events_of_both_publishers(janus: str) -> None:
 
 async def _spoken(*tracks: Any) -> None:
     """Until every publisher has sent its last voiced sample, plus time for it to cross Janus."""
-    while any(t.started is None for t in tracks):
-        await asyncio.sleep(0.1)  # noqa: ASYNC110 - started is set by aiortc's sender
+    while any(t.started is None for t in tracks):  # noqa: ASYNC110 - set by aiortc's sender
+        await asyncio.sleep(0.1)
     end = max(t.voiced_end_walls()[-1] for t in tracks)
     await asyncio.sleep(max(0.0, end - time.time()) + 1.5)
 
 
 def _words(text: str) -> list[str]:
     return "".join(c if c.isalnum() or c.isspace() else " " for c in text.lower()).split()
+
+
+async def test_listener_follows_joins_and_reconnects(janus_server: Janus) -> None:
+    """In process, no models: a publisher's media reaches its participant ingest; after Janus restarts
+    the listener joins the room again by itself and subscribes to the next publisher."""
+    from emostream.bench.call_media import transcripts
+    from emostream.bus import open_bus
+    from emostream.config import load_settings
+    from emostream.server.janus import JanusListener
+    from emostream.server.tracks import TrackPump, call_sink
+
+    try:
+        texts = transcripts()
+    except UserError as exc:
+        pytest.skip(str(exc))
+    settings = load_settings(env={})
+    bus = open_bus("memory://", settings.bus)
+    make = call_sink(bus, settings)
+    pumps: dict[str, TrackPump] = {}
+
+    def sink(room: str, participant: str) -> TrackPump:
+        pumps[participant] = make(room, participant)
+        return pumps[participant]
+
+    status: list[str] = []
+    options = JanusOptions(janus_server.url, ROOM, pin=PIN, reconnect_s=0.3, keepalive_s=1.0)
+    listener = JanusListener(options, bus, "r", sink, status.append)
+    stop = asyncio.Event()
+    task = asyncio.create_task(listener.run(stop))
+
+    async def until(text: str, n: int = 1, wait_s: float = 15) -> None:
+        deadline = time.monotonic() + wait_s
+        while sum(text in line for line in status) < n:  # noqa: ASYNC110 - status is a callback's list
+            assert time.monotonic() < deadline and not task.done(), status
+            await asyncio.sleep(0.1)
+
+    try:
+        await until("joined janus room")
+        async with publisher(janus_server.url, "carol", ("agent-pass",), texts):
+            await until("subscribed to carol")
+            await asyncio.sleep(3.0)  # > 2 keepalives: the session stays up
+            assert pumps["carol"].stats.audio_frames > 50, pumps["carol"].stats
+            janus_server.stop()
+            await until("connection lost")
+        await until("carol left")
+        janus_server.start()
+        await until("joined janus room", n=2)
+        async with publisher(janus_server.url, "dave", ("conf-getpin",), texts):
+            await until("subscribed to dave")
+        await until("dave left")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+        await bus.close()
+    assert listener.connects == 2
