@@ -92,8 +92,11 @@ class JanusListener:
                 await self._connected(stop)
                 delay = self.options.reconnect_s
             except (aiohttp.ClientError, OSError, JanusError, ConnectionError, TimeoutError) as exc:
-                if self.connects == 0 and isinstance(exc, JanusError):
-                    raise UserError(f"janus {self.options.url} room {self.options.room}: {exc}") from None
+                if self.connects == 0:  # never joined: a wrong URL, room or pin, not a dropped call
+                    raise UserError(
+                        f"janus {self.options.url} room {self.options.room}: {exc or type(exc).__name__};"
+                        " check --url, --room and --room-secret"
+                    ) from None
                 self.on_status(f"janus connection lost ({exc}); reconnecting in {delay:g} s")
             finally:
                 await self._teardown()

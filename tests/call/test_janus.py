@@ -299,3 +299,20 @@ async def test_listener_follows_joins_and_reconnects(janus_server: Janus) -> Non
         await asyncio.wait_for(task, 15)
         await bus.close()
     assert listener.connects == 2
+
+
+@pytest.mark.parametrize(("room", "pin", "why"), [(ROOM, "wrong", "pin"), (999, PIN, "No such room")])
+async def test_listener_refuses_wrong_room_or_pin(janus_server: Janus, room: int, pin: str, why: str) -> None:
+    from emostream.bus import open_bus
+    from emostream.config import load_settings
+    from emostream.server.janus import JanusListener
+    from emostream.server.tracks import call_sink
+
+    settings = load_settings(env={})
+    bus = open_bus("memory://", settings.bus)
+    listener = JanusListener(
+        JanusOptions(janus_server.url, room, pin=pin), bus, "r", call_sink(bus, settings)
+    )
+    with pytest.raises(UserError, match=why):
+        await asyncio.wait_for(listener.run(asyncio.Event()), 15)
+    await bus.close()
