@@ -178,9 +178,11 @@ async def publisher(
             await pc.close()
 
 
-async def _lines(stream: asyncio.StreamReader, out: list[str]) -> None:
+async def _lines(stream: asyncio.StreamReader, out: list[str], at: list[float] | None = None) -> None:
     while line := await stream.readline():
         out.append(line.decode(errors="replace").rstrip())
+        if at is not None:
+            at.append(time.time())
 
 
 @pytest.mark.slow
@@ -199,7 +201,11 @@ async def test_join_janus_gets_events_of_both_publishers(janus: str) -> None:
     assert proc.stdout is not None and proc.stderr is not None
     out: list[str] = []
     err: list[str] = []
-    readers = [asyncio.create_task(_lines(proc.stdout, out)), asyncio.create_task(_lines(proc.stderr, err))]
+    arrived: list[float] = []
+    readers = [
+        asyncio.create_task(_lines(proc.stdout, out, arrived)),
+        asyncio.create_task(_lines(proc.stderr, err)),
+    ]
     try:
         deadline = time.monotonic() + 60
         while not any("joined janus room" in line for line in err):
@@ -209,7 +215,8 @@ async def test_join_janus_gets_events_of_both_publishers(janus: str) -> None:
             publisher(janus, "alice", SPEAKERS["alice"], texts) as a,
             publisher(janus, "bob", SPEAKERS["bob"], texts) as b,
         ):
-            await asyncio.sleep(max(a.program.duration, b.program.duration) + 1.0)
+            await _spoken(a, b)
+            ends = {"alice": a.voiced_end_walls(), "bob": b.voiced_end_walls()}
         deadline = time.monotonic() + 10
         while sum("left" in line for line in err) < 2 and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
@@ -224,6 +231,12 @@ async def test_join_janus_gets_events_of_both_publishers(janus: str) -> None:
     )
     assert any("alice left" in line for line in err) and any("bob left" in line for line in err), err
     events = [json.loads(line) for line in out if line.startswith("{")]
+    lat = sorted(  # informative (speed targets live in `emostream bench call`): last voiced sample -> printed
+        round((t - min((e for e in ends[ev["speaker"]] if e <= t), key=lambda e: t - e)) * 1000)
+        for line, t in zip(out, arrived, strict=True)
+        if line.startswith("{") and (ev := json.loads(line))["speaker"] in ends
+    )
+    print(f"speech end -> event printed, ms: {lat}")
     assert {e["speaker"] for e in events} == set(SPEAKERS), (events, err)
     assert all(e["room"] == "standup" for e in events)
     for speaker, prompts in SPEAKERS.items():
