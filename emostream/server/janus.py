@@ -168,7 +168,7 @@ class JanusListener:
             return
         speaker = speaker_name(str(pub.get("display", "")), feed, {f.speaker for f in self.feeds.values()})
         janus = self._need()
-        handle = await janus.attach()
+        handle = await janus.attach(listen=False)
         reply = await janus.message(
             handle,
             {"request": "join", "ptype": "subscriber", "room": self.options.room, "streams": [{"feed": feed}]}
@@ -182,6 +182,12 @@ class JanusListener:
         pump = self.sink(self.analyzer_room, speaker)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         pc.on("track", pump.add_track)
+
+        @pc.on("connectionstatechange")
+        async def _state() -> None:
+            if pc.connectionState == "failed":
+                self.on_status(f"media from {speaker} failed (ICE/DTLS): check the network to Janus")
+
         await pc.setRemoteDescription(RTCSessionDescription(sdp=jsep["sdp"], type=jsep["type"]))
         await pc.setLocalDescription(await pc.createAnswer())
         answer = {"type": pc.localDescription.type, "sdp": pc.localDescription.sdp}
@@ -276,9 +282,11 @@ class JanusSession:
             await asyncio.sleep(self.options.keepalive_s)
             await self.request({"janus": "keepalive"}, ack_is_answer=True)
 
-    async def attach(self) -> int:
+    async def attach(self, listen: bool = True) -> int:
+        """A VideoRoom handle; with ``listen`` its asynchronous plugin events are queued in ``events``."""
         handle = int((await self.request({"janus": "attach", "plugin": PLUGIN}))["data"]["id"])
-        self.events[handle] = asyncio.Queue()
+        if listen:
+            self.events[handle] = asyncio.Queue()
         return handle
 
     async def detach(self, handle: int) -> None:

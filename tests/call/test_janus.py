@@ -329,3 +329,14 @@ async def test_listener_refuses_wrong_room_or_pin(janus_server: Janus, room: int
     with pytest.raises(UserError, match=why):
         await asyncio.wait_for(listener.run(asyncio.Event()), 15)
     await bus.close()
+
+
+def test_cli_refuses_a_non_websocket_url(capsys: pytest.CaptureFixture[str]) -> None:
+    from emostream.cli import main
+
+    rc = main(["join", "janus", "--url", "http://127.0.0.1:8088", "--room", "1", "--analyzer-room", "r"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "emostream join: error: --url http://127.0.0.1:8088: expected a Janus WebSocket URL (ws://HOST:8188)"
+    ]
