@@ -71,9 +71,9 @@ async def follow(args: argparse.Namespace, settings: Settings) -> int:
                 pipeline.add(stage, consumer=f"join-{stage.name}")
             ready = asyncio.Event()
             tasks.append(asyncio.create_task(pipeline.run(pipe_stop, ready)))
-            await asyncio.wait(
-                {tasks[0], asyncio.create_task(ready.wait())}, return_when=asyncio.FIRST_COMPLETED
-            )
+            waiter = asyncio.create_task(ready.wait())
+            await asyncio.wait({tasks[0], waiter}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
             if tasks[0].done():
                 tasks[0].result()
                 raise UserError("the pipeline stopped while starting")

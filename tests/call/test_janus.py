@@ -340,3 +340,42 @@ def test_cli_refuses_a_non_websocket_url(capsys: pytest.CaptureFixture[str]) -> 
     assert err == [
         "emostream join: error: --url http://127.0.0.1:8088: expected a Janus WebSocket URL (ws://HOST:8188)"
     ]
+
+
+async def test_listener_feeds_a_redis_topology(janus_server: Janus) -> None:
+    """``--redis``: the subscribed feed's speech becomes an Utterance of its display name on Redis
+    Streams, where `emostream worker` stages read it (no stages run here)."""
+    from emostream.bench.call_media import transcripts
+    from emostream.bus import open_bus
+    from emostream.config import load_settings
+    from emostream.schema import Utterance, decode
+    from emostream.server.janus import JanusListener
+    from emostream.server.tracks import call_sink
+    from emostream.testing.redis_server import redis_server
+
+    try:
+        texts = transcripts()
+    except UserError as exc:
+        pytest.skip(str(exc))
+    settings = load_settings(env={})
+    with redis_server() as url:
+        bus = open_bus(url, settings.bus)
+        status: list[str] = []
+        listener = JanusListener(
+            JanusOptions(janus_server.url, ROOM, pin=PIN), bus, "r", call_sink(bus, settings), status.append
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(listener.run(stop))
+        try:
+            while not any("joined" in line for line in status):  # noqa: ASYNC110 - a callback's list
+                assert not task.done()
+                await asyncio.sleep(0.1)
+            async with publisher(janus_server.url, "erin", ("conf-getpin",), texts) as speech:
+                await _spoken(speech)
+            stop.set()
+            await asyncio.wait_for(task, 15)
+            got = [decode(e.data, Utterance) for e in await bus.tail({Utterance.stream: "0"}, 100, 10)]
+        finally:
+            stop.set()
+            await bus.close()
+    assert [(u.room, u.speaker) for u in got] == [("r", "erin")], (got, status)
