@@ -20,6 +20,7 @@ COMMANDS: tuple[str, ...] = (
     "replay",
     "events",
     "analyze",
+    "join",
     "models",
     "eval",
     "bench",
