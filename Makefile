@@ -33,7 +33,7 @@ $(BIN)/python:
 venv: $(BIN)/python
 
 install: apt venv
-	$(PIP) install -q -r requirements.lock
+	$(PIP) install -q -r requirements-dev.lock
 	$(PIP) install -q --no-deps mediapipe==1.2.2
 	$(PIP) install -q --no-deps -e .
 
@@ -46,9 +46,12 @@ models-demo: install
 models-test: install
 	$(BIN)/emostream models pull $(TEST_MODELS)
 
+DOCKERFILES := deploy/Dockerfile.cpu deploy/Dockerfile.cuda deploy/jetson/Dockerfile
+
 lint:
 	$(BIN)/ruff check emostream workers train tests
 	$(BIN)/ruff format --check emostream workers train tests
+	$(BIN)/hadolint $(DOCKERFILES)
 
 typecheck:
 	$(BIN)/mypy
