@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "token",
     "schema",
     "config",
+    "up",
 )
 
 
