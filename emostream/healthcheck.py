@@ -48,13 +48,13 @@ def check_worker(host: str, port: int, timeout: float, bus_url: str) -> str:
     return asyncio.run(_ping(bus_url, timeout))
 
 
-async def _ping(url: str, timeout: float) -> str:
+async def _ping(url: str, limit_s: float) -> str:
     from emostream.bus import open_bus
     from emostream.config import load_settings, redact_url
 
     bus = open_bus(url, load_settings().bus)
     try:
-        await asyncio.wait_for(bus.ping(), timeout)
+        await asyncio.wait_for(bus.ping(), limit_s)
         return ""
     except Exception as exc:  # any failure is the answer: unhealthy, with the reason
         return f"bus {redact_url(url)} unreachable: {exc}"

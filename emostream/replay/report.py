@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from emostream.plots import plot_confusion, pyplot
+from emostream.evaluation.plots import plot_confusion, pyplot
 from emostream.replay.metrics import RowResult
 from emostream.schema import EMOTIONS
 
@@ -122,6 +122,7 @@ def markdown(metrics: dict[str, Any], images: list[str]) -> str:
         "",
         f"- modalities: {metrics['modalities']}",
         f"- visual status: {metrics['visual_status']}",
+        *face_lines(metrics.get("face")),
         f"- row sources: {metrics['sources']}",
     ]
     for note in metrics.get("notes", []):
@@ -129,6 +130,18 @@ def markdown(metrics: dict[str, Any], images: list[str]) -> str:
     lines.append("")
     lines += [f"![{Path(i).stem}]({i})" for i in images]
     return "\n".join(lines) + "\n"
+
+
+def face_lines(face: dict[str, Any] | None) -> list[str]:
+    """The face's effect in the report: decisions changed and text-only scores on the same rows."""
+    if not face:
+        return []
+    return [
+        f"- decisions the face changed: {face['decisions_changed']} "
+        f"({face['changed_to_right']} to right, {face['changed_from_right']} from right); text alone: "
+        f"weighted-F1 {face['text_only_weighted_f1']:.2f}, accuracy {face['text_only_accuracy']:.2f}",
+        f"- decided by: {face['drivers']}",
+    ]
 
 
 def write_report(rows: list[RowResult], metrics: dict[str, Any], out: Path, timelines: int = 12) -> Path:

@@ -14,7 +14,6 @@ speaking order and remembers (room, participant, number) -> row. A row whose eve
 from __future__ import annotations
 
 import asyncio
-import importlib
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -28,20 +27,21 @@ from emostream.bus import open_bus
 from emostream.bus.base import Bus
 from emostream.config import Settings
 from emostream.errors import UserError
-from emostream.meld import Utterance as Row
+from emostream.evaluation.meld import Utterance as Row
 from emostream.replay.collect import Collector, event_dict
 from emostream.replay.ingest import DialogueIngest
 from emostream.replay.layout import MeldLayout
 from emostream.replay.metrics import RowResult
 from emostream.replay.state import RunState
-from emostream.runner import Pipeline
+from emostream.runtime import topology
+from emostream.runtime.pipeline import Pipeline
 from emostream.schema import EmotionEvent, RoomControl, encode, now, utterance_key
-from emostream.stage import Stage
 
 TextSource = Literal["gold", "asr"]
-MEDIA_STAGES = ("asr", "fec", "vlm", "context", "fusion")
-TEXT_STAGES = ("asr", "context", "fusion")
-"""Stages of a run with clips, and of a text-only run (no media: the visual branch is not started)."""
+REPLAY_VISUAL_WAIT_MS = 5_000
+"""As-fast-as-possible replays saturate the CPUs, so the face branch falls far behind its real-time pace;
+fusion waits this long for it (``fusion.deadline_ms`` still applies to ``--realtime`` replays), so the
+decisions are those of a machine that keeps up. Latencies then include the wait."""
 
 
 @dataclass
@@ -79,22 +79,6 @@ def room_id(split: str, dialogue: int) -> str:
     return f"meld-{split}-dia{dialogue}"
 
 
-def build_stages(settings: Settings, names: tuple[str, ...]) -> list[Stage]:
-    """``workers.<name>.create(settings)`` for each stage, with a one-line error when one is missing."""
-    stages: list[Stage] = []
-    for name in names:
-        try:
-            module = importlib.import_module(f"workers.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name in (f"workers.{name}", "workers"):
-                raise UserError(
-                    f"pipeline stage workers/{name}.py is not installed: replay needs it"
-                ) from None
-            raise
-        stages.append(module.create(settings))
-    return stages
-
-
 class Replayer:
     """Runs the pipeline for a plan and writes one finished dialogue at a time into ``state``."""
 
@@ -121,10 +105,15 @@ class Replayer:
             settings = msgspec.structs.replace(
                 settings, fusion=msgspec.structs.replace(settings.fusion, deadline_ms=0)
             )
+        elif not self.plan.realtime:  # fed faster than real time, the face lags: wait for it
+            deadline = max(settings.fusion.deadline_ms, REPLAY_VISUAL_WAIT_MS)
+            settings = msgspec.structs.replace(
+                settings, fusion=msgspec.structs.replace(settings.fusion, deadline_ms=deadline)
+            )
         bus = open_bus("memory://", settings.bus)
-        names = MEDIA_STAGES if self.plan.media else TEXT_STAGES
+        names = topology.PIPELINE if self.plan.media else topology.TEXT_ONLY
         pipeline = Pipeline(bus, settings)
-        for stage in [*build_stages(settings, names), self.collector]:
+        for stage in [*topology.build(settings, names), self.collector]:
             pipeline.add(stage, consumer=f"replay-{stage.name}")
         stop, ready = asyncio.Event(), asyncio.Event()
         runner = asyncio.create_task(pipeline.run(stop, ready))

@@ -10,11 +10,12 @@ import pytest
 
 from emostream.cli import build_parser
 from emostream.config import ApiSettings, ConfigError, load_settings
+from emostream.runtime.topology import PIPELINE
 
 from .compose import COMPOSE_FILES, REPO, env_file, load, variables
 
 ENV = {**env_file(REPO / ".env.example"), **env_file(REPO / "deploy/jetson/edge.env.example")}
-STAGES = ("asr", "fec", "vlm", "context", "fusion")
+STAGES = PIPELINE
 SERVE_LANDED = "--redis" in build_parser()._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]
 """[events] adds `serve --redis`; before it lands the api service's command cannot parse."""
 

@@ -9,7 +9,7 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
-from train.quant_rekernel import contrib_ops
+from emostream.train.quant_rekernel import contrib_ops
 
 from .compose import REPO
 from .test_compose import dockerfile_env

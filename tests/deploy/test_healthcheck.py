@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
-from redis_server import free_port
 
 from emostream.healthcheck import check_api, check_worker
+from emostream.testing.redis_server import free_port
 
 
 def serve(registry: CollectorRegistry) -> int:

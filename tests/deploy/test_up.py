@@ -21,7 +21,7 @@ from emostream.bus import open_bus
 from emostream.config import BusSettings, load_settings
 from emostream.healthcheck import check_api, check_worker
 from emostream.ingest.audio import iter_file
-from emostream.ingest.speech import SpeechIngest
+from emostream.ingest.participant import SpeechIngest
 from emostream.localstack import start
 
 from .compose import REPO

@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -14,13 +15,14 @@ import pytest
 from emostream import schema
 from emostream.bus import Bus, open_bus
 from emostream.config import BusSettings, ContextSettings, FusionSettings, Settings, StageSettings
-from emostream.erc_runtime import TextModel, softmax
-from emostream.fusion_runtime import FusionHead, load_fusion
-from emostream.runner import Pipeline
+from emostream.inference.fusion import FusionHead, load_fusion
+from emostream.inference.onnx import RuntimeOptions
+from emostream.inference.text import TextModel, softmax
+from emostream.runtime.pipeline import Pipeline
+from emostream.runtime.stage import Stage
 from emostream.schema import EmotionEvent, TextContext, Transcript, VisualDescription
-from emostream.stage import Stage
-from workers.context import ContextStage
-from workers.fusion import FusionStage
+from emostream.workers.context import ContextStage
+from emostream.workers.fusion import FusionStage
 
 from .helpers import TinyModels, build_fusion_head
 
@@ -28,13 +30,17 @@ SINK = "test-sink"
 
 
 def settings_for(
-    url: str = "memory://", deadline_ms: int = 150, ttl_s: float = 30.0, history: int = 3
+    url: str = "memory://",
+    deadline_ms: int = 150,
+    ttl_s: float = 30.0,
+    history: int = 3,
+    mode: Literal["fused", "text", "face"] = "fused",
 ) -> Settings:
     return Settings(
         bus=BusSettings(url=url, block_ms=50, claim_idle_ms=2_000, maxlen=10_000),
         stage=StageSettings(concurrency=4, claim_every_ms=200, shutdown_grace_s=3, lag_every_s=0.5),
         context=ContextSettings(history=history),
-        fusion=FusionSettings(deadline_ms=deadline_ms, visual_ttl_s=ttl_s),
+        fusion=FusionSettings(deadline_ms=deadline_ms, visual_ttl_s=ttl_s, mode=mode),
     )
 
 
@@ -139,7 +145,9 @@ async def test_context_then_fusion_end_to_end(bus: Bus, tiny_models: TinyModels,
             "total"
         ] >= e.latency_ms["context"] >= 0
     # text-only decisions equal the teacher run exactly as `emostream eval meld` runs it
-    history = __import__("emostream.dialogue", fromlist=["DialogueHistory"]).DialogueHistory(model.builder, 3)
+    history = __import__("emostream.inference.dialogue", fromlist=["DialogueHistory"]).DialogueHistory(
+        model.builder, 3
+    )
     for i, text in enumerate(lines):
         prompt = history.add(f"r/{('alice', 'bob')[i % 2]}/{i}", ("alice", "bob")[i % 2], float(i), text)
         if i == 3:
@@ -180,9 +188,11 @@ async def test_visual_for_unknown_utterance_is_dropped_and_counted(fusion_dir: P
     await bus.close()
 
 
-async def test_without_fusion_model_the_text_head_decides_at_once() -> None:
-    assert load_fusion("no-such-fusion-model") is None  # not installed: no error, text alone
-    settings = settings_for(deadline_ms=2_000)
+async def test_text_mode_the_text_head_decides_at_once() -> None:
+    assert (
+        load_fusion("no-such-fusion-model", RuntimeOptions.cpu(1), Settings()) is None
+    )  # not installed: no error, late fusion or text
+    settings = settings_for(deadline_ms=2_000, mode="text")
     bus = open_bus("memory://", settings.bus)
     fusion = FusionStage(settings, head=None, load_head=False)
     async with running(bus, settings, fusion):
@@ -194,8 +204,8 @@ async def test_without_fusion_model_the_text_head_decides_at_once() -> None:
 
 
 async def test_room_end_and_the_room_bound_forget_histories(tiny_models: TinyModels) -> None:
+    from emostream.runtime.stage import StageContext
     from emostream.schema import RoomControl
-    from emostream.stage import StageContext
 
     settings = settings_for()
     settings.context.max_rooms = 2
