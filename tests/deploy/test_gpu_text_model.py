@@ -52,3 +52,12 @@ def test_gpu_images_pick_the_qdq_model_for_their_provider() -> None:
         model = env["EMOSTREAM_CONTEXT_MODEL"]
         assert contrib_ops(REPO / "models" / model / "model.onnx") == [], f"{path.name}: {model}"
         assert re.search(rf"MODELS=\"[^\"]*\b{model}\b", path.read_text()), f"{path.name} bakes {model}"
+
+
+def test_the_gpu_providers_load_the_qdq_variant() -> None:
+    from emostream.inference.text import model_for_provider
+
+    assert model_for_provider("emostream-text-int8", "cpu") == "emostream-text-int8"
+    for provider in ("cuda", "tensorrt"):
+        assert model_for_provider("emostream-text-int8", provider) == "emostream-text-qdq"
+        assert model_for_provider("my-own-model", provider) == "my-own-model"
