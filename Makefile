@@ -38,7 +38,7 @@ $(BIN)/python:
 venv: $(BIN)/python
 
 install: apt venv
-	$(PIP) install -q -r requirements.lock
+	$(PIP) install -q -r requirements-dev.lock
 	$(PIP) install -q --no-deps mediapipe==1.2.2
 	$(PIP) install -q --no-deps -e .
 
@@ -62,9 +62,12 @@ test-media: venv
 	  rm -rf $$tmp; \
 	fi
 
+DOCKERFILES := deploy/Dockerfile.cpu deploy/Dockerfile.cuda deploy/jetson/Dockerfile
+
 lint:
 	$(BIN)/ruff check emostream tests
 	$(BIN)/ruff format --check emostream tests
+	$(BIN)/hadolint $(DOCKERFILES)
 
 typecheck:
 	$(BIN)/mypy

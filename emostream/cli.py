@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "token",
     "schema",
     "config",
+    "up",
 )
 
 
