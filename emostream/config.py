@@ -10,9 +10,19 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+"""A duration or amount that must be > 0."""
+Count = Annotated[int, msgspec.Meta(ge=1)]
+"""A count that must be >= 1."""
+OffOrCount = Annotated[int, msgspec.Meta(ge=0)]
+"""A count or duration where 0 means off / automatic."""
+OffOrPositive = Annotated[float, msgspec.Meta(ge=0)]
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+OffOrPort = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 
 
 class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -22,33 +32,57 @@ class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class BusSettings(Section):
     url: str = "memory://"
     """``memory://`` (embedded, in-process) or ``redis://[:password@]host:port/db`` / ``rediss://`` (TLS)."""
-    maxlen: int = 10_000
-    """Approximate cap on every stream's length (Redis MAXLEN ~; in-memory bound)."""
-    blob_ttl_s: float = 120.0
-    """Raw media blobs (utterance audio, frame JPEGs) expire after this many seconds."""
-    max_deliveries: int = 5
+    maxlen: Count = 10_000
+    """Cap on every stream's length. Entries a consumer group has not read and acked are never trimmed:
+    a producer to a stream full of them waits (``publish_timeout_s``) and then fails loudly. Streams
+    without groups (events, dead letters) are rings: the oldest entry goes."""
+    prefix: str = "emostream:"
+    """Redis key prefix of every stream and blob (scope a shared Redis / an ACL user to ``emostream:*``)."""
+    publish_timeout_s: Positive = 30.0
+    """A publish to a stream full of un-acked entries waits this long, then fails (counted, logged)."""
+    retention_s: OffOrPositive = 600.0
+    """Entries older than this are trimmed (once every group acked them); 0 = keep until ``maxlen``.
+    Intermediate streams (audio refs, transcripts, contexts, descriptions) are only needed while the
+    stages work and a context worker rebuilds a room's history from them (:attr:`retention`)."""
+    retention: dict[str, float] = msgspec.field(
+        default_factory=lambda: {"events": 3600.0, "events:dead": 86_400.0}
+    )
+    """Per-stream retention in seconds, overriding ``retention_s`` (env: ``events=3600,rooms=600``)."""
+    blob_ttl_s: Positive = 600.0
+    """Raw media blobs (utterance audio, frame JPEGs) expire after this many seconds. Must exceed the
+    retry horizon (``max_deliveries`` x ``claim_idle_ms``) so retries can still read the media; an
+    utterance whose media expired anyway is dead-lettered and announced on the ``dropped`` stream."""
+    max_deliveries: Count = 5
     """After this many deliveries a message goes to ``<stream>:dead``."""
-    claim_idle_ms: int = 30_000
+    claim_idle_ms: OffOrCount = 30_000
     """Un-acked messages idle this long are reclaimed from dead consumers (XAUTOCLAIM)."""
-    block_ms: int = 1_000
+    block_ms: Count = 1_000
     """How long a consumer blocks waiting for new messages (also bounds how fast a stop is noticed)."""
-    consumer_ttl_ms: int = 3_600_000
+    consumer_ttl_ms: OffOrCount = 3_600_000
     """Consumers idle this long with nothing pending (gone workers) are removed from groups; 0 = never."""
-    publish_timeout_s: float = 30.0
-    """In-memory bus: a publish to a stream full of un-acked entries waits this long, then fails."""
+    max_message_bytes: Count = 1 << 20
+    """Largest encoded message a stream accepts; bigger ones are refused (publish) or dead-lettered."""
+    max_text_chars: Count = 10_000
+    """Longest ``text`` field a stage accepts (a transcript); longer messages are dead-lettered."""
+    max_blob_bytes: Count = 16 << 20
+    """Largest media blob (utterance audio, frame JPEG) ``put_blob`` stores."""
+
+    def retention_for(self, stream: str) -> float:
+        """Retention of ``stream`` in seconds (0 = none): the per-stream value, else ``retention_s``."""
+        return float(self.retention.get(stream, self.retention_s))
 
 
 class StageSettings(Section):
-    concurrency: int = 2
+    concurrency: Count = 2
     """Concurrent handlers per stage process."""
-    metrics_port: int = 0
+    metrics_port: OffOrPort = 0
     """Prometheus ``/metrics`` port for ``emostream worker`` (0 = off)."""
     metrics_host: str = "127.0.0.1"
-    shutdown_grace_s: float = 10.0
+    shutdown_grace_s: Positive = 10.0
     """On SIGTERM, in-flight work gets this long to finish before it is released un-acked."""
-    claim_every_ms: int = 0
+    claim_every_ms: OffOrCount = 0
     """How often a stage reclaims stale messages (0 = half of bus.claim_idle_ms, within 0.1-5 s)."""
-    lag_every_s: float = 5.0
+    lag_every_s: Positive = 5.0
     """How often the consumer-lag gauge is refreshed."""
     log_format: Literal["kv", "json"] = "kv"
     """Log lines as ``kv`` (key=value) or ``json``."""
@@ -60,7 +94,7 @@ class StoreSettings(Section):
     home: str = "~/.cache/emostream"
     """Model store root: models live in ``<home>/models/<name>``."""
     manifest: str = ""
-    """Manifest override (default: the manifest shipped in models/manifest.toml)."""
+    """Manifest override (default: emostream/store/manifest.toml, shipped in the package)."""
 
 
 class VadSettings(Section):
@@ -79,7 +113,7 @@ class VadSettings(Section):
     tail_ms: int = 64
     """Audio kept after the last speech chunk. The utterance ends there, and after this much silence the
     segmenter publishes the pause partial (see ``partial_on_pause``)."""
-    max_utterance_s: float = 15.0
+    max_utterance_s: Positive = 15.0
     """Longer monologues are split at the quietest point (bounds memory and ASR cost)."""
     partial_on_pause: bool = True
     """When a pause begins, publish the utterance so far as PartialAudio: it is exactly the Utterance that
@@ -96,7 +130,7 @@ class VadSettings(Section):
 
 
 class AsrSettings(Section):
-    """Speech recognition worker (workers/asr.py): faster-whisper / CTranslate2, one model per process."""
+    """Speech recognition worker (emostream/workers/asr.py): faster-whisper / CTranslate2, one model per process."""
 
     model: str = "whisper-tiny.en"
     """Model store name: ``whisper-tiny.en`` (fast) or ``whisper-base`` (multilingual)."""
@@ -104,10 +138,10 @@ class AsrSettings(Section):
     """``cpu``, ``cuda`` or ``auto``."""
     compute_type: str = "auto"
     """CTranslate2 compute type; ``auto`` = int8 on CPU, float16 on CUDA."""
-    cpu_threads: int = 2
+    cpu_threads: Count = 2
     language: str = "en"
     """Spoken language code (``en``); empty = detect per utterance (multilingual models only)."""
-    beam_size: int = 5
+    beam_size: Count = 5
     """Beam search width. Measured (bench asr, tiny.en, 200 MELD lines, first voice set): 5 -> WER 17.6%, RTF 0.13;
     1 (greedy) -> WER 21.8%, RTF 0.10. Early partials hide most of the extra time."""
     word_timestamps: bool = True
@@ -115,7 +149,7 @@ class AsrSettings(Section):
     min_window_s: float = 10.0
     """Audio is zero-padded to at least this many seconds before encoding instead of Whisper's 30 s
     window (encoder cost scales with the window; below ~8 s tiny models start to loop). 30 = stock."""
-    max_batch: int = 1
+    max_batch: Count = 1
     """Utterances waiting at the same time are transcribed as one batch of at most this many. On 2 CPU
     cores batching gained nothing (tiny.en: 0.19 s/utterance alone, 0.18 in pairs, 0.23 in fours) and
     makes the first one wait for the whole batch, so 1; raise it on a GPU."""
@@ -125,9 +159,9 @@ class AsrSettings(Section):
 
 
 class FramesSettings(Section):
-    fps: float = 3.0
+    fps: Positive = 3.0
     """Frames per second sampled from the utterance window."""
-    buffer_s: float = 20.0
+    buffer_s: Positive = 20.0
     """Ring buffer of recent video per participant."""
     jpeg_quality: int = 85
     max_side: int = 640
@@ -167,33 +201,39 @@ class VlmSettings(Section):
 class ContextSettings(Section):
     model: str = "emostream-text-int8"
     """Text-teacher model in the store (runtime ONNX)."""
-    max_tokens: int = 128
+    max_tokens: Count = 128
     """Token budget of the dialogue-so-far input (left-truncated)."""
-    history: int = 32
+    history: Count = 32
     """Utterances of dialogue history kept per room."""
     provider: str = "cpu"
     """ONNX Runtime execution provider: ``cpu``, ``cuda`` or ``tensorrt``."""
     trt_cache_dir: str = "~/.cache/emostream/trt"
     """TensorRT engine cache directory (engines are built once per machine and model)."""
-    threads: int = 1
+    threads: Count = 1
     """ONNX Runtime intra-op threads per model (1: no spinning against the other stages on small boxes)."""
-    max_rooms: int = 1024
+    max_rooms: Count = 1024
     """Rooms whose history is kept; the least recently active room is forgotten beyond this."""
 
 
 class FusionSettings(Section):
-    deadline_ms: int = 150
+    deadline_ms: OffOrCount = 150
     """Wait at most this long for the visual branch after the text is ready."""
     model: str = "emostream-fusion-int8"
     """Fusion head in the store; when absent, the text head decides alone."""
-    visual_ttl_s: float = 30.0
+    visual_ttl_s: Positive = 30.0
     """Visual results with no matching text after this long are dropped (and counted)."""
+    provider: str = "cpu"
+    """ONNX Runtime execution provider of the fusion head: ``cpu``, ``cuda`` or ``tensorrt``."""
+    trt_cache_dir: str = "~/.cache/emostream/trt"
+    """TensorRT engine cache directory of the fusion head."""
+    threads: int = 1
+    """ONNX Runtime intra-op threads of the fusion head (a few small matmuls: 1 is plenty)."""
 
 
 class ApiSettings(Section):
     host: str = "127.0.0.1"
     """Bind address: localhost by default (emotion analytics about people)."""
-    port: int = 8765
+    port: Port = 8765
     secret: str = ""
     """HMAC secret for access tokens (``emostream token``); required for any non-local bind."""
 
@@ -249,17 +289,61 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
         names = {f.name: f.type for f in msgspec.structs.fields(sections[section])}
         if field not in names:
             raise ConfigError(f"unknown setting {key}: {section} has {', '.join(names)}")
-        data.setdefault(section, {})[field] = _parse_env(raw, names[field])
+        data.setdefault(section, {})[field] = _parse_env(key, raw, names[field])
     try:
-        return msgspec.convert(data, Settings, strict=False)
+        settings = msgspec.convert(data, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"invalid setting: {exc}") from None
+        raise ConfigError(_explain(exc, env)) from None
+    check_settings(settings)
+    return settings
 
 
-def _parse_env(raw: str, kind: Any) -> Any:
+_TRUE, _FALSE = {"1", "true", "yes"}, {"0", "false", "no"}
+
+
+def _parse_env(key: str, raw: str, kind: Any) -> Any:
+    """Environment strings for booleans and per-stream maps; everything else msgspec converts."""
     if kind is bool:
-        return raw.strip().lower() in {"1", "true", "yes", "on"}
+        word = raw.strip().lower()
+        if word in _TRUE | _FALSE:
+            return word in _TRUE
+        raise ConfigError(f"invalid setting {key}={raw!r}: use true/false, 1/0 or yes/no")
+    if "dict[" in str(kind):
+        out: dict[str, str] = {}
+        for item in filter(None, (p.strip() for p in raw.split(","))):
+            name, eq, value = item.partition("=")
+            if not eq or not name.strip():
+                raise ConfigError(f"invalid setting {key}={raw!r}: use NAME=VALUE[,NAME=VALUE...]")
+            out[name.strip()] = value.strip()
+        return out
     return raw
+
+
+def _explain(exc: msgspec.ValidationError, env: dict[str, str]) -> str:
+    """``Expected `int` >= 1 - at `$.stage.concurrency``` -> one line naming the setting and its env var."""
+    text = str(exc)
+    what, _, where = text.rpartition(" - at ")
+    path = where.strip("`").removeprefix("$.")
+    parts = path.split(".")
+    if len(parts) < 2 or not what:
+        return f"invalid setting: {text}"
+    var = f"{ENV_PREFIX}{parts[0]}_{parts[1]}".upper().split("[")[0]
+    source = f" ({var}={env[var]!r})" if var in env else ""
+    return f"invalid setting {parts[0]}.{parts[1]}{source}: {what.replace('`', '').lower()}"
+
+
+def check_settings(settings: Settings) -> None:
+    """Cross-field rules msgspec cannot express; one ConfigError line naming the setting."""
+    bus = settings.bus
+    for stream, seconds in bus.retention.items():
+        if seconds < 0:
+            raise ConfigError(f"invalid setting bus.retention[{stream!r}] = {seconds}: use seconds >= 0")
+    horizon_s = bus.max_deliveries * bus.claim_idle_ms / 1000
+    if bus.blob_ttl_s <= horizon_s:
+        raise ConfigError(
+            f"invalid setting bus.blob_ttl_s = {bus.blob_ttl_s:g}: media would expire before its retries "
+            f"end (bus.max_deliveries x bus.claim_idle_ms = {horizon_s:g} s); raise it above {horizon_s:g}"
+        )
 
 
 SECRET_FIELDS = {"secret", "openai_api_key"}
@@ -295,4 +379,7 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return msgspec.json.encode(value).decode()
+    if isinstance(value, dict):
+        items = ", ".join(f"{_toml_value(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + items + " }" if items else "{}"
     return repr(value)

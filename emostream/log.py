@@ -1,7 +1,7 @@
 """Structured logs on stdlib logging: one line per record, ``key=value`` or JSON.
 
 Fields go in ``extra``: ``log.warning("handler failed", extra={"stage": "asr", "id": "1-0"})`` prints
-``ts=... level=warning logger=emostream.stage msg="handler failed" stage=asr id=1-0``.
+``ts=... level=warning logger=emostream.runtime.stage msg="handler failed" stage=asr id=1-0``.
 """
 
 from __future__ import annotations

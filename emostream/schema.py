@@ -30,6 +30,10 @@ class SchemaError(ValueError):
     """A message could not be decoded into its contract (the reason is the message)."""
 
 
+class SchemaVersionError(SchemaError):
+    """The message was written by a newer emostream (schema version above SCHEMA_VERSION)."""
+
+
 class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     """Base of every stream message. ``trace`` maps a stage name to the wall-clock second it published."""
 
@@ -62,6 +66,31 @@ def event_id(room: str, speaker: str, utterance: int) -> str:
 
 def now() -> float:
     return time.time()
+
+
+K = TypeVar("K", bound="Keyed")
+IDENTITY = ("room", "speaker", "utterance", "start", "end", "eos_at")
+"""Fields a derived message takes from its parent (those both types have)."""
+
+
+def derive(parent: Keyed, kind: type[K], **fields: Any) -> K:
+    """A new ``kind`` message about the same utterance as ``parent``: the identity fields (room, speaker,
+    utterance and, where both have them, start, end, eos_at) and the trace come from the parent;
+    ``fields`` set the rest (and may override)."""
+    names = _field_names(kind)
+    base: dict[str, Any] = {n: getattr(parent, n) for n in IDENTITY if n in names and hasattr(parent, n)}
+    base["trace"] = dict(parent.trace)
+    return kind(**{**base, **fields})
+
+
+_FIELDS: dict[type[Any], frozenset[str]] = {}
+
+
+def _field_names(kind: type[Any]) -> frozenset[str]:
+    names = _FIELDS.get(kind)
+    if names is None:
+        names = _FIELDS[kind] = frozenset(f.name for f in msgspec.structs.fields(kind))
+    return names
 
 
 # ----------------------------------------------------------------------------------------- control
@@ -218,6 +247,20 @@ class EmotionEvent(Keyed, frozen=True, kw_only=True):
     emitted_at: float = 0.0
 
 
+class Dropped(Keyed, frozen=True, kw_only=True):
+    """An utterance's message was dead-lettered (expired media, too big, failed): what subscribers see
+    instead of silence. The full record is ``dead_id`` in ``dead_stream``."""
+
+    stream: ClassVar[str] = "dropped"
+    source: str
+    """The stream the message came from (e.g. ``utterances``)."""
+    reason: str
+    group: str = ""
+    dead_stream: str = ""
+    dead_id: str = ""
+    at: float = 0.0
+
+
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     """What the runtime writes to ``<stream>:dead``: the raw payload and why it was rejected."""
 
@@ -240,6 +283,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     VisualDescription,
     TextContext,
     EmotionEvent,
+    Dropped,
 )
 STREAM_TYPES: dict[str, type[Message]] = {t.stream: t for t in MESSAGE_TYPES}
 
@@ -262,11 +306,11 @@ def decode(data: bytes, kind: type[M]) -> M:
     if dec is None:
         dec = _DECODERS[kind] = msgspec.msgpack.Decoder(kind)
     try:
-        return dec.decode(data)  # type: ignore[no-any-return]
+        return dec.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         version = _probe_version(data)
         if version is not None and version > SCHEMA_VERSION:
-            raise SchemaError(
+            raise SchemaVersionError(
                 f"{kind.__name__} has schema version {version}, this emostream reads up to "
                 f"{SCHEMA_VERSION}: upgrade the consumer"
             ) from None
@@ -275,7 +319,7 @@ def decode(data: bytes, kind: type[M]) -> M:
 
 def check_version(msg: Message) -> None:
     if msg.v > SCHEMA_VERSION:
-        raise SchemaError(
+        raise SchemaVersionError(
             f"{type(msg).__name__} has schema version {msg.v}, this emostream reads up to "
             f"{SCHEMA_VERSION}: upgrade the consumer"
         )

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
-from redis_server import free_port, start_redis
 
 from emostream.bus import Bus, open_bus
 from emostream.config import BusSettings
+from emostream.testing.redis_server import free_port, start_redis
 
 
 @pytest.fixture

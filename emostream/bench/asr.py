@@ -23,12 +23,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
 from emostream.bench.speech_data import (
     BENCH_VOICES,
     BENCH_WPM,
-    edit_distance,
     fix_text,
     meld_rows,
     normalize,
@@ -36,6 +36,7 @@ from emostream.bench.speech_data import (
 )
 from emostream.config import AsrSettings, Settings, VadSettings
 from emostream.errors import UserError
+from emostream.evaluation.scores import edit_distance
 from emostream.ingest.audio import SAMPLE_RATE, Audio
 
 HELP = "ASR: WER, RTF and end-of-speech -> transcript latency on MELD lines spoken by espeak-ng."
@@ -88,18 +89,18 @@ class Result:
 
 
 async def run_line(
-    stage: object, line: Line, vad: VadSettings, fresh: bool, index: int = 0, realtime: bool = False
+    stage: object, line: Line, settings: Settings, fresh: bool, index: int = 0, realtime: bool = False
 ) -> Result:
     """One utterance through segmenter -> bus blobs -> ASR handler, with the hangover in real time."""
     from emostream.bus.memory import MemoryBus
-    from emostream.ingest.speech import SpeechIngest
+    from emostream.ingest.participant import SpeechIngest
+    from emostream.runtime.stage import StageContext
     from emostream.schema import PartialAudio, Transcript, Utterance
-    from emostream.stage import StageContext
-    from workers.asr import AsrStage
+    from emostream.workers.asr import AsrStage
 
     assert isinstance(stage, AsrStage)
     bus = MemoryBus()
-    settings = Settings(vad=vad)
+    vad = settings.vad
     ctx = StageContext(bus=bus, settings=settings, stage="asr", consumer="bench")
     silence = np.zeros(SAMPLE_RATE // 2, np.float32)
     audio = np.concatenate([silence, line.audio, silence, silence, silence])
@@ -207,22 +208,21 @@ def summarize(name: str, results: list[Result], vad: VadSettings | None = None) 
 async def bench_model(
     name: str,
     lines: list[Line],
-    asr: AsrSettings,
+    settings: Settings,
     fresh: bool,
     progress: object,
     realtime: bool = False,
-    vad: VadSettings | None = None,
 ) -> list[Result]:
-    from workers.asr import AsrStage
+    from emostream.workers.asr import AsrStage
 
-    stage = AsrStage(asr)
+    stage = AsrStage(settings)
     await stage.ensure_model()
     assert stage.engine is not None
     stage.engine.transcribe(lines[0].audio)  # warm-up (first call allocates)
     out: list[Result] = []
     try:
         for line in lines:
-            out.append(await run_line(stage, line, vad or VadSettings(), fresh, len(out), realtime))
+            out.append(await run_line(stage, line, settings, fresh, len(out), realtime))
             if callable(progress):
                 progress()
     finally:
@@ -283,7 +283,12 @@ def run(args: argparse.Namespace) -> int:
             passes0, model0 = _partial_passes(), _model_seconds()
             results = asyncio.run(
                 bench_model(
-                    name, lines, asr, not args.no_fresh, lambda t=task: bar.advance(t), args.realtime, vad
+                    name,
+                    lines,
+                    msgspec.structs.replace(loaded, asr=asr),
+                    not args.no_fresh,
+                    lambda t=task: bar.advance(t),
+                    args.realtime,
                 )
             )
             all_results += results

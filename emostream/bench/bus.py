@@ -17,23 +17,20 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from emostream.bus import Bus, open_bus
 from emostream.config import BusSettings, Settings, StageSettings
 from emostream.errors import UserError
-from emostream.runner import Pipeline
+from emostream.runtime.errors import GroupMissing
+from emostream.runtime.pipeline import Pipeline
 from emostream.schema import decode, encode
-from emostream.toy import Ping, pipeline_stages, stream_of
+from emostream.testing.redis_server import redis_server
+from emostream.testing.toy import Ping, pipeline_stages, stream_of
 
 HELP = "Bus throughput and publish-to-consume latency through a 3-stage pipeline (memory and Redis)."
 HOPS = 3
@@ -73,51 +70,6 @@ def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
     return 0
-
-
-@contextmanager
-def redis_server() -> Iterator[str]:
-    """A private redis-server on a free loopback port, without persistence; stopped on exit."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise UserError(
-            "redis-server not found: install it (apt-get install redis-server) or pass --redis URL"
-        )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.Popen(
-            [
-                exe,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                tmp,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), 0.2).close()
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise UserError(f"redis-server did not start on 127.0.0.1:{port}") from None
-                    time.sleep(0.02)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            proc.terminate()
-            proc.wait(10)
 
 
 class _Sink:
@@ -274,7 +226,7 @@ async def _wait_groups(bus: Bus, timeout_s: float = 30) -> None:
             try:
                 await bus.pending_count(stream_of(hop - 1), f"toy{hop}")
                 break
-            except Exception:  # NOGROUP until the worker is up
+            except GroupMissing:  # until the worker is up
                 if time.monotonic() > deadline:
                     raise UserError(
                         f"toy worker for hop {hop} did not start within {timeout_s:g} s"

@@ -1,6 +1,6 @@
 """`emostream bench quant`: PyTorch FP32 vs ONNX FP32 vs ONNX Runtime dynamic INT8 vs our WOQ INT8.
 
-All four variants are built from one [erc] text-teacher checkpoint in this run (``train.quantize``; needs
+All four variants are built from one [erc] text-teacher checkpoint in this run (``emostream.train.quantize``; needs
 the ``train`` extra for the export and the PyTorch baseline) and measured in this run on this CPU:
 
 * ``size_mb``: the model file(s) a deployment carries (PyTorch: model.safetensors + head.safetensors);
@@ -34,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="[erc] text-teacher folder (HF + head + meta)")
     parser.add_argument("--work", help="folder for the built variants (default: a temporary one)")
     parser.add_argument("--woq", help="measure this WOQ model folder instead of building one")
-    parser.add_argument("--kernel", default="", help="WOQ kernel when building (default: train.quantize's)")
+    parser.add_argument(
+        "--kernel", default="", help="WOQ kernel when building (default: emostream.train.quantize's)"
+    )
     parser.add_argument(
         "--calib-csv",
         default=str(Path(__file__).resolve().parents[2] / "tests/fixtures/meld/dev_sample.csv"),
@@ -49,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _build(args: argparse.Namespace, work: Path) -> dict[str, Path]:
     try:
-        from train import quantize
+        from emostream.train import quantize
     except ModuleNotFoundError as exc:
         raise UserError(f"bench quant needs the `train` extra ({exc.name} is not installed)") from None
     ckpt = Path(args.checkpoint)
@@ -65,14 +67,14 @@ def _build(args: argparse.Namespace, work: Path) -> dict[str, Path]:
         kernel = args.kernel or quantize.DEFAULT_KERNEL
         meta = json.loads((ckpt / "meta.json").read_text())
         calib = quantize.calibration_feeds(ckpt / "tokenizer.json", meta["max_tokens"], Path(args.calib_csv))
-        quantize.woq_int8(fp32, woq, kernel, quantize.DEFAULT_KEEP_FLOAT, calib)  # type: ignore[arg-type]
+        quantize.woq_int8(fp32, woq, kernel, quantize.DEFAULT_KEEP_FLOAT, calib)
     return {"onnx_fp32": fp32, "dynamic_int8": dyn, "woq_int8": woq}
 
 
 def _torch_runner(ckpt: Path, threads: int) -> tuple[Callable[[Any], np.ndarray], float]:
     import torch
 
-    from train.text_model import load_hf
+    from emostream.train.text_model import load_hf
 
     torch.set_num_threads(threads)
     model, _, _ = load_hf(ckpt)
@@ -89,8 +91,8 @@ def _torch_runner(ckpt: Path, threads: int) -> tuple[Callable[[Any], np.ndarray]
 
 def _long_prompt(builder: Any, csv: str) -> Any:
     """A real dev prompt that fills the 128-token budget (the latency case)."""
-    from emostream.dialogue import meld_prompts
-    from emostream.meld import read_meld
+    from emostream.evaluation.meld import read_meld
+    from emostream.inference.dialogue import meld_prompts
 
     best = None
     for dialogue in read_meld(csv).dialogues.values():
@@ -107,9 +109,9 @@ def dev_pass(
 ) -> dict[str, dict[str, Any]]:
     """Every utterance through every variant in turn (batch 1, past-only context), timed per variant:
     throughput and scores come from the same pass, so load changes hit all variants alike."""
-    from emostream.dialogue import meld_prompts
-    from emostream.meld import read_meld
-    from emostream.scores import scores
+    from emostream.evaluation.meld import read_meld
+    from emostream.evaluation.scores import scores
+    from emostream.inference.dialogue import meld_prompts
 
     gold: list[int] = []
     preds: dict[str, list[int]] = {n: [] for n in runners}
@@ -133,7 +135,8 @@ def dev_pass(
 
 
 def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from emostream.erc_runtime import RuntimeOptions, TextModel
+    from emostream.inference.onnx import RuntimeOptions
+    from emostream.inference.text import TextModel
 
     wanted = [v for v in args.variants.split(",") if v]
     unknown = sorted(set(wanted) - set(VARIANTS))
@@ -144,7 +147,7 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
         paths = _build(args, work)
-        options = RuntimeOptions(threads=args.threads)
+        options = RuntimeOptions.cpu(args.threads)
         meta = json.loads((ckpt / "meta.json").read_text())
         tok = ckpt / "tokenizer.json"
         runners: dict[str, tuple[Callable[[Any], np.ndarray], float]] = {}

@@ -93,15 +93,6 @@ def normalize(text: str) -> list[str]:
     return words
 
 
-def edit_distance(ref: list[str], hyp: list[str]) -> int:
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[len(hyp)]
-
-
 def speak(text: str, voice: str = "en-us", speed: int = 175) -> Audio:
     """espeak-ng speech of ``text`` at ``speed`` words per minute, as 16 kHz mono float32."""
     exe = shutil.which("espeak-ng")

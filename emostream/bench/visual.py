@@ -60,10 +60,11 @@ def _default_image() -> Path:
 async def measure(args: argparse.Namespace) -> dict[str, float | int | str]:
     from emostream.bus.memory import MemoryBus
     from emostream.config import load_settings
-    from emostream.schema import FrameRef, KeyFrames, Utterance, VisualDescription
-    from emostream.stage import StageContext
-    from workers.fec import FecStage
-    from workers.vlm.stage import VlmStage
+    from emostream.ingest import participant
+    from emostream.runtime.stage import StageContext
+    from emostream.schema import KeyFrames, VisualDescription
+    from emostream.workers.fec import FecStage
+    from emostream.workers.vlm.stage import VlmStage
 
     settings = load_settings()
     path = args.image or _default_image()
@@ -80,13 +81,8 @@ async def measure(args: argparse.Namespace) -> dict[str, float | int | str]:
     key_frames, text = 0, ""
     try:
         for run in range(args.runs + 2):
-            refs = [
-                FrameRef(t=t, blob=await bus.put_blob(f"f/{run}/{i}", b, 60))
-                for i, (t, b) in enumerate(frames)
-            ]
-            utt = Utterance(
-                room="bench", speaker="s", utterance=run, start=0.0, end=args.seconds, frames=refs
-            )
+            refs = await participant.store_frames(bus, f"bench/s/{run}", frames, 60)
+            utt = participant.utterance("bench", "s", run, 0.0, args.seconds, frames=refs)
             t0, c0 = time.perf_counter(), time.process_time()
             (kf,) = await fec.handle(utt, ctx)
             t1 = time.perf_counter()

@@ -18,8 +18,8 @@ import sys
 
 import numpy as np
 
-from emostream.bench.speech_data import BENCH_WPM, edit_distance, fix_text, meld_rows, normalize, speak
-from emostream.config import AsrSettings, VadSettings
+from emostream.bench.speech_data import BENCH_WPM, fix_text, meld_rows, normalize, speak
+from emostream.evaluation.scores import edit_distance
 from emostream.ingest.audio import SAMPLE_RATE
 
 HELP = "WER per espeak-ng voice on MELD lines (how the ASR bench's voices were chosen; use train lines)."
@@ -43,11 +43,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emostream.whisper import WhisperEngine, WhisperOptions
+    import msgspec
+
+    from emostream.config import load_settings
+    from emostream.inference.whisper import WhisperEngine, WhisperOptions
 
     texts = _texts(args.csv, args.skip, args.n)
-    engine = WhisperEngine.shared(WhisperOptions.from_settings(AsrSettings(model=args.model)))
-    vad = VadSettings()
+    settings = load_settings(getattr(args, "config", None))
+    asr = msgspec.structs.replace(settings.asr, model=args.model)
+    engine = WhisperEngine.shared(WhisperOptions.from_settings(asr), settings)
+    vad = settings.vad
     head = np.zeros(SAMPLE_RATE * vad.preroll_ms // 1000, np.float32)
     tail = np.zeros(SAMPLE_RATE * vad.tail_ms // 1000, np.float32)
     seen: dict[str, str] = {}

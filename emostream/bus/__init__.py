@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from emostream.bus.base import Bus, Delivery, Entry, dead_stream
+from emostream.bus.base import Bus, BusFull, Delivery, Entry, TooLarge, dead_stream
 from emostream.errors import UserError
 
 if TYPE_CHECKING:
     from emostream.config import BusSettings
 
-__all__ = ["Bus", "Delivery", "Entry", "dead_stream", "open_bus"]
+__all__ = ["Bus", "BusFull", "Delivery", "Entry", "TooLarge", "dead_stream", "open_bus"]
 
 
 def open_bus(url: str, settings: BusSettings | None = None) -> Bus:
@@ -32,9 +32,13 @@ def open_bus(url: str, settings: BusSettings | None = None) -> Bus:
     if scheme == "memory":
         from emostream.bus.memory import MemoryBus
 
-        return MemoryBus(maxlen=opts.maxlen, publish_timeout_s=opts.publish_timeout_s)
+        bus: Bus = MemoryBus(maxlen=opts.maxlen, publish_timeout_s=opts.publish_timeout_s)
+        bus.configure(opts)
+        return bus
     if scheme in ("redis", "rediss", "unix"):
         from emostream.bus.redis import RedisBus
 
-        return RedisBus(url, maxlen=opts.maxlen)
+        bus = RedisBus(url, maxlen=opts.maxlen, prefix=opts.prefix)
+        bus.configure(opts)
+        return bus
     raise UserError(f"bad bus URL scheme {scheme!r}: use memory://, redis:// or rediss:// (TLS)")

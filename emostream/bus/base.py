@@ -7,7 +7,28 @@ Two real implementations: :mod:`emostream.bus.memory` (embedded, in-process, bou
 from __future__ import annotations
 
 import abc
+import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from emostream.errors import UserError
+
+if TYPE_CHECKING:
+    from emostream.config import BusSettings
+    from emostream.schema import Message
+
+log = logging.getLogger("emostream.bus")
+
+DEAD_PAYLOAD_BYTES = 4096
+"""A dead letter keeps at most this much of an oversized payload (the record must fit the stream)."""
+
+
+class BusFull(UserError):
+    """A publish waited ``bus.publish_timeout_s`` for room in a stream full of un-acked entries."""
+
+
+class TooLarge(UserError):
+    """A message or blob is bigger than ``bus.max_message_bytes`` / ``bus.max_blob_bytes``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +40,8 @@ class Delivery:
     data: bytes
     deliveries: int = 1
     """How many times this message has been delivered to the group (1 on first delivery)."""
+    error: str = ""
+    """Why the entry cannot be a message at all (e.g. no ``d`` field): the runtime dead-letters it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +51,8 @@ class Entry:
     stream: str
     id: str
     data: bytes
+    error: str = ""
+    """Why the entry cannot be a message at all (followers skip and count it)."""
 
 
 def dead_stream(stream: str) -> str:
@@ -39,6 +64,53 @@ class Bus(abc.ABC):
     """Streams of bytes with consumer groups, at-least-once delivery, plus blobs with a TTL."""
 
     url: str = ""
+    maxlen: int = 10_000
+    publish_timeout_s: float = 30.0
+    max_message_bytes: int = 1 << 20
+    max_blob_bytes: int = 16 << 20
+    retention_s: float = 0.0
+    retention: dict[str, float] | None = None
+
+    def configure(self, opts: BusSettings) -> None:
+        """Take caps, timeouts and retention from the settings (``open_bus`` calls it)."""
+        self.maxlen = max(1, opts.maxlen)
+        self.publish_timeout_s = opts.publish_timeout_s
+        self.max_message_bytes = opts.max_message_bytes
+        self.max_blob_bytes = opts.max_blob_bytes
+        self.retention_s = opts.retention_s
+        self.retention = dict(opts.retention)
+
+    def retention_of(self, stream: str) -> float:
+        """Seconds entries of ``stream`` are kept once acked by every group (0 = until maxlen)."""
+        return float((self.retention or {}).get(stream, self.retention_s))
+
+    def check_size(self, stream: str, data: bytes) -> None:
+        """Refuse (counted, one line) a message bigger than ``bus.max_message_bytes``."""
+        if len(data) > self.max_message_bytes:
+            refused(stream, "too_large", f"{len(data)} bytes > bus.max_message_bytes")
+            raise TooLarge(
+                f"message for stream {stream} is {len(data)} bytes, over bus.max_message_bytes="
+                f"{self.max_message_bytes}: send less or raise the cap"
+            )
+
+    def check_blob(self, key: str, data: bytes) -> None:
+        if len(data) > self.max_blob_bytes:
+            refused("blob", "too_large", f"{key}: {len(data)} bytes > bus.max_blob_bytes")
+            raise TooLarge(
+                f"blob {key} is {len(data)} bytes, over bus.max_blob_bytes={self.max_blob_bytes}: "
+                "send shorter media or raise the cap"
+            )
+
+    def full(self, stream: str) -> BusFull:
+        """The loud, counted refusal of a publish that waited ``publish_timeout_s`` in vain."""
+        refused(stream, "full", f"{self.maxlen} un-acked entries for {self.publish_timeout_s:g} s")
+        return BusFull(
+            f"stream {stream} is full ({self.maxlen} entries its consumers have not acked) after "
+            f"{self.publish_timeout_s:g} s: start or speed up its consumers, or raise bus.maxlen"
+        )
+
+    async def trim(self, stream: str) -> None:  # noqa: B027 - optional hook
+        """Apply retention and the cap now (publishes do it too; this is for quiet streams)."""
 
     @abc.abstractmethod
     async def publish(self, stream: str, data: bytes) -> str:
@@ -128,14 +200,59 @@ class Bus(abc.ABC):
         """Move a delivery to ``<stream>:dead`` with the reason, then ack it so it is not retried."""
         from emostream.schema import DeadLetter, encode, now
 
+        payload = delivery.data
+        if len(payload) > min(DEAD_PAYLOAD_BYTES, self.max_message_bytes // 2):
+            payload = payload[:DEAD_PAYLOAD_BYTES]
+            reason += f" (payload of {len(delivery.data)} bytes truncated to {len(payload)})"
         record = DeadLetter(
             stream=delivery.stream,
             id=delivery.id,
             reason=reason,
-            payload=delivery.data,
+            payload=payload,
             deliveries=delivery.deliveries,
             group=group,
             at=now(),
         )
-        await self.publish(dead_stream(delivery.stream), encode(record))
+        dead = dead_stream(delivery.stream)
+        dead_id = await self.publish(dead, encode(record))
+        notice = dropped_notice(delivery, group, reason, dead, dead_id)
+        if notice is not None:
+            await self.publish(type(notice).stream, encode(notice))
         await self.ack(delivery.stream, group, [delivery.id])
+
+
+def refused(stream: str, reason: str, detail: str) -> None:
+    """Count and log a refused publish (the caller raises the one-line error)."""
+    from emostream.runtime import metrics
+
+    metrics.REFUSED.labels(stream, reason).inc()
+    log.error("publish refused", extra={"stream": stream, "reason": reason, "detail": detail})
+
+
+def dropped_notice(delivery: Delivery, group: str, reason: str, dead: str, dead_id: str) -> Message | None:
+    """A :class:`~emostream.schema.Dropped` for a dead-lettered message about an utterance (None when
+    the payload names none, e.g. garbage), so subscribers learn that an utterance will not arrive."""
+    import msgspec
+
+    from emostream.schema import Dropped, now
+
+    if delivery.stream == Dropped.stream:
+        return None
+    try:
+        fields = msgspec.msgpack.decode(delivery.data)
+        room, speaker, utterance = fields["room"], fields["speaker"], fields["utterance"]
+        if not (isinstance(room, str) and isinstance(speaker, str) and isinstance(utterance, int)):
+            return None
+    except Exception:  # not a msgpack map with an utterance key: nothing to announce
+        return None
+    return Dropped(
+        room=room,
+        speaker=speaker,
+        utterance=utterance,
+        source=delivery.stream,
+        reason=reason,
+        group=group,
+        dead_stream=dead,
+        dead_id=dead_id,
+        at=now(),
+    )

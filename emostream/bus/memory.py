@@ -10,6 +10,8 @@ Bounded, with backpressure instead of loss. A stream keeps at most ``maxlen`` en
 - a stream *with* groups only drops entries every group has read and acknowledged. When it is full of
   entries some group still needs, ``publish`` waits for consumers to catch up (backpressure flows up to
   the producer) and raises :class:`BusFull` after ``publish_timeout_s``. Un-acked work is never dropped.
+Entries older than the stream's retention (``bus.retention_s`` / ``bus.retention``) go too, under the
+same rule. Messages over ``bus.max_message_bytes`` and blobs over ``bus.max_blob_bytes`` are refused.
 """
 
 from __future__ import annotations
@@ -18,12 +20,10 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from emostream.bus.base import Bus, Delivery, Entry
-from emostream.errors import UserError
+from emostream.bus.base import Bus, BusFull, Delivery, Entry
+from emostream.runtime.errors import GroupMissing
 
-
-class BusFull(UserError):
-    """A publish waited ``publish_timeout_s`` for room in a full stream whose consumers do not keep up."""
+__all__ = ["BusFull", "MemoryBus"]
 
 
 @dataclass(slots=True)
@@ -156,8 +156,24 @@ class MemoryBus(Bus):
                 if waiting is not None:
                     waiting.discard(fut)
 
+    def _expire_old(self, name: str, s: _Stream) -> None:
+        """Drop entries older than the stream's retention that no group still needs."""
+        retention = self.retention_of(name)
+        if retention <= 0:
+            return
+        edge_ms = int((time.time() - retention) * 1000)
+        while len(s) and _key(s.ids[s.head])[0] < edge_ms and (not s.groups or s.droppable()):
+            s.drop_oldest()
+
+    async def trim(self, stream: str) -> None:
+        s = self._streams.get(stream)
+        if s is not None:
+            self._expire_old(stream, s)
+
     async def publish(self, stream: str, data: bytes) -> str:
+        self.check_size(stream, data)
         s = self._stream(stream)
+        self._expire_old(stream, s)
         deadline = time.monotonic() + self.publish_timeout_s
         while len(s) >= self.maxlen:
             if not s.groups or s.droppable():
@@ -165,11 +181,7 @@ class MemoryBus(Bus):
                 continue
             if not await self._wait([stream], deadline - time.monotonic()) and len(s) >= self.maxlen:
                 if not s.droppable():
-                    raise BusFull(
-                        f"stream {stream} is full ({self.maxlen} entries its consumers have not acked) "
-                        f"after {self.publish_timeout_s:g} s: start or speed up its consumers, or raise "
-                        "bus.maxlen"
-                    )
+                    raise self.full(stream)
         entry_id = s.next_id()
         s.ids.append(entry_id)
         s.data.append(bytes(data))
@@ -191,7 +203,7 @@ class MemoryBus(Bus):
     def _group(self, stream: str, group: str) -> _Group:
         g = self._streams[stream].groups.get(group) if stream in self._streams else None
         if g is None:
-            raise UserError(f"NOGROUP: no consumer group {group} on stream {stream}: call ensure_group first")
+            raise GroupMissing(f"no consumer group {group} on stream {stream}: call ensure_group first")
         return g
 
     async def read_group(
@@ -281,6 +293,7 @@ class MemoryBus(Bus):
         return len(s) if s is not None else 0
 
     async def put_blob(self, key: str, data: bytes, ttl_s: float) -> str:
+        self.check_blob(key, data)
         now = time.monotonic()
         self._blob_puts += 1
         if self._blob_puts % 256 == 0:

@@ -1,13 +1,17 @@
 """Redis Streams bus (redis-py asyncio): consumer groups, XAUTOCLAIM, blobs as keys with a TTL.
 
-Each message is one stream entry with a single field ``d`` (the encoded message). Streams are capped
-with ``XADD MAXLEN ~`` (approximate, cheap). ``redis://[:password@]host:port/db`` and ``rediss://``
-(TLS, with redis-py's ``ssl_*`` query options) are accepted.
+Each message is one stream entry with a single field ``d`` (the encoded message); an entry without it
+(written by something else) is handed on with ``error`` set, so readers dead-letter or skip it instead
+of stalling. Every key is ``<bus.prefix><stream>`` (default ``emostream:``). Streams are trimmed by a
+Lua script at every publish (:data:`LUA_ROOM`): never past an entry a consumer group has not acked, so
+a full stream makes producers wait (backpressure) instead of dropping work. ``redis://[:password@]
+host:port/db`` and ``rediss://`` (TLS, with redis-py's ``ssl_*`` query options) are accepted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -15,20 +19,117 @@ from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from emostream.bus.base import Bus, Delivery, Entry
 from emostream.config import redact_url
 from emostream.errors import UserError
+from emostream.runtime.errors import GroupMissing
 
 FIELD = b"d"
-BLOB_PREFIX = "emostream:blob:"
+BLOB_REF = "blob:"
+"""Blob refs in messages are ``blob:<key>``; the Redis key is ``<prefix>blob:<key>``."""
 _IDLE_RELEASED_MS = 10**12
 """Idle time given to released entries so any consumer's claim_stale takes them at once."""
 
-COMMIT_SCRIPT = """
-local maxlen, n, a = ARGV[1], tonumber(ARGV[2]), 3
+LUA_ROOM = """
+local function id_lt(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, bm = tonumber(am), tonumber(bm)
+  if am ~= bm then return am < bm end
+  return tonumber(as) < tonumber(bs)
+end
+local function after(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return ms .. '-' .. string.format('%.0f', tonumber(seq) + 1)
+end
+-- Oldest id some consumer group still needs (pending, or not yet delivered); false without groups.
+local function needed(key)
+  local low = false
+  local groups = redis.call('XINFO', 'GROUPS', key)
+  for _, g in ipairs(groups) do
+    local f = {}
+    for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+    local id
+    if tonumber(f['pending']) > 0 then
+      id = redis.call('XPENDING', key, f['name'])[2]
+    else
+      id = after(f['last-delivered-id'])
+    end
+    if not low or id_lt(id, low) then low = id end
+  end
+  return low, #groups
+end
+-- Trim by retention and the cap, never past what a group still needs; true when `need` more entries fit.
+local function room(key, maxlen, ret_ms, need)
+  if need > maxlen then need = maxlen end
+  local len = redis.call('XLEN', key)
+  if len == 0 then return true end
+  local cut = false
+  if ret_ms > 0 then
+    local t = redis.call('TIME')
+    local edge_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - ret_ms
+    local edge = string.format('%.0f', edge_ms) .. '-0'
+    if id_lt(redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1][1], edge) then cut = edge end
+  end
+  local full = len + need > maxlen
+  if not full and not cut then return true end
+  local low, ngroups = needed(key)
+  if full then
+    local drop = len + need - maxlen
+    if ngroups > 0 then drop = math.max(drop, len - math.floor(maxlen * 0.9)) end
+    local rows = redis.call('XRANGE', key, '-', '+', 'COUNT', drop + 1)
+    local edge
+    if #rows > drop then edge = rows[drop + 1][1] else edge = after(rows[#rows][1]) end
+    if not cut or id_lt(cut, edge) then cut = edge end
+  end
+  if low and id_lt(low, cut) then cut = low end
+  redis.call('XTRIM', key, 'MINID', cut)
+  return redis.call('XLEN', key) + need <= maxlen
+end
+"""
+"""Shared Lua: the trim rule. Entries go by retention or the cap only once every group has read and
+acked them (MINID up to the oldest entry still pending or undelivered across the stream's groups).
+At the cap a stream with groups is trimmed to 90% (amortizes the group scan); a ring to maxlen."""
+
+PUBLISH_SCRIPT = (
+    LUA_ROOM
+    + """
+local maxlen, ret = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ids = {}
+for i = 3, #ARGV do
+  if not room(KEYS[1], maxlen, ret, 1) then break end
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'd', ARGV[i])
+end
+return ids
+"""
+)
+"""Append payloads while they fit; returns the ids added (fewer than given: the stream is full)."""
+
+TRIM_SCRIPT = (
+    LUA_ROOM
+    + """
+return room(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), 0) and 1 or 0
+"""
+)
+
+COMMIT_SCRIPT = (
+    LUA_ROOM
+    + """
+local maxlen, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local need, ret = {}, {}
 for i = 1, n do
-  redis.call('XADD', KEYS[i], 'MAXLEN', '~', maxlen, '*', 'd', ARGV[a])
+  need[KEYS[i]] = (need[KEYS[i]] or 0) + 1
+  ret[KEYS[i]] = tonumber(ARGV[2 + i])
+end
+for key, k in pairs(need) do
+  if not room(key, maxlen, ret[key], k) then return {-1, key} end
+end
+local a = 3 + n
+for i = 1, n do
+  redis.call('XADD', KEYS[i], '*', 'd', ARGV[a])
   a = a + 1
 end
 local acked = 0
@@ -40,10 +141,12 @@ for j = n + 1, #KEYS do
   end
   a = a + k
 end
-return acked
+return {acked}
 """
-"""Publish outputs then ack inputs, atomically. KEYS: output streams, then input streams. ARGV:
-maxlen, number of outputs, one payload per output, then per input stream: group, n, n ids."""
+)
+"""Publish outputs then ack inputs, atomically; nothing at all when an output stream is full (returns
+{-1, key}). KEYS: output streams, then input streams. ARGV: maxlen, number of outputs, retention ms per
+output, one payload per output, then per input stream: group, n, n ids."""
 
 LAG_SCAN_CAP = 1000
 """When Redis cannot report a group's lag, at most this many newer entries are counted."""
@@ -70,18 +173,27 @@ def _s(value: bytes | str) -> str:
 
 
 class RedisBus(Bus):
-    """Redis Streams consumer groups behind the Bus interface."""
+    """Redis Streams consumer groups behind the Bus interface; every key carries ``prefix``."""
 
-    def __init__(self, url: str, maxlen: int = 10_000, max_connections: int = 64) -> None:
+    def __init__(
+        self, url: str, maxlen: int = 10_000, max_connections: int = 64, prefix: str = "emostream:"
+    ) -> None:
         self.url = url
         self.maxlen = maxlen
+        self.prefix = prefix
         self.where = describe(url)
         if urlsplit(url).hostname is None and not url.startswith("unix"):
             raise UserError(f"bad Redis URL {redact_url(url)!r}: use redis://[:password@]HOST:PORT[/DB]")
         try:
             urlsplit(url).port  # noqa: B018 - validates the port
             pool = aioredis.BlockingConnectionPool.from_url(
-                url, decode_responses=False, max_connections=max_connections, timeout=None
+                url,
+                decode_responses=False,
+                max_connections=max_connections,
+                timeout=None,
+                # A connection that died with a restarted Redis is reopened on the next command.
+                retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+                retry_on_error=[rexc.ConnectionError, rexc.TimeoutError],
             )
             pool.connection_class = _fast(pool.connection_class)
         except ValueError as exc:
@@ -91,14 +203,30 @@ class RedisBus(Bus):
         # their own: a pool checkout per call cost ~15% of the client CPU per message.
         self._committer = aioredis.Redis(connection_pool=pool, single_connection_client=True)
         self._commit = self._committer.register_script(COMMIT_SCRIPT)
+        self._publish = self._r.register_script(PUBLISH_SCRIPT)
+        self._trim = self._r.register_script(TRIM_SCRIPT)
         self._readers: dict[tuple[str, str], aioredis.Redis] = {}
         self._outbox: list[_Commit] = []
         self._flusher: asyncio.Task[None] | None = None
 
+    def _k(self, stream: str) -> str:
+        return self.prefix + stream
+
+    def _name(self, key: bytes | str) -> str:
+        return _s(key).removeprefix(self.prefix)
+
+    def _ret_ms(self, stream: str) -> int:
+        return int(self.retention_of(stream) * 1000)
+
     async def _call(self, command: Awaitable[T]) -> T:
-        """Await a command, turning connection/auth failures into one-line BusUnavailable errors."""
+        """Await a command, turning connection/auth failures into one-line BusUnavailable errors and
+        a missing stream or group (Redis ``NOGROUP``, e.g. after FLUSHALL) into GroupMissing."""
         try:
             return await command
+        except rexc.ResponseError as exc:
+            if _code(exc) == "NOGROUP":
+                raise GroupMissing(f"Redis at {self.where}: {exc}") from None
+            raise
         except rexc.AuthenticationError as exc:
             raise BusUnavailable(
                 f"Redis at {self.where} refused the credentials ({exc}): fix the password in the URL"
@@ -112,15 +240,49 @@ class RedisBus(Bus):
     async def ping(self) -> None:
         await self._call(self._r.ping())
 
+    async def open_to_anyone(self) -> bool:
+        """Whether this Redis answers a client that presents no credentials (no requirepass/ACL)."""
+        parts = urlsplit(self.url)
+        if parts.scheme == "unix" or parts.password is None and parts.username is None:
+            anonymous = self._r
+        else:
+            netloc = parts.netloc.rpartition("@")[2]
+            anonymous = aioredis.Redis.from_url(parts._replace(netloc=netloc).geturl())
+        try:
+            await anonymous.ping()
+            return True
+        except (rexc.AuthenticationError, rexc.ResponseError):
+            return False
+        except (rexc.ConnectionError, OSError):
+            return False
+        finally:
+            if anonymous is not self._r:
+                await anonymous.aclose()
+
     async def publish(self, stream: str, data: bytes) -> str:
-        entry_id = await self._call(self._r.xadd(stream, {FIELD: data}, maxlen=self.maxlen, approximate=True))
-        return _s(entry_id)
+        return (await self.publish_many(stream, [data]))[0]
 
     async def publish_many(self, stream: str, items: list[bytes]) -> list[str]:
-        pipe = self._r.pipeline(transaction=False)
+        """Append in order; when the stream is full of un-acked entries wait (with backoff) for room,
+        at most ``publish_timeout_s``, then raise BusFull (counted, logged)."""
         for data in items:
-            pipe.xadd(stream, {FIELD: data}, maxlen=self.maxlen, approximate=True)
-        return [_s(i) for i in await self._call(pipe.execute())]
+            self.check_size(stream, data)
+        ids: list[str] = []
+        deadline = time.monotonic() + self.publish_timeout_s
+        pause = 0.01
+        while len(ids) < len(items):
+            args: list[Any] = [self.maxlen, self._ret_ms(stream), *items[len(ids) :]]
+            added = await self._call(self._publish(keys=[self._k(stream)], args=args))
+            ids += [_s(i) for i in added]
+            if len(ids) < len(items):
+                if time.monotonic() >= deadline:
+                    raise self.full(stream)
+                await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+                pause = min(0.5, pause * 2)
+        return ids
+
+    async def trim(self, stream: str) -> None:
+        await self._call(self._trim(keys=[self._k(stream)], args=[self.maxlen, self._ret_ms(stream)]))
 
     async def publish_and_ack(
         self, outputs: list[tuple[str, bytes]], stream: str, group: str, entry_id: str
@@ -128,6 +290,8 @@ class RedisBus(Bus):
         """Publish outputs and ack the input atomically (one Lua script: a crash cannot leave outputs
         published but the input un-acked). Group commit: commits of concurrent handlers that arrive
         while one script call is in flight go together in the next (one round trip for many)."""
+        for target, data in outputs:
+            self.check_size(target, data)
         commit = _Commit(outputs, stream, group, entry_id, asyncio.get_running_loop().create_future())
         self._outbox.append(commit)
         if self._flusher is None or self._flusher.done():
@@ -137,17 +301,19 @@ class RedisBus(Bus):
     async def _flush(self) -> None:
         while self._outbox:
             batch, self._outbox = self._outbox, []
-            keys: list[str] = [t for c in batch for t, _ in c.outputs]
-            args: list[Any] = [self.maxlen, len(keys), *[d for c in batch for _, d in c.outputs]]
+            targets = [t for c in batch for t, _ in c.outputs]
+            keys: list[str] = [self._k(t) for t in targets]
+            args: list[Any] = [self.maxlen, len(keys), *[self._ret_ms(t) for t in targets]]
+            args += [d for c in batch for _, d in c.outputs]
             acks: dict[tuple[str, str], list[str]] = {}
             for c in batch:
                 acks.setdefault((c.stream, c.group), []).append(c.entry_id)
             for (stream, group), ids in acks.items():
-                keys.append(stream)
+                keys.append(self._k(stream))
                 args += [group, len(ids), *ids]
             error: BaseException | None = None
             try:
-                await self._call(self._commit(keys=keys, args=args))
+                await self._commit_with_room(keys, args)
             except Exception as exc:
                 error = exc
             for c in batch:
@@ -158,11 +324,24 @@ class RedisBus(Bus):
                 else:
                     c.done.set_exception(error)
 
+    async def _commit_with_room(self, keys: list[str], args: list[Any]) -> None:
+        """Run the commit script; while an output stream is full, wait for room (bounded)."""
+        deadline = time.monotonic() + self.publish_timeout_s
+        pause = 0.01
+        while True:
+            reply = await self._call(self._commit(keys=keys, args=args))
+            if int(reply[0]) >= 0:
+                return
+            if time.monotonic() >= deadline:
+                raise self.full(self._name(reply[1]))
+            await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(0.5, pause * 2)
+
     async def ensure_group(self, stream: str, group: str, start: str = "0") -> None:
         try:
-            await self._call(self._r.xgroup_create(stream, group, id=start, mkstream=True))
+            await self._call(self._r.xgroup_create(self._k(stream), group, id=start, mkstream=True))
         except rexc.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
+            if _code(exc) != "BUSYGROUP":
                 raise
 
     async def read_group(
@@ -170,50 +349,54 @@ class RedisBus(Bus):
     ) -> list[Delivery]:
         reply = await self._call(
             self._reader(group, consumer).xreadgroup(
-                group, consumer, dict.fromkeys(streams, ">"), count=count, block=max(1, block_ms)
+                group,
+                consumer,
+                {self._k(s): ">" for s in streams},
+                count=count,
+                block=max(1, block_ms),
             )
         )
         out: list[Delivery] = []
         for name, entries in _items(reply):
             for entry_id, fields in entries:
                 if fields:
-                    out.append(Delivery(_s(name), _s(entry_id), fields[FIELD], 1))
+                    data, error = _payload(fields)
+                    out.append(Delivery(self._name(name), _s(entry_id), data, 1, error))
         return out
 
     async def ack(self, stream: str, group: str, ids: list[str]) -> None:
         if ids:
-            await self._call(self._r.xack(stream, group, *ids))
+            await self._call(self._r.xack(self._k(stream), group, *ids))
 
     async def claim_stale(
         self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int
     ) -> list[Delivery]:
         """XAUTOCLAIM from cursor 0-0 until the cursor wraps to 0-0 or ``count`` are claimed."""
-        claimed: list[tuple[str, bytes]] = []
+        claimed: list[tuple[str, bytes, str]] = []
         cursor = "0-0"
+        key = self._k(stream)
         while len(claimed) < count:
             start = cursor
             reply = await self._call(
                 self._r.xautoclaim(
-                    stream, group, consumer, min_idle_ms, start_id=start, count=count - len(claimed)
+                    key, group, consumer, min_idle_ms, start_id=start, count=count - len(claimed)
                 )
             )
             cursor = _s(reply[0])
             for entry_id, fields in reply[1]:
                 if fields:  # trimmed entries come back empty (and leave the PEL)
-                    claimed.append((_s(entry_id), fields[FIELD]))
+                    claimed.append((_s(entry_id), *_payload(fields)))
             if cursor == "0-0":
                 break
         if not claimed:
             return []
-        counts = await self._delivery_counts(stream, group, consumer, [i for i, _ in claimed])
-        return [Delivery(stream, i, data, counts.get(i, 1)) for i, data in claimed]
+        counts = await self._delivery_counts(key, group, consumer, [i for i, _, _ in claimed])
+        return [Delivery(stream, i, data, counts.get(i, 1), err) for i, data, err in claimed]
 
-    async def _delivery_counts(
-        self, stream: str, group: str, consumer: str, ids: list[str]
-    ) -> dict[str, int]:
+    async def _delivery_counts(self, key: str, group: str, consumer: str, ids: list[str]) -> dict[str, int]:
         rows: list[dict[str, Any]] = await self._call(
             self._r.xpending_range(
-                stream, group, min=ids[0], max=ids[-1], count=len(ids) * 2 + 16, consumername=consumer
+                key, group, min=ids[0], max=ids[-1], count=len(ids) * 2 + 16, consumername=consumer
             )
         )
         return {_s(r["message_id"]): int(r["times_delivered"]) for r in rows}
@@ -223,30 +406,34 @@ class RedisBus(Bus):
         if not ids:
             return
         await self._call(
-            self._r.xclaim(stream, group, "released", 0, list(ids), idle=_IDLE_RELEASED_MS, justid=True)
+            self._r.xclaim(
+                self._k(stream), group, "released", 0, list(ids), idle=_IDLE_RELEASED_MS, justid=True
+            )
         )
 
     async def prune_consumers(self, stream: str, group: str, idle_ms: int) -> int:
         pruned = 0
-        for c in await self._call(self._r.xinfo_consumers(stream, group)):
+        key = self._k(stream)
+        for c in await self._call(self._r.xinfo_consumers(key, group)):
             if int(c["pending"]) == 0 and int(c["idle"]) >= idle_ms:
-                await self._call(self._r.xgroup_delconsumer(stream, group, _s(c["name"])))
+                await self._call(self._r.xgroup_delconsumer(key, group, _s(c["name"])))
                 pruned += 1
         return pruned
 
     async def pending_count(self, stream: str, group: str) -> int:
-        info = await self._call(self._r.xpending(stream, group))
+        info = await self._call(self._r.xpending(self._k(stream), group))
         return int(info["pending"])
 
     async def pending_of(self, stream: str, group: str, consumer: str) -> int:
-        info = await self._call(self._r.xpending(stream, group))
+        info = await self._call(self._r.xpending(self._k(stream), group))
         for row in info.get("consumers") or []:
             if _s(row["name"]) == consumer:
                 return int(row["pending"])
         return 0
 
     async def lag(self, stream: str, group: str) -> int:
-        groups = await self._call(self._r.xinfo_groups(stream))
+        key = self._k(stream)
+        groups = await self._call(self._r.xinfo_groups(key))
         for g in groups:
             if _s(g["name"]) != group:
                 continue
@@ -254,34 +441,35 @@ class RedisBus(Bus):
                 return int(g["lag"])
             # Redis < 7 or lag unknown after deletions: count what is newer (capped, it is a gauge)
             last = _s(g["last-delivered-id"])
-            newer = await self._call(self._r.xrange(stream, min=f"({last}", max="+", count=LAG_SCAN_CAP))
+            newer = await self._call(self._r.xrange(key, min=f"({last}", max="+", count=LAG_SCAN_CAP))
             return len(newer or [])
         return 0
 
     async def tail(self, streams: dict[str, str], count: int, block_ms: int) -> list[Entry]:
-        keys: dict[Any, Any] = dict(streams)
+        keys: dict[Any, Any] = {self._k(s): last for s, last in streams.items()}
         reply = await self._call(self._r.xread(keys, count=count, block=max(1, block_ms)))
         return [
-            Entry(_s(name), _s(entry_id), fields[FIELD])
+            Entry(self._name(name), _s(entry_id), *_payload(fields))
             for name, entries in _items(reply)
             for entry_id, fields in entries
             if fields
         ]
 
     async def last_id(self, stream: str) -> str:
-        rows = await self._call(self._r.xrevrange(stream, count=1))
+        rows = await self._call(self._r.xrevrange(self._k(stream), count=1))
         return _s(rows[0][0] or b"0-0") if rows else "0-0"
 
     async def length(self, stream: str) -> int:
-        return int(await self._call(self._r.xlen(stream)))
+        return int(await self._call(self._r.xlen(self._k(stream))))
 
     async def put_blob(self, key: str, data: bytes, ttl_s: float) -> str:
-        ref = BLOB_PREFIX + key
-        await self._call(self._r.set(ref, data, px=max(1, int(ttl_s * 1000))))
+        self.check_blob(key, data)
+        ref = BLOB_REF + key
+        await self._call(self._r.set(self.prefix + ref, data, px=max(1, int(ttl_s * 1000))))
         return ref
 
     async def get_blob(self, ref: str) -> bytes | None:
-        value = await self._call(self._r.get(ref))
+        value = await self._call(self._r.get(self.prefix + ref))
         if value is None:
             return None
         return value.encode() if isinstance(value, str) else bytes(value)
@@ -304,6 +492,15 @@ class RedisBus(Bus):
         await self._r.aclose()
 
 
+def _payload(fields: dict[bytes, bytes]) -> tuple[bytes, str]:
+    """The message bytes of an entry, or why there are none (an entry written by something else)."""
+    data = fields.get(FIELD)
+    if data is None:
+        names = ", ".join(_s(k) for k in list(fields)[:5])
+        return b"", f"undecodable: entry has no 'd' field (fields: {names})"
+    return data, ""
+
+
 def _fast(cls: type[Any]) -> type[Any]:
     """The connection class with hiredis' C command packer (redis-py's asyncio one is pure Python and
     was the largest client-side cost per message); unchanged when hiredis is missing."""
@@ -318,7 +515,7 @@ def _fast(cls: type[Any]) -> type[Any]:
         try:
             return [hiredis.pack_command(args)]
         except TypeError:  # a type hiredis does not pack: redis-py's encoder knows it
-            return cls.pack_command(self, *args)  # type: ignore[no-any-return]
+            return cls.pack_command(self, *args)
 
     return type(f"Fast{cls.__name__}", (cls,), {"pack_command": pack_command})
 
@@ -339,3 +536,8 @@ def _items(reply: Any) -> list[tuple[Any, list[tuple[Any, dict[bytes, bytes]]]]]
     if isinstance(reply, dict):
         return [(k, v[0] if v and isinstance(v[0], list) else v) for k, v in reply.items()]
     return [(name, entries) for name, entries in reply]
+
+
+def _code(exc: rexc.ResponseError) -> str:
+    """The Redis error code: the first word of the error reply (``NOGROUP``, ``BUSYGROUP``, ...)."""
+    return str(exc).split(" ", 1)[0]

@@ -1,7 +1,7 @@
 """`emostream eval meld`: evaluate the runtime emotion model on a MELD-format CSV.
 
-Runs exactly what the context worker runs (:class:`emostream.dialogue.DialogueHistory` for past-only
-context, :class:`emostream.erc_runtime.TextModel` at batch 1) over every dialogue of the CSV with its gold
+Runs exactly what the context worker runs (:class:`emostream.inference.dialogue.DialogueHistory` for past-only
+context, :class:`emostream.inference.text.TextModel` at batch 1) over every dialogue of the CSV with its gold
 text, and prints weighted-F1 and accuracy (percent), per-class F1, utterances and throughput.
 """
 
@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from emostream.errors import UserError
-from emostream.scores import scores
+from emostream.evaluation.meld import TEXT_VARIANTS
+from emostream.evaluation.scores import scores
 
 HELP = "Evaluate the runtime emotion model on a MELD-format CSV (weighted-F1, accuracy, per class)."
 
@@ -28,16 +29,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="store name or folder of the runtime text model (default: context.model)")
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.add_argument("--limit", type=int, default=0, help="only the first N dialogues (0 = all)")
+    p.add_argument(
+        "--text-variant",
+        default="gold",
+        choices=TEXT_VARIANTS,
+        help="score on perturbed gold text: flat (!/? -> .), lower (case folded), flat-lower, "
+        "bare (no punctuation); default gold",
+    )
 
 
 def evaluate(
-    logits_of: Callable[[Any], np.ndarray], builder: Any, csv: str, history: int, limit: int = 0
+    logits_of: Callable[[Any], np.ndarray],
+    builder: Any,
+    csv: str,
+    history: int,
+    limit: int = 0,
+    variant: str = "gold",
 ) -> dict[str, Any]:
     """Score ``logits_of(prompt) -> [7]`` over a MELD CSV; also returns the raw predictions."""
-    from emostream.dialogue import meld_prompts
-    from emostream.meld import read_meld
+    from emostream.evaluation.meld import read_meld
+    from emostream.inference.dialogue import meld_prompts
 
-    split = read_meld(csv)
+    split = read_meld(csv, variant)
     dialogues = list(split.dialogues.values())[: limit or None]
     gold: list[int] = []
     pred: list[int] = []
@@ -60,21 +73,28 @@ def evaluate(
 
 def run(args: argparse.Namespace) -> int:
     from emostream.config import load_settings
-    from emostream.erc_runtime import TextModel
-    from workers.context import runtime_options
+    from emostream.inference.onnx import RuntimeOptions
+    from emostream.inference.text import TextModel
 
     settings = load_settings(args.config)
     name = args.model or settings.context.model
-    model = TextModel.load(name, runtime_options(settings), settings, settings.context.max_tokens)
+    model = TextModel.load(name, RuntimeOptions.of(settings.context), settings, settings.context.max_tokens)
     result = evaluate(
-        lambda p: model.run([p])[1][0], model.builder, args.csv, settings.context.history, args.limit
+        lambda p: model.run([p])[1][0],
+        model.builder,
+        args.csv,
+        settings.context.history,
+        args.limit,
+        args.text_variant,
     )
     result.pop("predictions")
-    result = {"model": name, "csv": args.csv, **result}
+    result = {"model": name, "csv": args.csv, "text_variant": args.text_variant, **result}
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{name} on {args.csv}: {result['utterances']} utterances, {result['utterances_per_s']}/s")
+    print(
+        f"{name} on {args.csv} ({args.text_variant} text): {result['utterances']} utterances, {result['utterances_per_s']}/s"
+    )
     print(f"weighted-F1 {result['weighted_f1']:.2f}  accuracy {result['accuracy']:.2f}")
     for emotion, f1 in result["per_class_f1"].items():
         print(f"  {emotion:9s} F1 {f1:6.2f}")

@@ -6,8 +6,11 @@ import argparse
 import asyncio
 import sys
 
+import msgspec
+
 from emostream import schema
-from emostream.config import ConfigError, load_settings
+from emostream.bus.base import Entry
+from emostream.config import ConfigError, Settings, load_settings
 from emostream.errors import UserError
 
 HELP = "Follow the emotion event stream and print events as JSON lines."
@@ -31,24 +34,47 @@ def run(args: argparse.Namespace) -> int:
     url = args.redis or settings.bus.url
     if url.startswith("memory"):
         raise UserError("events needs a shared bus: pass --redis redis://HOST:PORT", exit_code=2)
-    return asyncio.run(_follow(url, args))
+    return asyncio.run(_follow(url, args, settings))
 
 
-async def _follow(url: str, args: argparse.Namespace) -> int:
+async def _follow(url: str, args: argparse.Namespace, settings: Settings) -> int:
+    """Print events; also say on stderr which utterances were dropped (dead-lettered) and why. A lost
+    Redis is waited for with backoff; undecodable entries are skipped with one line each."""
     from emostream.bus import open_bus
+    from emostream.runtime.follow import resume_point
 
-    bus = open_bus(url)
+    bus = open_bus(url, msgspec.structs.replace(settings.bus, url=url))
     printed = 0
+    dropped = schema.Dropped.stream
     try:
         await bus.ping()
-        last = "0-0" if args.from_start else await bus.last_id(args.stream)
+        last = {
+            args.stream: "0-0" if args.from_start else await bus.last_id(args.stream),
+            dropped: await bus.last_id(dropped),
+        }
+        pause = 0.2
         while args.count is None or printed < args.count:
-            for entry in await bus.tail({args.stream: last}, count=100, block_ms=1000):
-                last = entry.id
+            try:
+                entries = await bus.tail(last, count=100, block_ms=1000)
+                pause = 0.2
+            except UserError as exc:  # Redis went away: wait for it, then carry on where we were
+                print(f"emostream events: {exc}; retrying in {pause:g} s", file=sys.stderr, flush=True)
+                await asyncio.sleep(pause)
+                pause = min(5.0, pause * 2)
+                for stream in last:
+                    last[stream] = await resume_point(bus, stream, last[stream])
+                continue
+            for entry in entries:
+                last[entry.stream] = entry.id
+                if entry.stream == dropped:
+                    _say_dropped(entry, args.room)
+                    continue
                 try:
+                    if entry.error:
+                        raise schema.SchemaError(entry.error)
                     event = schema.decode_checked(entry.data, schema.EmotionEvent)
                 except schema.SchemaError as exc:
-                    print(f"emostream events: skipped {entry.id}: {exc}", file=sys.stderr)
+                    print(f"emostream events: skipped {entry.id}: {exc}", file=sys.stderr, flush=True)
                     continue
                 if args.room and event.room != args.room:
                     continue
@@ -60,3 +86,17 @@ async def _follow(url: str, args: argparse.Namespace) -> int:
     finally:
         await bus.close()
     return 0
+
+
+def _say_dropped(entry: Entry, room: str | None) -> None:
+    try:
+        d = schema.decode(entry.data, schema.Dropped)
+    except schema.SchemaError:
+        return
+    if room and d.room != room:
+        return
+    print(
+        f"emostream events: dropped {d.key} (from {d.source}): {d.reason} [{d.dead_stream} {d.dead_id}]",
+        file=sys.stderr,
+        flush=True,
+    )

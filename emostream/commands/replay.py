@@ -75,7 +75,7 @@ def _synth(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from emostream.meld import read_meld
+    from emostream.evaluation.meld import read_meld
     from emostream.replay.synth import synth
 
     console = Console(stderr=True)

@@ -11,22 +11,27 @@ import logging
 import sys
 from typing import Any
 
+from emostream.config import ConfigError, Settings, load_settings
 from emostream.errors import UserError
 
 HELP = "Train and quantize emostream's models (needs the `train` extra)."
 
 _KINDS = {
-    "text": ("train.text", "TextConfig", "train_text"),
-    "visual": ("train.visual", "VisualConfig", "train_visual"),
-    "fusion": ("train.fusion", "FusionConfig", "train_fusion"),
+    "text": ("emostream.train.text", "TextConfig", "train_text"),
+    "visual": ("emostream.train.visual", "VisualConfig", "train_visual"),
+    "fusion": ("emostream.train.fusion", "FusionConfig", "train_fusion"),
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
     for kind in _KINDS:
-        p = sub.add_parser(kind, help=f"train the {kind} model from a config file (train/configs/*.toml)")
-        p.add_argument("--config", dest="train_config", metavar="FILE", help="TOML file (train/configs/)")
+        p = sub.add_parser(
+            kind, help=f"train the {kind} model from a config file (emostream/train/configs/*.toml)"
+        )
+        p.add_argument(
+            "--config", dest="train_config", metavar="FILE", help="TOML file (emostream/train/configs/)"
+        )
         p.add_argument("--run-dir", help="output folder (overrides the config's run_dir)")
         p.add_argument(
             "--set",
@@ -52,9 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     f.add_argument("--input", metavar="FILE", required=True, help="teacher: MELD CSV; descriptions: JSONL")
     f.add_argument("--out", metavar="NPZ", required=True)
-    q = sub.add_parser(  # "+" prefix: every "--option" (and --help) is passed through to train.quantize
+    q = sub.add_parser(  # "+" prefix: every "--option" (and --help) is passed through to emostream.train.quantize
         "quantize",
-        help="weight-only INT8 export of a trained model (train/quantize.py)",
+        help="weight-only INT8 export of a trained model (emostream/train/quantize.py)",
         prefix_chars="+",
         add_help=False,
     )
@@ -88,25 +93,35 @@ def _import(module: str) -> Any:
 
 
 def _features(args: argparse.Namespace) -> int:
-    feats = _import("train.features")
-    from train.config import resolve_model_path
+    feats = _import("emostream.train.features")
+    from emostream.train.config import resolve_model_path
 
     if args.what == "teacher":
         if not args.model:
             raise UserError("features teacher needs --model DIR (a trained text teacher's best/ folder)")
-        out = feats.teacher_features(resolve_model_path(args.model, ""), args.input, args.out)
+        out = feats.teacher_features(
+            resolve_model_path(args.model, "", _settings(args)), args.input, args.out
+        )
     else:
         out = feats.description_features(
-            args.input, resolve_model_path(args.model or "", "all-MiniLM-L6-v2"), args.out
+            args.input, resolve_model_path(args.model or "", "all-MiniLM-L6-v2", _settings(args)), args.out
         )
     print(out)
     return 0
 
 
+def _settings(args: argparse.Namespace) -> Settings:
+    """The effective settings (``--config``): where the store is for models training starts from."""
+    try:
+        return load_settings(args.config)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     if args.kind == "quantize":
-        mod = _import("train.quantize")
+        mod = _import("emostream.train.quantize")
         if mod is None or not hasattr(mod, "main"):
             raise UserError(
                 "`emostream train quantize` is not available yet (issue [runtime] has not landed)"
@@ -118,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     mod = _import(module)
     if mod is None:
         raise UserError(f"`emostream train {args.kind}` is not available yet ({module} is missing)")
-    from train.config import load_config
+    from emostream.train.config import load_config
 
     overrides = _parse_sets(args.set)
     overrides["run_dir"] = args.run_dir
@@ -126,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
         if hasattr(args, key):
             overrides[key] = getattr(args, key)
     cfg = load_config(getattr(mod, cfg_name), args.train_config, overrides)
-    result = getattr(mod, fn_name)(cfg, resume=not args.fresh, progress=not args.no_progress)
+    extra = {"settings": _settings(args)} if args.kind == "text" else {}  # its encoder comes from the store
+    result = getattr(mod, fn_name)(cfg, resume=not args.fresh, progress=not args.no_progress, **extra)
     best = result.get("best", {})
     print(f"best dev weighted-F1 {best.get('weighted_f1')} accuracy {best.get('accuracy')} -> {cfg.run_dir}")
     return 0

@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 
 import msgspec
 
 from emostream.config import ConfigError, load_settings
 from emostream.errors import UserError
+from emostream.runtime.topology import PIPELINE, STAGES
 
-HELP = "Run one pipeline stage as its own process: asr, fec, vlm, context, fusion."
-
-WORKERS: dict[str, str] = {
-    "asr": "workers.asr",
-    "fec": "workers.fec",
-    "vlm": "workers.vlm",
-    "context": "workers.context",
-    "fusion": "workers.fusion",
-    "toy": "emostream.toy",  # hidden: the toy relay used by tests and `bench bus`
-}
-PUBLIC = [n for n in WORKERS if n != "toy"]
+HELP = f"Run one pipeline stage as its own process: {', '.join(PIPELINE)}."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", metavar="NAME", help=f"stage to run: {', '.join(PUBLIC)}")
+    parser.add_argument("name", metavar="NAME", help=f"stage to run: {', '.join(PIPELINE)}")
     parser.add_argument(
         "--redis", metavar="URL", help="bus URL (default: bus.url setting), e.g. redis://host:6379"
     )
@@ -39,9 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    module_name = WORKERS.get(args.name)
-    if module_name is None:
-        raise UserError(f"unknown worker {args.name!r}: choose one of {', '.join(PUBLIC)}", exit_code=2)
+    spec = STAGES.get(args.name)  # the hidden toy relay (tests, `bench bus`) is in the registry too
+    if spec is None:
+        raise UserError(f"unknown worker {args.name!r}: choose one of {', '.join(PIPELINE)}", exit_code=2)
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
@@ -55,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--concurrency must be at least 1", exit_code=2)
         stage_opts = msgspec.structs.replace(stage_opts, concurrency=args.concurrency)
     if args.metrics_port is not None:
+        if not 0 <= args.metrics_port <= 65535:
+            raise UserError(f"bad metrics port {args.metrics_port}: use 1-65535 (or 0 = off)", exit_code=2)
         stage_opts = msgspec.structs.replace(stage_opts, metrics_port=args.metrics_port)
     settings = msgspec.structs.replace(settings, bus=bus, stage=stage_opts)
     if settings.bus.url.startswith("memory"):
@@ -62,20 +54,10 @@ def run(args: argparse.Namespace) -> int:
             "a worker process needs a shared bus: pass --redis redis://HOST:PORT (memory:// is in-process)",
             exit_code=2,
         )
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        raise UserError(
-            f"worker {args.name!r} is not available yet ({module_name.replace('.', '/')}.py has not landed)",
-            exit_code=2,
-        ) from None
-
     from emostream.log import setup_logging
-    from emostream.runner import run_worker
+    from emostream.runtime.pipeline import run_worker
 
     setup_logging(settings.stage.log_level, settings.stage.log_format)
-    stage = module.create(settings)
+    stage = spec.create(settings)
     asyncio.run(run_worker(stage, settings, consumer=args.consumer or ""))
     return 0

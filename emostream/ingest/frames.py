@@ -25,10 +25,9 @@ import numpy.typing as npt
 from prometheus_client import Counter
 
 from emostream.config import FramesSettings
-from emostream.schema import FrameRef
 
 if TYPE_CHECKING:
-    from emostream.bus.base import Bus
+    pass
 
 RGB = npt.NDArray[np.uint8]
 
@@ -170,13 +169,6 @@ class FrameBuffer:
     def encode(self, start: float, end: float) -> list[tuple[float, bytes]]:
         """The window's sampled frames as JPEG bytes (``frames.jpeg_quality``)."""
         return [(t, encode_jpeg(img, self.settings.jpeg_quality)) for t, img in self.sample(start, end)]
-
-    async def publish(self, bus: Bus, key: str, start: float, end: float, ttl_s: float) -> list[FrameRef]:
-        """Sample, encode and store the window's frames as blobs ``frame/<key>/<i>``; their FrameRefs."""
-        refs: list[FrameRef] = []
-        for i, (t, jpeg) in enumerate(self.encode(start, end)):
-            refs.append(FrameRef(t=t, blob=await bus.put_blob(f"frame/{key}/{i}", jpeg, ttl_s)))
-        return refs
 
     def clear(self) -> None:
         self._frames.clear()

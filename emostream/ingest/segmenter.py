@@ -1,7 +1,7 @@
 """Per-participant speech segmenter: 16 kHz audio in, speech-start / partial / utterance events out.
 
 It runs beside the media ingest, in the process that receives the participant's audio, so raw audio
-never crosses the bus (:mod:`emostream.ingest.speech` publishes the events, audio as TTL blobs).
+never crosses the bus (:mod:`emostream.ingest.participant` publishes the events, audio as TTL blobs).
 
 Decisions are made per 32 ms Silero window with hysteresis (``threshold`` to enter speech,
 ``off_threshold`` to count silence). An utterance's audio is ``[first speech - preroll, last speech +
@@ -97,15 +97,15 @@ class Segmenter:
 
     def __init__(
         self,
-        options: VadSettings | None = None,
+        options: VadSettings,
         *,
+        model: SileroModel,
         room: str = "",
         speaker: str = "",
         t0: float = 0.0,
         first_utterance: int = 0,
-        model: SileroModel | None = None,
     ) -> None:
-        self.options = o = options or VadSettings()
+        self.options = o = options
         self.room, self.speaker = room, speaker
         self.t0 = t0
         self.next_utterance = first_utterance
@@ -307,9 +307,9 @@ class Segmenter:
             events.append(SpeechStart(self.next_utterance, self._time(k)))
 
 
-def segment(audio: Audio, options: VadSettings | None = None, t0: float = 0.0) -> list[SpeechEvent]:
+def segment(audio: Audio, options: VadSettings, model: SileroModel, t0: float = 0.0) -> list[SpeechEvent]:
     """Segment a whole 16 kHz mono array (files, tests): push it and flush."""
-    seg = Segmenter(options, t0=t0)
+    seg = Segmenter(options, model=model, t0=t0)
     return seg.push(audio) + seg.flush()
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 
+from emostream.config import Settings
+from emostream.inference.onnx import RuntimeOptions, session
 from emostream.ingest.audio import SAMPLE_RATE, Audio
 
 WINDOW = 512
@@ -31,20 +32,16 @@ class SileroModel:
     _lock = threading.Lock()
 
     def __init__(self, path: str | Path, threads: int = 1) -> None:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.session = session(path, RuntimeOptions.cpu(threads))
         self._sr = np.array(SAMPLE_RATE, dtype=np.int64)
 
     @classmethod
-    def shared(cls, path: str | Path | None = None) -> SileroModel:
-        """The process-wide instance for ``path`` (default: ``silero-vad`` from the model store)."""
+    def shared(cls, settings: Settings, path: str | Path | None = None) -> SileroModel:
+        """The process-wide instance for ``path`` (default: ``silero-vad`` from the store of ``settings``)."""
         if path is None:
             from emostream.store import load
 
-            path = load("silero-vad") / "silero_vad.onnx"
+            path = load("silero-vad", settings) / "silero_vad.onnx"
         key = str(path)
         with cls._lock:
             model = cls._shared.get(key)
@@ -63,8 +60,8 @@ class SileroModel:
 class SileroVad:
     """One stream's VAD: feed 16 kHz audio of any length, get one probability per full 512-sample window."""
 
-    def __init__(self, model: SileroModel | None = None) -> None:
-        self.model = model or SileroModel.shared()
+    def __init__(self, model: SileroModel) -> None:
+        self.model = model
         self.reset()
 
     def reset(self) -> None:

@@ -9,10 +9,11 @@ teacher logits). Media blobs are never kept, only these features.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar
+from typing import Any
 
 import msgspec
 
+from emostream.runtime.stage import Emit, Stage, StageContext
 from emostream.schema import (
     EmotionEvent,
     Keyed,
@@ -22,14 +23,9 @@ from emostream.schema import (
     Transcript,
     VisualDescription,
 )
-from emostream.stage import Emit, Stage, StageContext
 
-_FEATURE_STREAMS: dict[str, type[Message]] = {
-    "transcripts": Transcript,
-    "keyframes": KeyFrames,
-    "descriptions": VisualDescription,
-    "contexts": TextContext,
-}
+_FEATURE_KINDS: tuple[type[Keyed], ...] = (Transcript, KeyFrames, VisualDescription, TextContext)
+"""Besides events, the collector reads these streams for the per-row features."""
 
 
 def _round(values: list[float] | None, digits: int = 5) -> list[float] | None:
@@ -71,10 +67,11 @@ def feature_of(message: Message) -> dict[str, Any]:
 class Collector(Stage):
     """Resolves a future per expected utterance key when its event arrives; gathers features by key."""
 
-    name: ClassVar[str] = "replay-collector"
-    inputs: ClassVar[dict[str, type[Message]]] = {"events": EmotionEvent, **_FEATURE_STREAMS}
-
     def __init__(self) -> None:
+        super().__init__("replay-collector")
+        self.on(EmotionEvent, self.event)
+        for kind in _FEATURE_KINDS:
+            self.on(kind, self.feature)
         self.waiting: dict[str, asyncio.Future[EmotionEvent]] = {}
         self.early: dict[str, EmotionEvent] = {}
         self.features: dict[str, dict[str, Any]] = {}
@@ -111,21 +108,20 @@ class Collector(Stage):
         self.early.pop(key, None)
         return self.features.pop(key, {})
 
-    async def handle(self, message: Message, ctx: StageContext) -> list[Emit]:
-        assert isinstance(message, Keyed)
-        key = message.key
-        if isinstance(message, EmotionEvent):
-            fut = self.waiting.pop(key, None)
-            if fut is None:
-                self.early[key] = message
-            elif not fut.done():
-                fut.set_result(message)
-        else:
-            self.features.setdefault(key, {}).update(feature_of(message))
-            self.changed.set()
+    async def event(self, message: EmotionEvent, ctx: StageContext) -> list[Emit]:
+        fut = self.waiting.pop(message.key, None)
+        if fut is None:
+            self.early[message.key] = message
+        elif not fut.done():
+            fut.set_result(message)
+        return []
+
+    async def feature(self, message: Keyed, ctx: StageContext) -> list[Emit]:
+        self.features.setdefault(message.key, {}).update(feature_of(message))
+        self.changed.set()
         return []
 
 
 def event_dict(event: EmotionEvent) -> dict[str, Any]:
     """JSON-ready form of an event (what events.jsonl carries)."""
-    return msgspec.to_builtins(event)  # type: ignore[no-any-return]
+    return msgspec.to_builtins(event)

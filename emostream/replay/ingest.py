@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
-import numpy as np
 
 from emostream.bus.base import Bus
 from emostream.config import Settings
-from emostream.meld import Utterance as Row
+from emostream.evaluation.meld import Utterance as Row
+from emostream.ingest import participant
 from emostream.replay.media import ClipMedia, Participant, decode_clip
-from emostream.schema import FrameRef, Utterance, now
+from emostream.schema import FrameRef, Utterance, utterance_key
 
 
 @dataclass
@@ -122,24 +122,20 @@ class DialogueIngest:
         frames: list[FrameRef] = []
         if media is not None:
             ttl = self.settings.bus.blob_ttl_s
-            base = f"{self.room}/{prep.speaker}/{prep.number}"
-            audio_ref = await self.bus.put_blob(
-                f"audio/{base}", media.audio.astype(np.float32).tobytes(), ttl
-            )
-            for i, (t, jpeg) in enumerate(media.frames):
-                frames.append(FrameRef(t=t, blob=await self.bus.put_blob(f"frame/{base}/{i}", jpeg, ttl)))
-        utterance = Utterance(
-            room=self.room,
-            speaker=prep.speaker,
-            utterance=prep.number,
-            start=prep.start,
-            end=prep.end,
+            key = utterance_key(self.room, prep.speaker, prep.number)
+            audio_ref = await participant.store_audio(self.bus, key, media.audio, ttl)
+            frames = await participant.store_frames(self.bus, key, media.frames, ttl)
+        message = participant.utterance(
+            self.room,
+            prep.speaker,
+            prep.number,
+            prep.start,
+            prep.end,
             audio=audio_ref,
             frames=frames,
             text=row.text if (self.gold or media is None) else "",
-            eos_at=now(),
         )
-        return Fed(utterance, prep.source, prep.note, prep.warning)
+        return Fed(message, prep.source, prep.note, prep.warning)
 
     def _text_only(
         self, row: Row, speaker: str, number: int, source: str, note: str, warning: str = ""

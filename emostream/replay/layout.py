@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emostream.errors import UserError
-from emostream.meld import MeldSplit, Utterance, read_meld
+from emostream.evaluation.meld import MeldSplit, Utterance, read_meld
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 CLIP_DIRS: dict[str, tuple[str, ...]] = {
@@ -114,7 +114,7 @@ def open_layout(root: str | Path, split: str) -> MeldLayout:
 
 
 def load_split(layout: MeldLayout) -> MeldSplit:
-    """The split's rows, cleaned and grouped by dialogue (see emostream.meld)."""
+    """The split's rows, cleaned and grouped by dialogue (see emostream.evaluation.meld)."""
     return read_meld(layout.csv)
 
 
@@ -122,7 +122,7 @@ _MOJIBAKE = re.compile("â€|Ã.|Â")
 
 
 def count_mojibake(csv_path: Path) -> int:
-    """Rows whose text shows UTF-8 read as cp1252 (``â€™``); emostream.meld repairs them on reading."""
+    """Rows whose text shows UTF-8 read as cp1252 (``â€™``); emostream.evaluation.meld repairs them on reading."""
     text = csv_path.read_bytes().decode("utf-8-sig", errors="replace")
     return sum(1 for line in text.splitlines() if _MOJIBAKE.search(line))
 

@@ -47,7 +47,7 @@ class ClipSegmenter:
 
     def __init__(self, settings: Settings, room: str, speaker: str) -> None:
         self.settings, self.room, self.speaker = settings, room, speaker
-        self.model = SileroModel.shared()
+        self.model = SileroModel.shared(settings)
 
     def spans(self, audio: np.ndarray, offset: float) -> list[tuple[float, float]]:
         """(start, end) media times of the utterances the segmenter closes in ``audio``."""

@@ -1,9 +1,8 @@
 """Replay metrics: weighted-F1, accuracy, per-class F1, confusion matrix, stage latencies, modality use.
 
-Computed with numpy in the same way as scikit-learn's ``f1_score(average="weighted", labels=0..6)`` (the
-``emostream eval meld`` definition): per-class F1 weighted by true support, a class with no predictions
-and no support scores 0 with weight 0. A row that got no event counts as wrong (prediction ``-1``): it
-adds a false negative to its true class and is never a true positive, so lost events lower the score.
+Scores come from :mod:`emostream.evaluation.scores` (scikit-learn, the ``emostream eval meld``
+definition). A row that got no event counts as wrong (prediction ``UNANSWERED``): it adds a false
+negative to its true class and is never a true positive, so lost events lower the score.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from emostream.evaluation.scores import UNANSWERED, confusion, edit_distance, scores
 from emostream.schema import EMOTIONS
 
 
@@ -62,38 +62,6 @@ class RowResult:
         )
 
 
-def confusion(true: list[int], pred: list[int], n: int = len(EMOTIONS)) -> np.ndarray:
-    """``m[i, j]`` = rows of true class i predicted j; unanswered rows (j = -1) are left out."""
-    m = np.zeros((n, n), np.int64)
-    for t, p in zip(true, pred, strict=True):
-        if p >= 0:
-            m[t, p] += 1
-    return m
-
-
-def f1_scores(true: list[int], pred: list[int], n: int = len(EMOTIONS)) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class F1 and true support (sklearn semantics, zero_division = 0)."""
-    t = np.asarray(true, np.int64)
-    p = np.asarray(pred, np.int64)
-    f1 = np.zeros(n)
-    support = np.zeros(n, np.int64)
-    for c in range(n):
-        tp = int(np.sum((t == c) & (p == c)))
-        fp = int(np.sum((t != c) & (p == c)))
-        fn = int(np.sum((t == c) & (p != c)))
-        support[c] = tp + fn
-        denom = 2 * tp + fp + fn
-        f1[c] = 2 * tp / denom if denom else 0.0
-    return f1, support
-
-
-def weighted_f1(true: list[int], pred: list[int]) -> float:
-    """Support-weighted mean of per-class F1 (0.0 for no rows)."""
-    f1, support = f1_scores(true, pred)
-    total = support.sum()
-    return float((f1 * support).sum() / total) if total else 0.0
-
-
 _WORD = re.compile(r"[a-z0-9']+")
 
 
@@ -104,13 +72,7 @@ def _norm_words(text: str) -> list[str]:
 def word_errors(ref: str, hyp: str) -> tuple[int, int]:
     """(word edit distance, reference words) after lower-casing and dropping punctuation."""
     r, h = _norm_words(ref), _norm_words(hyp)
-    prev = list(range(len(h) + 1))
-    for i, rw in enumerate(r, 1):
-        cur = [i] + [0] * len(h)
-        for j, hw in enumerate(h, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (rw != hw))
-        prev = cur
-    return prev[-1], len(r)
+    return edit_distance(r, h), len(r)
 
 
 def corpus_wer(rows: list[RowResult]) -> float | None:
@@ -192,9 +154,9 @@ def summarize(rows: list[RowResult], extra: dict[str, Any] | None = None) -> dic
     speech), modality and visual-status counts, how rows were replayed, and the ASR word error rate
     against the CSV text (0 with gold text; None without clips) and the transcripts that loop."""
     true = [EMOTIONS.index(r.true) for r in rows]
-    pred = [EMOTIONS.index(r.pred) if r.pred in EMOTIONS else -1 for r in rows]
-    f1, support = f1_scores(true, pred)
-    correct = sum(t == p for t, p in zip(true, pred, strict=True))
+    pred = [EMOTIONS.index(r.pred) if r.pred in EMOTIONS else UNANSWERED for r in rows]
+    score = scores(true, pred)
+    support = Counter(true)
     latencies: dict[str, list[float]] = {}
     modalities: Counter[str] = Counter()
     visual: Counter[str] = Counter()
@@ -207,14 +169,12 @@ def summarize(rows: list[RowResult], extra: dict[str, Any] | None = None) -> dic
         visual[str(r.event.get("visual_status", ""))] += 1
     predicted = Counter(r.pred for r in rows if r.pred)
     out: dict[str, Any] = {
-        "weighted_f1": round(100 * weighted_f1(true, pred), 2),
-        "accuracy": round(100 * correct / len(rows), 2) if rows else 0.0,
-        "per_class_f1": {e: round(100 * float(f1[i]), 2) for i, e in enumerate(EMOTIONS)},
+        **score,
         "utterances": len(rows),
-        "answered": sum(p >= 0 for p in pred),
+        "answered": sum(p != UNANSWERED for p in pred),
         "dialogues": len({r.dialogue for r in rows}),
         "counts": {
-            "true": {e: int(support[i]) for i, e in enumerate(EMOTIONS)},
+            "true": {e: support.get(i, 0) for i, e in enumerate(EMOTIONS)},
             "predicted": {e: predicted.get(e, 0) for e in EMOTIONS},
         },
         "confusion": {"labels": list(EMOTIONS), "matrix": confusion(true, pred).tolist()},

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from emostream.plots import plot_confusion, pyplot
+from emostream.evaluation.plots import plot_confusion, pyplot
 from emostream.replay.metrics import RowResult
 from emostream.schema import EMOTIONS
 

@@ -14,7 +14,6 @@ speaking order and remembers (room, participant, number) -> row. A row whose eve
 from __future__ import annotations
 
 import asyncio
-import importlib
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -28,20 +27,17 @@ from emostream.bus import open_bus
 from emostream.bus.base import Bus
 from emostream.config import Settings
 from emostream.errors import UserError
-from emostream.meld import Utterance as Row
+from emostream.evaluation.meld import Utterance as Row
 from emostream.replay.collect import Collector, event_dict
 from emostream.replay.ingest import DialogueIngest
 from emostream.replay.layout import MeldLayout
 from emostream.replay.metrics import RowResult
 from emostream.replay.state import RunState
-from emostream.runner import Pipeline
+from emostream.runtime import topology
+from emostream.runtime.pipeline import Pipeline
 from emostream.schema import EmotionEvent, RoomControl, encode, now, utterance_key
-from emostream.stage import Stage
 
 TextSource = Literal["gold", "asr"]
-MEDIA_STAGES = ("asr", "fec", "vlm", "context", "fusion")
-TEXT_STAGES = ("asr", "context", "fusion")
-"""Stages of a run with clips, and of a text-only run (no media: the visual branch is not started)."""
 
 
 @dataclass
@@ -79,22 +75,6 @@ def room_id(split: str, dialogue: int) -> str:
     return f"meld-{split}-dia{dialogue}"
 
 
-def build_stages(settings: Settings, names: tuple[str, ...]) -> list[Stage]:
-    """``workers.<name>.create(settings)`` for each stage, with a one-line error when one is missing."""
-    stages: list[Stage] = []
-    for name in names:
-        try:
-            module = importlib.import_module(f"workers.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name in (f"workers.{name}", "workers"):
-                raise UserError(
-                    f"pipeline stage workers/{name}.py is not installed: replay needs it"
-                ) from None
-            raise
-        stages.append(module.create(settings))
-    return stages
-
-
 class Replayer:
     """Runs the pipeline for a plan and writes one finished dialogue at a time into ``state``."""
 
@@ -122,9 +102,9 @@ class Replayer:
                 settings, fusion=msgspec.structs.replace(settings.fusion, deadline_ms=0)
             )
         bus = open_bus("memory://", settings.bus)
-        names = MEDIA_STAGES if self.plan.media else TEXT_STAGES
+        names = topology.PIPELINE if self.plan.media else topology.TEXT_ONLY
         pipeline = Pipeline(bus, settings)
-        for stage in [*build_stages(settings, names), self.collector]:
+        for stage in [*topology.build(settings, names), self.collector]:
             pipeline.add(stage, consumer=f"replay-{stage.name}")
         stop, ready = asyncio.Event(), asyncio.Event()
         runner = asyncio.create_task(pipeline.run(stop, ready))

@@ -81,7 +81,7 @@ class RunState:
 
 
 def write_descriptions(features: Path, out: Path) -> int:
-    """``descriptions.jsonl`` in the form ``train visual|fusion`` reads (train/features.py): one line
+    """``descriptions.jsonl`` in the form ``train visual|fusion`` reads (emostream/train/features.py): one line
     ``{"dialogue", "utterance", "text", "confidence"}`` per row whose key frames showed a face."""
     n = 0
     with out.open("w") as fh:

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from emostream.errors import UserError
-from emostream.meld import Utterance, read_meld
+from emostream.evaluation.meld import Utterance, read_meld
 from emostream.replay.layout import CLIP_DIRS
 
 ASSETS = Path(__file__).parent / "assets"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from emostream.config import Settings, load_settings
+from emostream.config import Settings
 from emostream.errors import UserError
 from emostream.store.files import hash_problems, quick_problem
 from emostream.store.manifest import Manifest, ModelEntry, load_manifest
@@ -25,8 +25,9 @@ class Store:
     manifest: Manifest
 
     @classmethod
-    def open(cls, settings: Settings | None = None) -> Store:
-        settings = settings if settings is not None else load_settings()
+    def open(cls, settings: Settings) -> Store:
+        """The store named by ``settings`` (``store.home``, ``store.manifest``): callers pass theirs, so
+        ``--config`` is honoured by every model load."""
         return cls(home=settings.home, manifest=load_manifest(settings.store.manifest or None))
 
     @property
@@ -89,7 +90,7 @@ class Store:
         return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.is_dir() else 0
 
 
-def load(name: str, settings: Settings | None = None) -> Path:
+def load(name: str, settings: Settings) -> Path:
     """Local directory of model ``name`` (offline; UserError naming the pull command when missing)."""
     return Store.open(settings).load(name)
 

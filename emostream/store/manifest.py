@@ -1,4 +1,4 @@
-"""The model manifest (models/manifest.toml): what each model is, its files' sha256, where to get it.
+"""The model manifest (emostream/store/manifest.toml, shipped as package data): what each model is, its files' sha256, where to get it.
 
 Parsing is strict: an entry with a malformed hash, an unpinned wheel or an assembly step that reads a
 file nothing produced is rejected with one line naming the model and the field, so a bad manifest
@@ -128,8 +128,8 @@ class Manifest(msgspec.Struct, kw_only=True):
 
 
 def default_manifest_path() -> Path:
-    """models/manifest.toml of the source tree this package lives in."""
-    return Path(__file__).resolve().parents[2] / "models" / "manifest.toml"
+    """The manifest shipped inside the package (package data: no source tree or env var needed)."""
+    return Path(__file__).resolve().with_name("manifest.toml")
 
 
 def load_manifest(path: Path | str | None = None) -> Manifest:

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
-from redis_server import free_port, start_redis
+
+from emostream.testing.redis_server import free_port, start_redis
 
 ROOT = Path(__file__).parents[2]
 BOUND_S = 300.0

@@ -13,14 +13,15 @@ FIXTURE_CSV = Path(__file__).resolve().parents[1] / "fixtures" / "meld" / "dev_s
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """The store's all-MiniLM-L6-v2 (fails loudly with the pull command when missing)."""
+    from emostream.config import Settings
     from emostream.store import load
 
-    return load("all-MiniLM-L6-v2")
+    return load("all-MiniLM-L6-v2", Settings())
 
 
 @pytest.fixture(scope="session")
 def tokenizer(minilm_dir: Path) -> Any:
-    from train.text_model import load_tokenizer
+    from emostream.train.text_model import load_tokenizer
 
     return load_tokenizer(minilm_dir)
 

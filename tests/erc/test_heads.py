@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from emostream.errors import UserError
-from train.config import load_config
-from train.features import join, load_cache
-from train.fusion import FusionConfig, train_fusion
-from train.synthetic import make_caches
-from train.visual import VisualConfig, load_student, train_visual
+from emostream.train.config import load_config
+from emostream.train.features import join, load_cache
+from emostream.train.fusion import FusionConfig, train_fusion
+from emostream.train.synthetic import make_caches
+from emostream.train.visual import VisualConfig, load_student, train_visual
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_config_files_and_unknown_keys(tmp_path: Path) -> None:
     cfg_file.write_text("epoch = 3\n")
     with pytest.raises(UserError, match="unknown config keys"):
         load_config(VisualConfig, cfg_file)
-    for shipped in Path("train/configs").glob("*.toml"):
+    for shipped in Path("emostream/train/configs").glob("*.toml"):
         kind = shipped.stem.split("-")[0]
         cls = {"visual": VisualConfig, "fusion": FusionConfig}.get(kind)
         if cls is not None:

@@ -8,7 +8,7 @@ from statistics import correlation
 import pytest
 import torch
 
-from train.losses import (
+from emostream.train.losses import (
     class_weights,
     ema_update,
     kd_kl,
@@ -17,7 +17,7 @@ from train.losses import (
     self_distill_loss,
     student_loss,
 )
-from train.modules import ResidualFusion, clamp_gate
+from emostream.train.modules import ResidualFusion, clamp_gate
 
 # KL([0.75, 0.25] || [0.5, 0.5])
 KL_HAND = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)

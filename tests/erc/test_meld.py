@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from emostream.errors import UserError
-from emostream.meld import clean_text, read_meld, speaker_indices
+from emostream.evaluation.meld import clean_text, read_meld, speaker_indices, text_variant
 
 HEADER = (
     "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime\n"
@@ -67,3 +67,22 @@ def test_missing_file_and_columns_are_user_errors(tmp_path: Path) -> None:
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(UserError, match="missing columns"):
         read_meld(bad)
+
+
+def test_text_variants_perturb_only_what_they_name() -> None:
+    line = "Oh my God!! Are you OK?... I'm fine."
+    assert text_variant(line, "gold") == line
+    assert text_variant(line, "flat") == "Oh my God. Are you OK. I'm fine."
+    assert text_variant(line, "lower") == line.lower()
+    assert text_variant(line, "flat-lower") == "oh my god. are you ok. i'm fine."
+    assert text_variant(line, "bare") == "Oh my God Are you OK I'm fine"
+    assert text_variant("?!", "bare") == "?!"  # never empties an utterance
+    with pytest.raises(UserError, match="unknown text variant"):
+        text_variant(line, "shouty")
+
+
+def test_read_meld_applies_the_variant_to_every_utterance(meld_csv: Path) -> None:
+    gold, flat = read_meld(meld_csv), read_meld(meld_csv, "flat")
+    assert any("!" in u.text or "?" in u.text for u in gold)
+    assert not any("!" in u.text or "?" in u.text for u in flat)
+    assert [u.label for u in gold] == [u.label for u in flat]

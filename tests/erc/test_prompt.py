@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from emostream.erc_prompt import PromptBuilder, Turn, prompt_text
-from emostream.meld import read_meld, speaker_indices
-from train.text_data import encode_split
+from emostream.evaluation.meld import read_meld, speaker_indices
+from emostream.inference.prompt import PromptBuilder, Turn, prompt_text
+from emostream.train.text_data import encode_split
 
 
 def _decode(tokenizer: Any, ids: list[int]) -> str:

@@ -9,15 +9,15 @@ import pytest
 from tokenizers import Tokenizer
 
 from emostream.cli import main
-from emostream.erc_prompt import PromptBuilder
-from emostream.meld import read_meld
+from emostream.evaluation.meld import read_meld
+from emostream.inference.prompt import PromptBuilder
 from emostream.schema import EMOTIONS
 
 
 def test_train_text_cli_end_to_end(minilm_dir: Path, meld_csv: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     argv = [
-        "train", "text", "--config", "train/configs/text.toml", "--encoder", str(minilm_dir),
+        "train", "text", "--config", "emostream/train/configs/text.toml", "--encoder", str(minilm_dir),
         "--train-csv", str(meld_csv), "--dev-csv", str(meld_csv), "--run-dir", str(run),
         "--set", "curriculum=[0, 48]", "--set", "batch_size=8", "--set", "threads=1", "--no-progress",
     ]  # fmt: skip
@@ -29,10 +29,10 @@ def test_train_text_cli_end_to_end(minilm_dir: Path, meld_csv: Path, tmp_path: P
     for png in ("curves.png", "confusion.png"):
         assert (run / png).stat().st_size > 5000
 
-    from train.metrics import scores
-    from train.text import predict
-    from train.text_data import encode_split
-    from train.text_model import load_hf
+    from emostream.train.metrics import scores
+    from emostream.train.text import predict
+    from emostream.train.text_data import encode_split
+    from emostream.train.text_model import load_hf
 
     best = run / "best"
     meta = json.loads((best / "meta.json").read_text())
@@ -61,7 +61,7 @@ def test_train_text_cli_end_to_end(minilm_dir: Path, meld_csv: Path, tmp_path: P
     (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n")
     assert main(["train", "features", "descriptions", "--model", str(minilm_dir),
                  "--input", str(tmp_path / "d.jsonl"), "--out", str(tmp_path / "d.npz")]) == 0  # fmt: skip
-    from train.features import join, load_cache
+    from emostream.train.features import join, load_cache
 
     joined = join(load_cache(tmp_path / "t.npz", ("keys",)), load_cache(tmp_path / "d.npz", ("keys",)))
     assert joined["emb"].shape == (5, 384) and joined["confidence"].tolist() == [1.0] * 5
@@ -75,7 +75,7 @@ def test_bad_override_is_one_line_error(
         "train",
         "text",
         "--config",
-        "train/configs/text.toml",
+        "emostream/train/configs/text.toml",
         "--set",
         "curriculm=[0]",
         "--run-dir",

@@ -10,17 +10,14 @@ emotion event and the visual description that the workers produce.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from redis_server import free_port, start_redis
 from skimage import data
 
 from emostream import schema
@@ -28,10 +25,13 @@ from emostream.bus import open_bus
 from emostream.config import BusSettings, load_settings
 from emostream.ingest.audio import iter_file
 from emostream.ingest.frames import FrameBuffer
-from emostream.ingest.speech import SpeechIngest
+from emostream.ingest.participant import SpeechIngest, store_frames
+from emostream.runtime.topology import PIPELINE
 from emostream.schema import EmotionEvent, FrameRef, Transcript, VisualDescription
+from emostream.testing.harness import start_worker
+from emostream.testing.redis_server import free_port, start_redis
 
-STAGES = ("asr", "fec", "vlm", "context", "fusion")
+STAGES = PIPELINE  # the one stage registry
 PASSWORD = "topology-test-secret"
 SENTENCE = "I just got the job. This is the best day of my life!"
 
@@ -56,12 +56,8 @@ def speech_wav(tmp_path: Path) -> Path:
 
 
 def start_workers(url: str) -> list[subprocess.Popen[bytes]]:
-    env = {**os.environ, "EMOSTREAM_FUSION_DEADLINE_MS": "1000", "EMOSTREAM_STAGE_LOG_FORMAT": "json"}
-    procs = []
-    for name in STAGES:
-        cmd = [sys.executable, "-m", "emostream", "worker", name, "--redis", url, "--consumer", f"{name}-1"]
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    return procs
+    env = {"EMOSTREAM_FUSION_DEADLINE_MS": "1000", "EMOSTREAM_STAGE_LOG_FORMAT": "json"}
+    return [start_worker(name, url, f"{name}-1", env=env) for name in STAGES]
 
 
 def stop_workers(procs: list[subprocess.Popen[bytes]]) -> list[int | None]:
@@ -101,7 +97,7 @@ async def test_compose_topology_turns_speech_and_face_into_an_event(
             frames.push(face, t=i / 10)
 
         async def frame_source(key: str, start: float, end: float) -> list[FrameRef]:
-            return await frames.publish(bus, key, start, end, settings.bus.blob_ttl_s)
+            return await store_frames(bus, key, frames.encode(start, end), settings.bus.blob_ttl_s)
 
         ingest = SpeechIngest(bus, settings, "room-1", "alice", t0=0.0, frames=frame_source)
         published = []

@@ -27,6 +27,9 @@ NAMES = [
 ]
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
 def shipped() -> dict[str, Any]:
     return tomllib.loads(load_manifest().path.read_text())
 
@@ -41,7 +44,9 @@ def test_shipped_manifest_has_every_model_with_sources_in_order() -> None:
             assert entry.size == sum(f.size for f in entry.files.values())
     for name in ("all-MiniLM-L6-v2-onnx", "emostream-text-int8"):
         assert manifest.models[name].source_kinds() == ["local"]
-        assert manifest.resolve_local(manifest.models[name].sources[0]).parent == manifest.path.parent  # type: ignore[arg-type]
+        local = manifest.resolve_local(manifest.models[name].sources[0])  # type: ignore[arg-type]
+        assert local.resolve() == REPO / "models" / name  # the checkout's artifact folder
+        assert (local / "model.onnx").is_file()
 
 
 def test_whisper_base_and_mpnet_assembly_recipes() -> None:

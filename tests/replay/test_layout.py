@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from emostream.errors import UserError
-from emostream.meld import read_meld
+from emostream.evaluation.meld import read_meld
 from emostream.replay.layout import describe_missing, open_layout, parse_dialogues
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "meld" / "dev_sample.csv"

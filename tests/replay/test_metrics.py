@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import random
-
 from sklearn.metrics import f1_score
 
-from emostream.replay.metrics import RowResult, corpus_wer, summarize, weighted_f1, word_errors
+from emostream.evaluation.scores import UNANSWERED, confusion, scores
+from emostream.replay.metrics import RowResult, corpus_wer, summarize, word_errors
 from emostream.schema import EMOTIONS
 
 
@@ -24,14 +23,12 @@ def _row(i: int, true: str, pred: str | None, latency: float = 10.0) -> RowResul
     )
 
 
-def test_weighted_f1_matches_sklearn() -> None:
-    rng = random.Random(7)
-    for _ in range(20):
-        n = rng.randint(1, 80)
-        true = [rng.randrange(7) for _ in range(n)]
-        pred = [rng.randrange(7) if rng.random() < 0.6 else t for t in true]
-        want = f1_score(true, pred, labels=list(range(7)), average="weighted", zero_division=0)
-        assert abs(weighted_f1(true, pred) - want) < 1e-12
+def test_unanswered_rows_are_wrong_and_left_out_of_the_confusion() -> None:
+    true, pred = [0, 0, 1], [0, UNANSWERED, 1]  # class 0: tp 1, fn 1 -> F1 2/3; class 1: F1 1
+    s = scores(true, pred)
+    assert s["weighted_f1"] == round(100 * (2 / 3 * 2 + 1) / 3, 2) and s["accuracy"] == 66.67
+    m = confusion(true, pred)
+    assert m[0, 0] == 1 and m[1, 1] == 1 and m.sum() == 2
 
 
 def test_summary_fields_and_unanswered_rows() -> None:

@@ -13,9 +13,10 @@ from .helpers import FIXTURE_CSV, TinyModels
 
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
+    from emostream.config import Settings
     from emostream.store import load
 
-    return load("all-MiniLM-L6-v2")
+    return load("all-MiniLM-L6-v2", Settings())
 
 
 @pytest.fixture(scope="session")
@@ -23,8 +24,8 @@ def tiny_models(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> T
     import json
     import shutil
 
-    from train import quantize
-    from train.standin import make_standin
+    from emostream.train import quantize
+    from emostream.train.standin import make_standin
 
     root = tmp_path_factory.mktemp("tiny")
     ckpt = make_standin(minilm_dir, root / "ckpt", tiny=True, seed=3, head_gain=30.0)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,16 +9,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_CSV = REPO / "tests/fixtures/meld/dev_sample.csv"
-
-
-def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    """SIGTERM a worker process and require a clean exit (0); kill it if it hangs."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        assert proc.wait(timeout) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from .helpers import FIXTURE_CSV, REPO, TinyModels
 def test_quantize_writes_the_runtime_model_and_its_manifest_entry(
     tiny_models: TinyModels, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from train.quantize import main
+    from emostream.train.quantize import main
 
     manifest = tmp_path / "manifest.toml"
-    shutil.copy(REPO / "models/manifest.toml", manifest)
+    shutil.copy(REPO / "emostream/store/manifest.toml", manifest)
     out, variants = tmp_path / "emostream-text-int8", tmp_path / "variants"
     argv = ["--checkpoint", str(tiny_models.checkpoint), "--out", str(out), "--manifest", str(manifest)]
     argv += ["--calib", "16", "--select", "16"]  # alpha picked on held-out prompts of the calibration CSV
@@ -40,7 +40,7 @@ def test_quantize_writes_the_runtime_model_and_its_manifest_entry(
     for name in ("model.onnx", "tokenizer.json", "meta.json"):
         assert entry.files[name].sha256 == sha256_file(out / name) == result["files"][name]
     assert entry.size == sum(p.stat().st_size for p in out.iterdir())
-    other = load_manifest(REPO / "models/manifest.toml")
+    other = load_manifest(REPO / "emostream/store/manifest.toml")
     assert set(load_manifest(manifest).models) == set(other.models)  # nothing else touched
 
 
@@ -52,6 +52,16 @@ def test_eval_meld_prints_one_json_line(tiny_models: TinyModels, capsys: pytest.
     assert r["utterances"] == 42 and r["utterances_per_s"] > 0
     assert 0 <= r["weighted_f1"] <= 100 and 0 <= r["accuracy"] <= 100
     assert list(r["per_class_f1"]) == ["neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"]
+
+
+def test_eval_meld_text_variant_is_scored_and_reported(
+    tiny_models: TinyModels, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["eval", "meld", "--csv", str(FIXTURE_CSV), "--model", str(tiny_models.woq_dq), "--json"]
+    assert cli(base) == 0 and cli([*base, "--text-variant", "flat"]) == 0
+    gold, flat = (json.loads(x) for x in capsys.readouterr().out.strip().splitlines())
+    assert gold["text_variant"] == "gold" and flat["text_variant"] == "flat"
+    assert gold["utterances"] == flat["utterances"] == 42
 
 
 def test_eval_meld_missing_csv_is_one_line(

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from emostream.dialogue import DialogueHistory, meld_prompts
-from emostream.erc_prompt import SPEAKER_TOKENS, PromptBuilder
-from emostream.meld import read_meld
+from emostream.evaluation.meld import read_meld
+from emostream.inference.dialogue import DialogueHistory, meld_prompts
+from emostream.inference.prompt import SPEAKER_TOKENS, PromptBuilder
 
 from .helpers import FIXTURE_CSV, TinyModels
 

@@ -10,10 +10,10 @@ import onnx
 import pytest
 from onnx import TensorProto, numpy_helper
 
-from emostream.dialogue import meld_prompts
-from emostream.erc_runtime import TextModel
-from emostream.meld import read_meld
-from train.quant_graph import quantize_symmetric
+from emostream.evaluation.meld import read_meld
+from emostream.inference.dialogue import meld_prompts
+from emostream.inference.text import TextModel
+from emostream.train.quant_graph import quantize_symmetric
 
 from .helpers import FIXTURE_CSV, TinyModels
 
@@ -82,7 +82,7 @@ def test_int8_agrees_with_fp32_on_the_fixture(tiny_models: TinyModels, kernel: s
 def test_fp32_onnx_matches_pytorch(tiny_models: TinyModels) -> None:
     import torch
 
-    from train.text_model import load_hf
+    from emostream.train.text_model import load_hf
 
     model, _, _ = load_hf(tiny_models.checkpoint)
     ort_model = TextModel.from_files(tiny_models.fp32, tiny_models.checkpoint / "tokenizer.json")
@@ -130,10 +130,10 @@ def test_fusion_checkpoint_exports_to_the_runtime_contract(tmp_path: Path) -> No
     import torch
     from safetensors.torch import save_file
 
-    from emostream.fusion_runtime import FusionHead
-    from train.fusion import FusedModel
-    from train.modules import ResidualFusion, VisualStudent
-    from train.quantize import main
+    from emostream.inference.fusion import FusionHead
+    from emostream.train.fusion import FusedModel
+    from emostream.train.modules import ResidualFusion, VisualStudent
+    from emostream.train.quantize import main
 
     torch.manual_seed(0)
     model = FusedModel(VisualStudent(384, 64, 96, dropout=0.0), ResidualFusion(64, 64)).eval()
@@ -166,14 +166,14 @@ def test_fusion_checkpoint_exports_to_the_runtime_contract(tmp_path: Path) -> No
 
 
 def test_missing_execution_provider_is_one_clear_error(tiny_models: TinyModels) -> None:
-    from emostream.erc_runtime import RuntimeOptions
     from emostream.errors import UserError
+    from emostream.inference.onnx import RuntimeOptions
 
     with pytest.raises(UserError, match="provider cuda is not available here") as err:
-        TextModel.from_dir(tiny_models.woq_dq, RuntimeOptions(provider="cuda"))
+        TextModel.from_dir(tiny_models.woq_dq, RuntimeOptions(provider="cuda", threads=1))
     assert "\n" not in str(err.value) and "onnxruntime-gpu" in str(err.value)
     with pytest.raises(UserError, match="unknown provider 'npu'"):
-        TextModel.from_dir(tiny_models.woq_dq, RuntimeOptions(provider="npu"))
+        TextModel.from_dir(tiny_models.woq_dq, RuntimeOptions(provider="npu", threads=1))
     with pytest.raises(UserError, match="not a runtime text model"):
         TextModel.from_dir(tiny_models.checkpoint)
 
@@ -181,8 +181,8 @@ def test_missing_execution_provider_is_one_clear_error(tiny_models: TinyModels) 
 def test_smoothing_is_exact_in_fp32_and_shares_one_scale_per_input(
     tiny_models: TinyModels, tmp_path: Path
 ) -> None:
-    from train.quant_smooth import linear_inputs, smooth
-    from train.quantize import calibration_feeds
+    from emostream.train.quant_smooth import linear_inputs, smooth
+    from emostream.train.quantize import calibration_feeds
 
     model = onnx.load(str(tiny_models.fp32))
     groups = linear_inputs(model)

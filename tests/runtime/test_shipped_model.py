@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,21 +13,22 @@ import pytest
 from emostream import schema
 from emostream.bus import open_bus
 from emostream.cli import main as cli
-from emostream.config import BusSettings
-from emostream.dialogue import meld_prompts
-from emostream.erc_runtime import TextModel
-from emostream.meld import read_meld
+from emostream.config import BusSettings, Settings
+from emostream.evaluation.meld import read_meld
+from emostream.inference.dialogue import meld_prompts
+from emostream.inference.text import TextModel
 from emostream.schema import TextContext, Transcript
 from emostream.store import load
+from emostream.testing.harness import start_worker, stop_worker
 
-from .helpers import FIXTURE_CSV, stop_worker
+from .helpers import FIXTURE_CSV
 
 NAME = "emostream-text-int8"
 
 
 @pytest.fixture(scope="module")
 def shipped() -> Path:
-    return load(NAME)
+    return load(NAME, Settings())
 
 
 def test_int8_agrees_with_its_fp32_teacher_on_the_fixture(shipped: Path) -> None:
@@ -60,10 +58,9 @@ def test_eval_meld_uses_the_int8_model_by_default(shipped: Path, capsys: pytest.
 
 
 async def test_context_worker_process_publishes_text_context(shipped: Path, flush_redis: str) -> None:
-    cmd = [sys.executable, "-m", "emostream", "worker", "context", "--redis", flush_redis, "--consumer", "c1"]
     bus = open_bus(flush_redis, BusSettings(url=flush_redis))
     await bus.ensure_group(TextContext.stream, "sink", "0")
-    proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = start_worker("context", flush_redis, "c1")
     try:
         lines = [("p1", "I just got the job!"), ("p2", "No way, that's amazing!")]
         for i, (speaker, text) in enumerate(lines):

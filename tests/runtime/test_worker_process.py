@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 
 from emostream import schema
 from emostream.bus import open_bus
 from emostream.config import BusSettings
 from emostream.schema import EmotionEvent, TextContext
-
-from .helpers import stop_worker
+from emostream.testing.harness import start_worker, stop_worker
 
 
 async def test_fusion_worker_process_emits_text_only_events(flush_redis: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    env = {**os.environ, "EMOSTREAM_HOME": str(tmp_path), "EMOSTREAM_FUSION_DEADLINE_MS": "100"}
-    cmd = [sys.executable, "-m", "emostream", "worker", "fusion", "--redis", flush_redis, "--consumer", "f1"]
+    env = {"EMOSTREAM_HOME": str(tmp_path), "EMOSTREAM_FUSION_DEADLINE_MS": "100"}
     bus = open_bus(flush_redis, BusSettings(url=flush_redis))
     await bus.ensure_group(EmotionEvent.stream, "sink", "0")
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = start_worker("fusion", flush_redis, "f1", env=env)
     try:
         t = schema.now()
         msg = TextContext(

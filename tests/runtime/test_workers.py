@@ -14,13 +14,14 @@ import pytest
 from emostream import schema
 from emostream.bus import Bus, open_bus
 from emostream.config import BusSettings, ContextSettings, FusionSettings, Settings, StageSettings
-from emostream.erc_runtime import TextModel, softmax
-from emostream.fusion_runtime import FusionHead, load_fusion
-from emostream.runner import Pipeline
+from emostream.inference.fusion import FusionHead, load_fusion
+from emostream.inference.onnx import RuntimeOptions
+from emostream.inference.text import TextModel, softmax
+from emostream.runtime.pipeline import Pipeline
+from emostream.runtime.stage import Stage
 from emostream.schema import EmotionEvent, TextContext, Transcript, VisualDescription
-from emostream.stage import Stage
-from workers.context import ContextStage
-from workers.fusion import FusionStage
+from emostream.workers.context import ContextStage
+from emostream.workers.fusion import FusionStage
 
 from .helpers import TinyModels, build_fusion_head
 
@@ -139,7 +140,9 @@ async def test_context_then_fusion_end_to_end(bus: Bus, tiny_models: TinyModels,
             "total"
         ] >= e.latency_ms["context"] >= 0
     # text-only decisions equal the teacher run exactly as `emostream eval meld` runs it
-    history = __import__("emostream.dialogue", fromlist=["DialogueHistory"]).DialogueHistory(model.builder, 3)
+    history = __import__("emostream.inference.dialogue", fromlist=["DialogueHistory"]).DialogueHistory(
+        model.builder, 3
+    )
     for i, text in enumerate(lines):
         prompt = history.add(f"r/{('alice', 'bob')[i % 2]}/{i}", ("alice", "bob")[i % 2], float(i), text)
         if i == 3:
@@ -181,7 +184,9 @@ async def test_visual_for_unknown_utterance_is_dropped_and_counted(fusion_dir: P
 
 
 async def test_without_fusion_model_the_text_head_decides_at_once() -> None:
-    assert load_fusion("no-such-fusion-model") is None  # not installed: no error, text alone
+    assert (
+        load_fusion("no-such-fusion-model", RuntimeOptions.cpu(1), Settings()) is None
+    )  # not installed: no error, text alone
     settings = settings_for(deadline_ms=2_000)
     bus = open_bus("memory://", settings.bus)
     fusion = FusionStage(settings, head=None, load_head=False)
@@ -194,8 +199,8 @@ async def test_without_fusion_model_the_text_head_decides_at_once() -> None:
 
 
 async def test_room_end_and_the_room_bound_forget_histories(tiny_models: TinyModels) -> None:
+    from emostream.runtime.stage import StageContext
     from emostream.schema import RoomControl
-    from emostream.stage import StageContext
 
     settings = settings_for()
     settings.context.max_rooms = 2

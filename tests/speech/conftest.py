@@ -164,7 +164,7 @@ def write_opus(path: str, audio: np.ndarray) -> None:
 async def _segment_all(conv: Conversation, tmp: str) -> Segmented:
     from emostream.bus.memory import MemoryBus
     from emostream.config import Settings
-    from emostream.ingest.speech import SpeechIngest, segment_file
+    from emostream.ingest.participant import SpeechIngest, segment_file
 
     bus = MemoryBus()
     settings = Settings()

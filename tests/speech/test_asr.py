@@ -11,10 +11,11 @@ from prometheus_client import REGISTRY
 from emostream.bench.asr import edit_distance, normalize, speak
 from emostream.bus.memory import MemoryBus
 from emostream.config import AsrSettings, Settings
+from emostream.inference.whisper import WhisperEngine, WhisperOptions
+from emostream.runtime.errors import BlobExpired
+from emostream.runtime.stage import StageContext
 from emostream.schema import PartialAudio, Transcript, Utterance
-from emostream.stage import StageContext
-from emostream.whisper import WhisperEngine, WhisperOptions
-from workers.asr import AsrStage, create
+from emostream.workers.asr import AsrStage, create
 
 from .conftest import Conversation, Segmented, trimmed
 
@@ -41,9 +42,9 @@ async def test_conversation_transcripts(conversation: Conversation, segmented: S
             truth = iter(conversation.truth_of(who))
             for msg in segmented.messages[who]:
                 if isinstance(msg, PartialAudio):
-                    assert await stage.handle(msg, ctx) == []
+                    assert await stage.process(msg, ctx) == []
                 elif isinstance(msg, Utterance):
-                    (emit,) = await stage.handle(msg, ctx)
+                    (emit,) = await stage.process(msg, ctx)  # as the runtime runs it
                     t = emit.message
                     assert isinstance(t, Transcript) and t.key == msg.key
                     ref = normalize(next(truth).text)
@@ -63,7 +64,7 @@ async def test_conversation_transcripts(conversation: Conversation, segmented: S
 
 
 async def test_gold_text_passes_through_without_a_model() -> None:
-    stage = AsrStage(AsrSettings(model="no-such-model"))
+    stage = AsrStage(Settings(asr=AsrSettings(model="no-such-model")))
     msg = Utterance(room="r", speaker="s", utterance=1, start=1.0, end=2.0, text="Hi there.", eos_at=5.0)
     (emit,) = await stage.handle(msg, _ctx(MemoryBus()))
     assert isinstance(emit.message, Transcript)
@@ -72,9 +73,9 @@ async def test_gold_text_passes_through_without_a_model() -> None:
 
 
 async def test_missing_audio_blob_fails_with_a_clear_reason() -> None:
-    stage = AsrStage()
+    stage = AsrStage(Settings())
     msg = Utterance(room="r", speaker="s", utterance=1, start=0.0, end=1.0, audio="blob:gone")
-    with pytest.raises(ValueError, match="missing or expired"):
+    with pytest.raises(BlobExpired, match="missing or expired"):
         await stage.handle(msg, _ctx(MemoryBus()))
     await stage.close()
 
@@ -82,7 +83,7 @@ async def test_missing_audio_blob_fails_with_a_clear_reason() -> None:
 async def test_partials_superseded_and_late() -> None:
     bus = MemoryBus()
     ctx = _ctx(bus)
-    stage = AsrStage()
+    stage = AsrStage(Settings())
     await stage.setup(ctx)
     audio = trimmed(speak("I can help with the first round.", "en-us"))
     refs = [await bus.put_blob(f"p{i}", audio[: (i + 1) * audio.size // 3].tobytes(), 60) for i in range(3)]
@@ -109,7 +110,7 @@ async def test_partials_superseded_and_late() -> None:
 
 
 def test_engine_batch_long_audio_and_silence() -> None:
-    engine = WhisperEngine.shared(WhisperOptions())
+    engine = WhisperEngine.shared(WhisperOptions.from_settings(AsrSettings()), Settings())
     lines = ["Have a nice weekend.", "The lease starts in the spring."]
     audios = [trimmed(speak(t, "en-us")) for t in lines]
     single = [engine.transcribe(a).text for a in audios]
@@ -126,7 +127,10 @@ def test_engine_batch_long_audio_and_silence() -> None:
 
 
 def test_whisper_base_detects_english() -> None:
-    engine = WhisperEngine.shared(WhisperOptions(model="whisper-base", language="", word_timestamps=False))
+    engine = WhisperEngine.shared(
+        WhisperOptions.from_settings(AsrSettings(model="whisper-base", language="", word_timestamps=False)),
+        Settings(),
+    )
     assert engine.multilingual
     r = engine.transcribe(trimmed(speak("I can help with the first round.", "en-gb")))
     assert r.language == "en"
@@ -134,7 +138,7 @@ def test_whisper_base_detects_english() -> None:
 
 
 async def test_scheduler_runs_one_pass_at_a_time() -> None:
-    stage = AsrStage(AsrSettings(max_batch=4))
+    stage = AsrStage(Settings(asr=AsrSettings(max_batch=4)))
     await stage.ensure_model()
     assert stage.scheduler is not None
     audio = trimmed(speak("Then let us end the meeting here.", "en-us"))
@@ -142,7 +146,7 @@ async def test_scheduler_runs_one_pass_at_a_time() -> None:
     results = await asyncio.gather(*futures)
     assert {r.text for r in results} == {results[0].text}
     assert results[0].batch == 3  # waiting finals went as one batch
-    other = AsrStage(AsrSettings(max_batch=2))
+    other = AsrStage(Settings(asr=AsrSettings(max_batch=2)))
     await other.ensure_model()
     assert other.engine is stage.engine  # one model per process, whatever the stage count or rooms
     await stage.close()
@@ -150,5 +154,5 @@ async def test_scheduler_runs_one_pass_at_a_time() -> None:
 
 
 def test_early_partials_off_consumes_utterances_only() -> None:
-    assert set(AsrStage().inputs) == {"utterances", "partials"}
-    assert set(AsrStage(AsrSettings(early_partials=False)).inputs) == {"utterances"}
+    assert set(AsrStage(Settings()).inputs) == {"utterances", "partials"}
+    assert set(AsrStage(Settings(asr=AsrSettings(early_partials=False))).inputs) == {"utterances"}

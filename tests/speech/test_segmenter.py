@@ -10,8 +10,9 @@ from emostream.bench.asr import speak
 from emostream.bus.memory import MemoryBus
 from emostream.config import Settings, VadSettings
 from emostream.ingest.audio import SAMPLE_RATE
+from emostream.ingest.participant import SpeechIngest
 from emostream.ingest.segmenter import Segmenter, SpeechEnd, SpeechPartial, SpeechStart, segment
-from emostream.ingest.speech import SpeechIngest
+from emostream.ingest.vad import SileroModel
 from emostream.schema import PartialAudio, SpeechStarted, Utterance
 
 from .conftest import Conversation, Segmented, to_48k_stereo_frames, trimmed
@@ -66,7 +67,7 @@ def test_silence_and_noise_only_make_nothing() -> None:
     rng = np.random.default_rng(1)
     quiet = np.zeros(10 * SAMPLE_RATE, np.float32)
     noise = rng.normal(0, 0.02, 10 * SAMPLE_RATE).astype(np.float32)
-    seg = Segmenter()
+    seg = Segmenter(VadSettings(), model=SileroModel.shared(Settings()))
     assert seg.push(quiet) + seg.push(noise) + seg.flush() == []
     assert seg.stats.windows == (20 * SAMPLE_RATE) // 512
     assert seg.stats.utterances == 0
@@ -76,7 +77,7 @@ def test_short_burst_is_dropped_without_speech_started() -> None:
     word = trimmed(speak("yes", "en-us"))[: int(0.12 * SAMPLE_RATE)]
     pad = np.zeros(SAMPLE_RATE, np.float32)
     before = REGISTRY.get_sample_value("emostream_vad_dropped_total") or 0.0
-    events = segment(np.concatenate([pad, word, pad]))
+    events = segment(np.concatenate([pad, word, pad]), VadSettings(), SileroModel.shared(Settings()))
     assert not any(isinstance(e, SpeechStart | SpeechEnd) for e in events)
     assert (REGISTRY.get_sample_value("emostream_vad_dropped_total") or 0.0) == before + 1
 
@@ -158,7 +159,7 @@ def test_ten_minute_monologue_is_split_with_bounded_memory() -> None:
     ]
     gap = np.zeros(int(0.12 * SAMPLE_RATE), np.float32)  # breaths shorter than the hangover
     opts = VadSettings(max_utterance_s=15.0)
-    seg = Segmenter(opts)
+    seg = Segmenter(opts, model=SileroModel.shared(Settings()))
     total = 10 * 60 * SAMPLE_RATE
     fed = 0
     ends: list[SpeechEnd] = []
@@ -190,7 +191,9 @@ def test_ten_minute_monologue_is_split_with_bounded_memory() -> None:
 def test_periodic_partials_grow_and_pause_partial_matches() -> None:
     speech = trimmed(speak("Please send me her details after the meeting, and then call me.", "en-gb"))
     pad = np.zeros(SAMPLE_RATE, np.float32)
-    events = segment(np.concatenate([pad, speech, pad]), VadSettings(partial_every_ms=500))
+    events = segment(
+        np.concatenate([pad, speech, pad]), VadSettings(partial_every_ms=500), SileroModel.shared(Settings())
+    )
     partials = [e for e in events if isinstance(e, SpeechPartial)]
     periodic = [p for p in partials if not p.pause]
     assert len(periodic) >= 3
@@ -213,7 +216,7 @@ def test_flush_and_set_time_keep_the_clock_exact() -> None:
     speech = trimmed(speak("Have a nice weekend.", "en-gb"))
     pad = np.zeros(8_123, np.float32)
     clip = np.concatenate([pad, speech, pad])
-    seg = Segmenter()
+    seg = Segmenter(VadSettings(), model=SileroModel.shared(Settings()))
     starts: list[float] = []
     for i in range(4):
         events = seg.push(clip[: clip.size - 700]) + seg.flush()  # cut mid-speech-tail: flush closes
@@ -239,7 +242,11 @@ def test_flush_and_set_time_keep_the_clock_exact() -> None:
 def test_pause_partials_can_be_turned_off() -> None:
     speech = trimmed(speak("Then let us end the meeting here.", "en-us"))
     pad = np.zeros(SAMPLE_RATE, np.float32)
-    events = segment(np.concatenate([pad, speech, pad]), VadSettings(partial_on_pause=False))
+    events = segment(
+        np.concatenate([pad, speech, pad]),
+        VadSettings(partial_on_pause=False),
+        SileroModel.shared(Settings()),
+    )
     assert not any(isinstance(e, SpeechPartial) for e in events)
     (end,) = [e for e in events if isinstance(e, SpeechEnd)]
     assert end.partial_seq is None and end.reason == "silence"

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -16,10 +13,11 @@ from emostream.bench.speech_data import BENCH_VOICES, BENCH_WPM
 from emostream.bus import Bus, open_bus
 from emostream.cli import main
 from emostream.config import BusSettings, Settings, StageSettings
-from emostream.ingest.speech import SpeechIngest
+from emostream.ingest.participant import SpeechIngest
+from emostream.runtime.stage import run_stage
 from emostream.schema import Transcript, Utterance, decode, encode
-from emostream.stage import run_stage
-from workers.asr import create
+from emostream.testing.harness import start_worker
+from emostream.workers.asr import create
 
 from .conftest import trimmed
 
@@ -73,8 +71,7 @@ async def test_runs_in_process_under_run_stage() -> None:
 async def test_worker_process_over_redis(flush_redis: str) -> None:
     settings = Settings(bus=BusSettings(url=flush_redis, block_ms=50))
     bus = open_bus(flush_redis, settings.bus)
-    cmd = [sys.executable, "-m", "emostream", "worker", "asr", "--redis", flush_redis, "--consumer", "w1"]
-    proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = start_worker("asr", flush_redis, "w1")
     try:
         (utt,) = await _speak_utterance(bus, settings, "remote")  # blobs and messages in Redis
         (t,) = await _transcripts(bus, 1, 60)

@@ -15,9 +15,9 @@ import emostream
 from emostream import schema
 from emostream.bus import open_bus
 from emostream.cli import COMMANDS, main
-from emostream.commands import worker as worker_cmd
-
-from .helpers import fast_settings
+from emostream.runtime import topology
+from emostream.runtime.topology import StageSpec
+from emostream.testing.harness import fast_settings
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -83,9 +83,13 @@ def test_worker_errors_are_one_line(
     assert capsys.readouterr().err.strip() == (
         "emostream worker: error: unknown worker 'nope': choose one of asr, fec, vlm, context, fusion"
     )
-    monkeypatch.setitem(worker_cmd.WORKERS, "ghost", "workers.ghost")
+    ghost = StageSpec("ghost", "emostream.workers.ghost", ("x",), ("y",))
+    monkeypatch.setitem(topology.STAGES, "ghost", ghost)
     assert main(["worker", "ghost", "--redis", "redis://127.0.0.1:1"]) == 2
-    assert "worker 'ghost' is not available yet (workers/ghost.py has not landed)" in capsys.readouterr().err
+    assert (
+        "stage 'ghost' is not installed (emostream.workers.ghost is missing): reinstall emostream"
+        in capsys.readouterr().err
+    )
     assert main(["worker", "toy"]) == 2  # memory:// default cannot be shared by processes
     assert "pass --redis" in capsys.readouterr().err
 

@@ -36,7 +36,7 @@ def test_env_overrides_toml_overrides_defaults(tmp_path: Path) -> None:
         (
             {"EMOSTREAM_BUS_MAXLEN": "many"},
             None,
-            "invalid setting: Expected `int`, got `str` - at `$.bus.maxlen`",
+            "invalid setting bus.maxlen (EMOSTREAM_BUS_MAXLEN='many'): expected int, got str",
         ),
         ({}, "[bus]\nmaxlen = [", "is not valid TOML"),
         ({}, "[bus]\nnope = 1\n", "invalid setting: Object contains unknown field `nope` - at `$.bus`"),

@@ -10,11 +10,11 @@ import asyncio
 import signal
 
 from emostream.bus import Bus
-from emostream.runner import Pipeline
-from emostream.stage import run_stage
-from emostream.toy import pipeline_stages, relay, stream_of
-
-from .helpers import SINK, collect, fast_settings, pings, publish_all, start_worker, wait_until
+from emostream.runtime.pipeline import Pipeline
+from emostream.runtime.stage import run_stage
+from emostream.testing.harness import SINK, collect, fast_settings, pings, publish_all, wait_until
+from emostream.testing.harness import start_toy_worker as start_worker
+from emostream.testing.toy import pipeline_stages, relay, stream_of
 
 N = 1000
 

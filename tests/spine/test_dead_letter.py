@@ -4,16 +4,15 @@ with a reason; the worker keeps running."""
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
 
 import msgspec
 
 from emostream.bus import Bus, dead_stream
-from emostream.schema import DeadLetter, Message, decode, encode
-from emostream.stage import Emit, Stage, StageContext, run_stage
-from emostream.toy import Ping, relay, stream_of
-
-from .helpers import SINK, collect, fast_settings, pings, wait_until
+from emostream.runtime.errors import BlobExpired
+from emostream.runtime.stage import Emit, Stage, StageContext, run_stage
+from emostream.schema import DeadLetter, decode, encode
+from emostream.testing.harness import SINK, collect, fast_settings, pings, wait_until
+from emostream.testing.toy import Ping, relay, stream_of
 
 
 async def _dead_letters(bus: Bus, stream: str, n: int) -> list[DeadLetter]:
@@ -60,11 +59,11 @@ async def test_malformed_and_future_version_are_dead_lettered(bus: Bus) -> None:
 class Flaky(Stage):
     """Fails on message n == 13 every time; passes everything else through."""
 
-    name: ClassVar[str] = "flaky"
-    inputs: ClassVar[dict[str, type[Message]]] = {stream_of(0): Ping}
+    def __init__(self) -> None:
+        super().__init__("flaky")
+        self.on(Ping, self.ping, stream=stream_of(0))
 
-    async def handle(self, message: Message, ctx: StageContext) -> list[Emit]:
-        assert isinstance(message, Ping)
+    async def ping(self, message: Ping, ctx: StageContext) -> list[Emit]:
         if message.n == 13:
             raise RuntimeError("unlucky number")
         return [Emit(message, stream_of(1))]
@@ -107,3 +106,33 @@ async def test_delivery_limit_counts_deliveries_to_dead_consumers(bus: Bus) -> N
     assert dead.id == poison_id and dead.deliveries == 3
     assert dead.reason.startswith("delivered 3 times (max 2)")
     assert await bus.length(stream_of(1)) == 0
+
+
+class Picky(Stage):
+    """Rejects message n == 7 (it can never be handled); passes everything else through."""
+
+    def __init__(self) -> None:
+        super().__init__("picky")
+        self.on(Ping, self.ping, stream=stream_of(0))
+
+    async def ping(self, message: Ping, ctx: StageContext) -> list[Emit]:
+        if message.n == 7:
+            raise BlobExpired(f"audio blob of {message.id} is missing or expired (TTL)")
+        return [Emit(message, stream_of(1))]
+
+
+async def test_reject_is_dead_lettered_at_once_with_its_reason(bus: Bus) -> None:
+    settings = fast_settings(bus.url, max_deliveries=5, claim_idle_ms=50)
+    await bus.ensure_group(stream_of(1), SINK, "0")
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_stage(Picky(), bus, settings, consumer="w", stop=stop))
+    await bus.publish_many(stream_of(0), pings(10))
+
+    (dead,) = await _dead_letters(bus, stream_of(0), 1)
+    assert decode(dead.payload, Ping).n == 7
+    assert dead.deliveries == 1 and dead.reason == "audio blob of m7 is missing or expired (TTL)"
+    await collect(bus, stream_of(1), {f"m{i}" for i in range(10) if i != 7})
+    stop.set()
+    stats = await worker
+    assert stats.failed == 0 and stats.dead_lettered == 1 and stats.processed == 9
+    assert await bus.pending_count(stream_of(0), "picky") == 0

@@ -11,11 +11,11 @@ import pytest
 
 from emostream.bus import Bus
 from emostream.log import JsonFormatter, KeyValueFormatter
-from emostream.metrics import serve_metrics
-from emostream.stage import run_stage
-from emostream.toy import relay, stream_of
-
-from .helpers import SINK, collect, fast_settings, free_port, pings
+from emostream.runtime.metrics import serve_metrics
+from emostream.runtime.stage import run_stage
+from emostream.testing.harness import SINK, collect, fast_settings, pings
+from emostream.testing.redis_server import free_port
+from emostream.testing.toy import relay, stream_of
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
@@ -31,7 +31,7 @@ async def test_metrics_endpoint_counts_processed_lag_and_latency(bus: Bus) -> No
     serve_metrics(port)
     stage_name = f"toy1-{bus.url.split(':')[0]}"
     stage = relay(1)
-    type(stage).name = stage_name  # its own label set, so the other bus's run cannot interfere
+    stage.name = stage_name  # per instance: its own label set, so the other bus's run cannot interfere
     await bus.ensure_group(stream_of(0), stage_name, "0")
     await bus.ensure_group(stream_of(1), SINK, "0")
     await bus.publish_many(stream_of(0), [*pings(40), b"junk"])
@@ -52,10 +52,14 @@ async def test_metrics_endpoint_counts_processed_lag_and_latency(bus: Bus) -> No
 
 
 def test_log_lines_are_structured() -> None:
-    record = logging.LogRecord("emostream.stage", logging.WARNING, __file__, 1, "handler failed", None, None)
+    record = logging.LogRecord(
+        "emostream.runtime.stage", logging.WARNING, __file__, 1, "handler failed", None, None
+    )
     record.stage, record.error = "asr", 'RuntimeError: bad "input"'
     kv = KeyValueFormatter().format(record)
-    assert kv.startswith("ts=") and ' level=warning logger=emostream.stage msg="handler failed" ' in kv
+    assert (
+        kv.startswith("ts=") and ' level=warning logger=emostream.runtime.stage msg="handler failed" ' in kv
+    )
     assert kv.endswith('stage=asr error="RuntimeError: bad \\"input\\""')
     doc = json.loads(JsonFormatter().format(record))
     assert doc["msg"] == "handler failed" and doc["stage"] == "asr" and doc["level"] == "warning"
@@ -105,8 +109,7 @@ async def test_worker_process_serves_metrics_and_json_logs(flush_redis: str) -> 
     import signal
 
     from emostream.bus import open_bus
-
-    from .helpers import start_worker
+    from emostream.testing.harness import start_toy_worker as start_worker
 
     bus = open_bus(flush_redis)
     port = free_port()
@@ -129,6 +132,9 @@ async def test_worker_process_serves_metrics_and_json_logs(flush_redis: str) -> 
         await bus.close()
     assert _metric(text, "emostream_processed_total", stage="toy1", stream="toy.0") == 25
     lines = [json.loads(line) for line in err.decode().splitlines()]
+    open_redis = [e for e in lines if e["msg"].startswith("REDIS ACCEPTS CLIENTS WITHOUT A PASSWORD")]
+    assert len(open_redis) == 1 and open_redis[0]["level"] == "warning"  # the test Redis has none
+    lines = [e for e in lines if e not in open_redis]
     assert [e["msg"] for e in lines][:2] == ["worker starting", "stage started"]
     assert lines[0]["metrics"] == url  # the log says where /metrics listens
     assert lines[-1]["msg"] == "stage stopped" and lines[-1]["processed"] == 25

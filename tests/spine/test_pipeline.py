@@ -7,10 +7,9 @@ import asyncio
 import pytest
 
 from emostream.bus import Bus
-from emostream.runner import Pipeline
-from emostream.toy import pipeline_stages, stream_of
-
-from .helpers import SINK, collect, fast_settings, pings, publish_all
+from emostream.runtime.pipeline import Pipeline
+from emostream.testing.harness import SINK, collect, fast_settings, pings, publish_all
+from emostream.testing.toy import pipeline_stages, stream_of
 
 
 async def test_thousand_messages_three_stages_exactly_once(bus: Bus) -> None:
@@ -42,8 +41,8 @@ async def test_stage_recovers_when_redis_loses_its_streams(flush_redis: str) -> 
     import redis.asyncio as aioredis
 
     from emostream.bus import open_bus
-    from emostream.stage import run_stage
-    from emostream.toy import relay
+    from emostream.runtime.stage import run_stage
+    from emostream.testing.toy import relay
 
     settings = fast_settings(flush_redis)
     bus = open_bus(flush_redis, settings.bus)
@@ -67,8 +66,8 @@ async def test_stage_recovers_when_redis_loses_its_streams(flush_redis: str) -> 
 
 async def test_pipeline_fails_fast_when_a_stage_cannot_start(bus: Bus) -> None:
     from emostream.errors import UserError
-    from emostream.stage import StageContext
-    from emostream.toy import relay
+    from emostream.runtime.stage import StageContext
+    from emostream.testing.toy import relay
 
     class Broken(type(relay(2))):  # type: ignore[misc]
         async def setup(self, ctx: StageContext) -> None:

@@ -14,8 +14,7 @@ import redis
 
 from emostream.bus import open_bus
 from emostream.bus.redis import BusUnavailable
-
-from .helpers import free_port
+from emostream.testing.redis_server import free_port
 
 
 def _openssl(*args: str, cwd: Path) -> None:

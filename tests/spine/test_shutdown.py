@@ -8,11 +8,11 @@ import os
 import signal
 
 from emostream.bus import Bus
-from emostream.runner import install_stop_signals
-from emostream.stage import StageStats, run_stage
-from emostream.toy import relay, stream_of
-
-from .helpers import SINK, collect, fast_settings, pings, start_worker, wait_until
+from emostream.runtime.pipeline import install_stop_signals
+from emostream.runtime.stage import StageStats, run_stage
+from emostream.testing.harness import SINK, collect, fast_settings, pings, wait_until
+from emostream.testing.harness import start_toy_worker as start_worker
+from emostream.testing.toy import relay, stream_of
 
 N = 30
 

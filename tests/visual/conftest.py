@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from emostream.config import Settings, load_settings
-from emostream.encoders import SentenceEncoder
-from workers.face.analyze import FaceAnalyzer
-from workers.face.expression import create_expression_model
-from workers.face.landmarks import FaceLandmarks
+from emostream.inference.encoder import SentenceEncoder
+from emostream.workers.face.analyze import FaceAnalyzer
+from emostream.workers.face.expression import create_expression_model
+from emostream.workers.face.landmarks import FaceLandmarks
 
 CLIP_FPS = 15
 CLIP_SECONDS = 4.0
@@ -41,7 +41,7 @@ def landmarker(settings: Settings) -> Iterator[FaceLandmarks]:
 
 @pytest.fixture(scope="session")
 def analyzer(settings: Settings, landmarker: FaceLandmarks) -> FaceAnalyzer:
-    from workers.fec import analyze_options
+    from emostream.workers.fec import analyze_options
 
     return FaceAnalyzer(landmarker, create_expression_model("litert", settings), analyze_options(settings))
 

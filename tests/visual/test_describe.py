@@ -7,9 +7,9 @@ import re
 import numpy as np
 
 from emostream.schema import FaceFrame, KeyFrames
-from workers.face.analyze import FaceAnalyzer
-from workers.vlm.landmarks import LandmarksDescriber
-from workers.vlm.refine import EMOTION_WORDS, emotion_words_in, refine, split_sentences
+from emostream.workers.face.analyze import FaceAnalyzer
+from emostream.workers.vlm.landmarks import LandmarksDescriber
+from emostream.workers.vlm.refine import EMOTION_WORDS, emotion_words_in, refine, split_sentences
 
 
 def keyframes_of(frames: list[FaceFrame]) -> KeyFrames:
@@ -61,7 +61,7 @@ def test_lexicon_covers_meld_classes() -> None:
 async def test_astronaut_description_mentions_smile_and_no_emotion(
     analyzer: FaceAnalyzer, clip: list
 ) -> None:
-    from workers.fec import FecStage  # noqa: F401 - the stage module builds the same FaceFrames
+    from emostream.workers.fec import FecStage  # noqa: F401 - the stage module builds the same FaceFrames
 
     result = analyzer.analyze([f for f in clip if f[0] < 3.0][::5])
     frames = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emostream.encoders import SentenceEncoder, mean_pool_normalize, store_name
+from emostream.inference.encoder import SentenceEncoder, mean_pool_normalize, store_name
 
 
 def test_unit_vectors_and_meaning(encoder: SentenceEncoder) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from emostream.schema import EMOTIONS
-from workers.face.analyze import FaceAnalyzer
-from workers.face.expression import FER_TO_MELD, to_meld
-from workers.face.image import decode_jpeg, face_mask
-from workers.face.landmarks import FaceLandmarks
-from workers.face.select import key_frame_scores, speaker_track, top_k_in_time_order
+from emostream.workers.face.analyze import FaceAnalyzer
+from emostream.workers.face.expression import FER_TO_MELD, to_meld
+from emostream.workers.face.image import decode_jpeg, face_mask
+from emostream.workers.face.landmarks import FaceLandmarks
+from emostream.workers.face.select import key_frame_scores, speaker_track, top_k_in_time_order
 
 from .conftest import grid_of_faces, place
 
@@ -76,8 +76,8 @@ def test_masking_leaves_only_the_face(analyzer: FaceAnalyzer, astronaut: np.ndar
 
 
 def test_masking_can_be_turned_off(landmarker: FaceLandmarks, astronaut: np.ndarray) -> None:
-    from workers.face.analyze import AnalyzeOptions
-    from workers.face.expression import ExpressionModel
+    from emostream.workers.face.analyze import AnalyzeOptions
+    from emostream.workers.face.expression import ExpressionModel
 
     class Flat:
         name = "flat"

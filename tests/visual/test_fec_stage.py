@@ -10,11 +10,11 @@ from prometheus_client import REGISTRY
 
 from emostream.bus.memory import MemoryBus
 from emostream.config import Settings
+from emostream.runtime.stage import StageContext
 from emostream.schema import EMOTIONS, FrameRef, KeyFrames, Utterance, decode, encode
-from emostream.stage import StageContext
-from workers.face.analyze import FaceAnalyzer
-from workers.face.image import decode_jpeg
-from workers.fec import FecStage, create
+from emostream.workers.face.analyze import FaceAnalyzer
+from emostream.workers.face.image import decode_jpeg
+from emostream.workers.fec import FecStage, create
 
 from .conftest import grid_of_faces, jpeg
 
@@ -37,7 +37,7 @@ async def utterance(ctx: StageContext, frames: list[tuple[float, bytes | None]],
 
 
 async def run(stage: FecStage, utt: Utterance, ctx: StageContext) -> KeyFrames:
-    emits = await stage.handle(utt, ctx)
+    emits = await stage.process(utt, ctx)  # as the runtime runs it: trace stamped
     assert len(emits) == 1 and emits[0].target == "keyframes"
     out = emits[0].message
     assert isinstance(out, KeyFrames)

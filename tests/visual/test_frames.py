@@ -10,7 +10,8 @@ import numpy as np
 from emostream.bus.memory import MemoryBus
 from emostream.config import FramesSettings
 from emostream.ingest.frames import FrameBuffer, FrameBuffers, to_rgb
-from workers.face.image import decode_jpeg
+from emostream.ingest.participant import store_frames
+from emostream.workers.face.image import decode_jpeg
 
 from .conftest import CLIP_FPS
 
@@ -96,7 +97,7 @@ async def test_publish_puts_jpeg_blobs_with_refs(astronaut: np.ndarray) -> None:
     bgr = np.ascontiguousarray(astronaut[:, :, ::-1])
     for i in range(30):
         buffers.push("alice", bgr, i / 10, bgr=True)
-    refs = await buffers.get("alice").publish(bus, "room/alice/1", 0.0, 2.0, ttl_s=60)
+    refs = await store_frames(bus, "room/alice/1", buffers.get("alice").encode(0.0, 2.0), ttl_s=60)
     assert len(refs) == 6 and [r.t for r in refs] == sorted(r.t for r in refs)
     img = decode_jpeg(await bus.get_blob(refs[0].blob))
     assert img is not None and img.shape == (320, 320, 3)

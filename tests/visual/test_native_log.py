@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from emostream.native_log import quiet_native_stderr
+from emostream.inference.native_log import quiet_native_stderr
 
 
 def test_noise_dropped_other_lines_replayed(capfd: pytest.CaptureFixture[str]) -> None:
@@ -26,11 +26,12 @@ def test_noise_dropped_other_lines_replayed(capfd: pytest.CaptureFixture[str]) -
 def test_face_models_load_and_exit_silently() -> None:
     code = (
         "import numpy as np\n"
+        "from emostream.config import Settings\n"
         "from emostream.store import load\n"
-        "from workers.face.landmarks import FaceLandmarks\n"
-        "from workers.face.expression import LiteRTExpression\n"
-        "lm = FaceLandmarks.from_store()\n"  # left open on purpose: closed at exit without a traceback
-        "LiteRTExpression(load('fer-7class') / 'emotion_model_quantized.tflite')\n"
+        "from emostream.workers.face.landmarks import FaceLandmarks\n"
+        "from emostream.workers.face.expression import LiteRTExpression\n"
+        "lm = FaceLandmarks.from_store(Settings())\n"  # left open on purpose: closed at exit without a traceback
+        "LiteRTExpression(load('fer-7class', Settings()) / 'emotion_model_quantized.tflite')\n"
         "print(len(lm.detect(np.zeros((96, 96, 3), np.uint8))))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

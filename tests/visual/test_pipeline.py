@@ -8,14 +8,15 @@ import numpy as np
 
 from emostream.bus import Bus
 from emostream.config import Settings
-from emostream.encoders import SentenceEncoder
+from emostream.inference.encoder import SentenceEncoder
 from emostream.ingest.frames import FrameBuffer
-from emostream.runner import Pipeline
+from emostream.ingest.participant import store_frames
+from emostream.runtime.pipeline import Pipeline
 from emostream.schema import Utterance, VisualDescription, decode, encode
-from workers.face.analyze import FaceAnalyzer
-from workers.fec import FecStage
-from workers.vlm.refine import emotion_words_in
-from workers.vlm.stage import NO_FACE, VlmStage
+from emostream.workers.face.analyze import FaceAnalyzer
+from emostream.workers.fec import FecStage
+from emostream.workers.vlm.refine import emotion_words_in
+from emostream.workers.vlm.stage import NO_FACE, VlmStage
 
 
 async def test_utterances_become_descriptions(
@@ -26,7 +27,7 @@ async def test_utterances_become_descriptions(
         frames.push(img, t)
     with_face = Utterance(
         room="room1", speaker="ann", utterance=1, start=0.0, end=3.0,
-        frames=await frames.publish(bus, "room1/ann/1", 0.0, 3.0, ttl_s=60),
+        frames=await store_frames(bus, "room1/ann/1", frames.encode(0.0, 3.0), ttl_s=60),
     )  # fmt: skip
     no_frames = Utterance(room="room1", speaker="ann", utterance=2, start=3.0, end=3.5)
     stop, ready = asyncio.Event(), asyncio.Event()

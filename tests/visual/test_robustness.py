@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from emostream.ingest.frames import FrameBuffer
-from workers.face.analyze import FaceAnalyzer
-from workers.face.image import MIN_SIDE, decode_jpeg, normalize
+from emostream.workers.face.analyze import FaceAnalyzer
+from emostream.workers.face.image import MIN_SIDE, decode_jpeg, normalize
 
 shapes = st.one_of(
     hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=70),

@@ -16,17 +16,17 @@ from prometheus_client import REGISTRY
 
 from emostream.bus.memory import MemoryBus
 from emostream.config import Settings
-from emostream.encoders import SentenceEncoder
 from emostream.errors import UserError
+from emostream.inference.encoder import SentenceEncoder
+from emostream.runtime.stage import StageContext
 from emostream.schema import FrameRef, KeyFrames, Utterance, VisualDescription
-from emostream.stage import StageContext
-from workers.face.analyze import FaceAnalyzer
-from workers.face.image import decode_jpeg
-from workers.fec import FecStage
-from workers.vlm.base import ANNOTATOR_PROMPT, create_describer
-from workers.vlm.openai_chat import OpenAIDescriber
-from workers.vlm.refine import emotion_words_in, split_sentences
-from workers.vlm.stage import NO_FACE, VlmStage
+from emostream.workers.face.analyze import FaceAnalyzer
+from emostream.workers.face.image import decode_jpeg
+from emostream.workers.fec import FecStage
+from emostream.workers.vlm.base import ANNOTATOR_PROMPT, create_describer
+from emostream.workers.vlm.openai_chat import OpenAIDescriber
+from emostream.workers.vlm.refine import emotion_words_in, split_sentences
+from emostream.workers.vlm.stage import NO_FACE, VlmStage
 
 from .conftest import jpeg
 
@@ -50,7 +50,7 @@ async def keyframes(settings: Settings, analyzer: FaceAnalyzer, ctx: StageContex
     for i, (t, img) in enumerate([f for f in clip if f[0] < 3.0][::5]):
         refs.append(FrameRef(t=t, blob=await ctx.bus.put_blob(f"frame/{i}", jpeg(img), 60)))
     utt = Utterance(room="r", speaker="s", utterance=7, start=0.0, end=3.0, frames=refs, eos_at=5.0)
-    (emit,) = await FecStage(settings, analyzer).handle(utt, ctx)
+    (emit,) = await FecStage(settings, analyzer).process(utt, ctx)
     assert isinstance(emit.message, KeyFrames)
     return emit.message
 
@@ -60,7 +60,7 @@ def with_vlm(settings: Settings, **changes: Any) -> Settings:
 
 
 async def one(stage: VlmStage, kf: KeyFrames, ctx: StageContext) -> VisualDescription:
-    (emit,) = await stage.handle(kf, ctx)
+    (emit,) = await stage.process(kf, ctx)
     assert emit.target == "descriptions" and isinstance(emit.message, VisualDescription)
     return emit.message
 
@@ -178,7 +178,7 @@ async def test_openai_unreachable_falls_back_to_landmarks(
 async def test_transformers_backend_tiny_qwen(
     settings: Settings, encoder: SentenceEncoder, keyframes: KeyFrames, ctx: StageContext, tiny_qwen: Path
 ) -> None:
-    from workers.vlm.hf import TransformersDescriber
+    from emostream.workers.vlm.hf import TransformersDescriber
 
     cfg = with_vlm(settings, backend="transformers", transformers_model=str(tiny_qwen))
     describer = create_describer(cfg)
@@ -200,7 +200,7 @@ def test_backend_errors_are_one_line(
         create_describer(with_vlm(settings, backend="transformers", transformers_model=""))
     with pytest.raises(UserError, match="unknown vlm.backend"):
         create_describer(with_vlm(settings, backend="llava"))
-    from workers.face.expression import create_expression_model
+    from emostream.workers.face.expression import create_expression_model
 
     monkeypatch.setenv("DEEPFACE_HOME", str(tmp_path))
     with pytest.raises(UserError, match="facial_expression_model_weights.h5") as info:
@@ -211,7 +211,7 @@ def test_backend_errors_are_one_line(
 
 
 async def test_openai_timeouts_are_retried_then_fail(keyframes: KeyFrames) -> None:
-    from workers.vlm.openai_chat import VlmError
+    from emostream.workers.vlm.openai_chat import VlmError
 
     calls: list[float] = []
 

@@ -1,0 +1,224 @@
+"""A participant's ingest: the ONE builder of Utterance messages and of their audio/frame blobs.
+
+Every media source feeds this module, one participant track at a time: live audio (WHIP/Janus, a file,
+``bench asr``) goes through :class:`SpeechIngest` (frames -> 16 kHz mono -> segmenter -> messages); the
+MELD replay, which decides utterance spans per clip itself, and ``bench visual`` call
+:func:`store_audio`, :func:`store_frames` and :func:`utterance` directly. Audio
+stays in this process except as blobs with the bus TTL: partial and utterance audio is stored with
+``bus.put_blob`` and only its ref travels in SpeechStarted / PartialAudio / Utterance messages. An
+Utterance whose audio is identical to the preceding pause partial reuses that blob (no second copy), and
+ASR recognises it by the equal ref.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emostream.bus.base import Bus
+from emostream.config import Settings
+from emostream.ingest.audio import SAMPLE_RATE, Audio, AudioNormalizer, iter_file
+from emostream.ingest.segmenter import Segmenter, SpeechEnd, SpeechEvent, SpeechPartial, SpeechStart
+from emostream.ingest.vad import SileroModel
+from emostream.schema import (
+    FrameRef,
+    Message,
+    PartialAudio,
+    SpeechStarted,
+    Utterance,
+    encode,
+    now,
+    utterance_key,
+)
+
+FrameSource = Callable[[str, float, float], Awaitable[list[FrameRef]]]
+"""``(utterance key, start, end) -> frame refs`` (e.g. :func:`store_frames` of a FrameBuffer's window)."""
+
+_INLINE_SAMPLES = SAMPLE_RATE // 4
+"""Chunks longer than this run VAD in a worker thread instead of on the event loop."""
+
+
+class SpeechIngest:
+    """Segment one participant's live audio and publish the speech messages (push API)."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        settings: Settings,
+        room: str,
+        speaker: str,
+        *,
+        t0: float | None = None,
+        first_utterance: int = 0,
+        frames: FrameSource | None = None,
+        model: SileroModel | None = None,
+    ) -> None:
+        self.bus, self.settings = bus, settings
+        self.room, self.speaker = room, speaker
+        self.frames = frames
+        self.normalizer = AudioNormalizer()
+        self.segmenter = Segmenter(
+            settings.vad,
+            room=room,
+            speaker=speaker,
+            t0=0.0 if t0 is None else t0,
+            first_utterance=first_utterance,
+            model=model or SileroModel.shared(settings),
+        )
+        self._clock_set = t0 is not None
+        self._pause_blob: dict[int, tuple[int, str]] = {}
+
+    async def push(self, frame: Any, sample_rate: int | None = None) -> list[Message]:
+        """One frame of any kind (PyAV AudioFrame, numpy + rate); returns the messages published."""
+        return await self.push_audio(self.normalizer.push(frame, sample_rate))
+
+    async def push_audio(self, audio: Audio) -> list[Message]:
+        """Already-normalized 16 kHz mono float32 audio."""
+        if audio.size == 0:
+            return []
+        if not self._clock_set:
+            self.segmenter.t0 = time.time()
+            self._clock_set = True
+        if audio.size > _INLINE_SAMPLES:
+            events = await asyncio.to_thread(self.segmenter.push, audio)
+        else:
+            events = self.segmenter.push(audio)
+        return await self.publish(events)
+
+    async def flush(self) -> list[Message]:
+        """End of the track (or a forced boundary): close the utterance in progress."""
+        tail = self.normalizer.flush()
+        events = self.segmenter.push(tail) if tail.size else []
+        return await self.publish(events + self.segmenter.flush())
+
+    async def publish(self, events: list[SpeechEvent]) -> list[Message]:
+        out: list[Message] = []
+        for ev in events:
+            msg = await self._message(ev)
+            if msg is not None:
+                await self.bus.publish(type(msg).stream, encode(msg))
+                out.append(msg)
+        return out
+
+    async def _message(self, ev: SpeechEvent) -> Message | None:
+        ids: dict[str, Any] = {"room": self.room, "speaker": self.speaker, "utterance": ev.utterance}
+        trace = {"segmenter": now()}
+        ttl = self.settings.bus.blob_ttl_s
+        base = f"audio/{self.room}/{self.speaker}/{ev.utterance}"
+        if isinstance(ev, SpeechStart):
+            return SpeechStarted(**ids, start=ev.start, trace=trace)
+        if isinstance(ev, SpeechPartial):
+            ref = await self.bus.put_blob(f"{base}/p{ev.seq}", _bytes(ev.audio), ttl)
+            if ev.pause:
+                self._pause_blob[ev.utterance] = (ev.seq, ref)
+            return PartialAudio(
+                **ids, start=ev.start, end=ev.end, seq=ev.seq, audio=ref, sample_rate=SAMPLE_RATE, trace=trace
+            )
+        assert isinstance(ev, SpeechEnd)
+        seq_ref = self._pause_blob.pop(ev.utterance, None)
+        if seq_ref is not None and seq_ref[0] == ev.partial_seq:
+            ref = seq_ref[1]
+        else:
+            ref = await self.bus.put_blob(base, _bytes(ev.audio), ttl)
+        key = utterance_key(self.room, self.speaker, ev.utterance)
+        frames = await self.frames(key, ev.start, ev.end) if self.frames else []
+        return utterance(
+            self.room,
+            self.speaker,
+            ev.utterance,
+            ev.start,
+            ev.end,
+            audio=ref,
+            frames=frames,
+            eos_at=ev.eos_at,
+            trace=trace,
+        )
+
+    def close(self) -> None:
+        self.segmenter.close()
+        self._pause_blob.clear()
+
+
+def utterance(
+    room: str,
+    speaker: str,
+    number: int,
+    start: float,
+    end: float,
+    *,
+    audio: str = "",
+    frames: list[FrameRef] | None = None,
+    text: str = "",
+    eos_at: float | None = None,
+    trace: dict[str, float] | None = None,
+) -> Utterance:
+    """The Utterance message (every producer builds it here): identity, span, blob refs, end of speech
+    (``eos_at``, default now) and the producer's ``trace`` stamp."""
+    return Utterance(
+        room=room,
+        speaker=speaker,
+        utterance=number,
+        start=start,
+        end=end,
+        sample_rate=SAMPLE_RATE,
+        audio=audio,
+        frames=frames or [],
+        text=text,
+        eos_at=now() if eos_at is None else eos_at,
+        trace=trace or {},
+    )
+
+
+async def store_audio(bus: Bus, key: str, audio: Audio, ttl_s: float) -> str:
+    """Utterance audio (16 kHz mono float32) as the blob ``audio/<key>``; its ref."""
+    return await bus.put_blob(f"audio/{key}", _bytes(audio), ttl_s)
+
+
+async def store_frames(bus: Bus, key: str, jpegs: list[tuple[float, bytes]], ttl_s: float) -> list[FrameRef]:
+    """(media time, JPEG) frames as blobs ``frame/<key>/<i>``; their FrameRefs in time order."""
+    return [
+        FrameRef(t=t, blob=await bus.put_blob(f"frame/{key}/{i}", jpeg, ttl_s))
+        for i, (t, jpeg) in enumerate(jpegs)
+    ]
+
+
+def _bytes(audio: Audio) -> bytes:
+    return np.ascontiguousarray(audio, dtype=np.float32).tobytes()
+
+
+async def segment_file(
+    path: str | Path,
+    bus: Bus,
+    settings: Settings,
+    room: str,
+    speaker: str,
+    *,
+    t0: float = 0.0,
+    realtime: bool = False,
+    chunk_s: float = 0.1,
+) -> list[Message]:
+    """Feed a media file through a participant's speech ingest (as fast as possible, or in real time)."""
+    ingest = SpeechIngest(bus, settings, room, speaker, t0=t0)
+    out: list[Message] = []
+    async for chunk in _chunks(path, chunk_s, realtime):
+        out += await ingest.push_audio(chunk)
+    out += await ingest.flush()
+    ingest.close()
+    return out
+
+
+async def _chunks(path: str | Path, chunk_s: float, realtime: bool) -> AsyncIterator[Audio]:
+    started = time.monotonic()
+    sent = 0
+    for chunk in iter_file(path, chunk_s):
+        if realtime:
+            delay = started + sent / SAMPLE_RATE - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        sent += chunk.size
+        yield chunk

@@ -1,0 +1,1 @@
+"""The stage runtime: stages, pipelines, the stage registry, typed errors."""

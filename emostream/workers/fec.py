@@ -1,0 +1,111 @@
+"""`fec` stage: an utterance's sampled frames -> key frames of the speaker's face (KeyFrames).
+
+Per frame: MediaPipe FaceLandmarker (faces, 478 landmarks, 52 blendshapes, head pose) and 7-class
+expression probabilities (FER on LiteRT, or DeepFace when configured and present). The speaker's face
+is the largest, most consistently present face track (rule in :mod:`emostream.workers.face.select`); the top-k
+frames by expression confidence and change are kept in time order, each with a masked face crop
+(background black) stored as a JPEG blob for the VLM. Bad frames (expired blob, corrupt JPEG, tiny or
+odd images) are counted in ``frames_bad`` and skipped; an utterance with no usable face still yields a
+KeyFrames with ``face_found=False`` so the downstream stages never wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from prometheus_client import Counter
+
+from emostream import schema
+from emostream.config import Settings
+from emostream.runtime.stage import Emit, Stage, StageContext
+from emostream.schema import FaceFrame, KeyFrames, Utterance
+from emostream.workers.face.analyze import Analysis, AnalyzeOptions, FaceAnalyzer
+
+FRAMES = Counter("emostream_fec_frames", "Utterance frames seen by the fec stage, by outcome", ["outcome"])
+"""outcome: ``face`` (at least one face found), ``no_face``, ``bad`` (expired, corrupt, tiny or odd)."""
+UTTERANCES = Counter("emostream_fec_utterances", "Utterances analysed, by whether a face was found", ["face"])
+
+
+def analyze_options(settings: Settings) -> AnalyzeOptions:
+    return AnalyzeOptions(
+        top_k=settings.fec.top_k,
+        mask_background=settings.fec.mask_background,
+        max_side=settings.frames.max_side,
+        crop_size=settings.fec.crop_size,
+    )
+
+
+def build_analyzer(settings: Settings) -> FaceAnalyzer:
+    """Load the landmarker and the expression model from the store (once per process)."""
+    from emostream.workers.face.expression import create_expression_model
+    from emostream.workers.face.landmarks import FaceLandmarks
+
+    expression = create_expression_model(settings.fec.backend, settings)
+    pool = [
+        FaceLandmarks.from_store(max_faces=settings.fec.max_faces, settings=settings)
+        for _ in range(max(1, settings.fec.threads))
+    ]
+    return FaceAnalyzer(pool, expression, analyze_options(settings))
+
+
+class FecStage(Stage):
+    def __init__(self, settings: Settings, analyzer: FaceAnalyzer | None = None) -> None:
+        super().__init__("fec")
+        self.on(Utterance, self.utterance)
+        self.settings = settings
+        self.analyzer = analyzer
+        self._owns_analyzer = analyzer is None
+
+    async def setup(self, ctx: StageContext) -> None:
+        if self.analyzer is None:
+            self.analyzer = await asyncio.to_thread(build_analyzer, self.settings)
+
+    async def utterance(self, message: Utterance, ctx: StageContext) -> list[Emit]:
+        if self.analyzer is None:
+            await self.setup(ctx)
+        assert self.analyzer is not None
+        blobs = [await ctx.bus.get_blob(f.blob) for f in message.frames]
+        frames = [(f.t, b) for f, b in zip(message.frames, blobs, strict=True)]  # decoded in the pool
+        analysis = await asyncio.to_thread(self.analyzer.analyze, frames)
+        FRAMES.labels("face").inc(analysis.frames_with_face)
+        FRAMES.labels("bad").inc(analysis.frames_bad)
+        FRAMES.labels("no_face").inc(analysis.frames_seen - analysis.frames_bad - analysis.frames_with_face)
+        UTTERANCES.labels("yes" if analysis.face_found else "no").inc()
+        out = await to_keyframes(message, analysis, ctx, self.settings.bus.blob_ttl_s)
+        return [Emit(out)]
+
+    async def close(self) -> None:
+        if self._owns_analyzer and self.analyzer is not None:
+            self.analyzer.close()
+            self.analyzer = None
+
+
+async def to_keyframes(utt: Utterance, analysis: Analysis, ctx: StageContext, ttl_s: float) -> KeyFrames:
+    """Store the masked crops as blobs and build the KeyFrames message (key frames in time order)."""
+    frames: list[FaceFrame] = []
+    for i, kf in enumerate(analysis.key_frames):
+        ref = await ctx.bus.put_blob(f"face/{utt.key}/{i}", kf.crop_jpeg, ttl_s)
+        frames.append(
+            FaceFrame(
+                t=kf.t,
+                box=kf.box,
+                expression=[round(float(p), 5) for p in np.asarray(kf.expression)],
+                blendshapes={k: round(v, 4) for k, v in kf.face.blendshapes.items()},
+                head_pose=tuple(round(float(a), 2) for a in kf.face.head_pose),  # type: ignore[arg-type]
+                crop=ref,
+                score=round(kf.score, 5),
+            )
+        )
+    return schema.derive(
+        utt,
+        KeyFrames,
+        frames=frames,
+        frames_seen=analysis.frames_seen,
+        frames_bad=analysis.frames_bad,
+        face_found=analysis.face_found,
+    )
+
+
+def create(settings: Settings) -> Stage:
+    return FecStage(settings)

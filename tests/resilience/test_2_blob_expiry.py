@@ -1,0 +1,79 @@
+"""Issue 13 #2: audio that expires before ASR reaches it is accounted for, never silently lost.
+
+Before: asr paused 15 s with ``bus.blob_ttl_s = 5``: 24 in, 0 out, nothing said. Now a TTL at or below the
+retry horizon is refused at startup, and an utterance whose media is gone anyway is dead-lettered with
+the reason and announced on the ``dropped`` stream (what `emostream events` prints).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from emostream.bench.asr import speak
+from emostream.bus import Bus, dead_stream, open_bus
+from emostream.config import BusSettings, ConfigError, Settings, StageSettings, load_settings
+from emostream.runtime.stage import run_stage
+from emostream.schema import DeadLetter, Dropped, Transcript, Utterance, decode, encode
+from emostream.workers.asr import create
+
+
+def test_a_blob_ttl_inside_the_retry_horizon_is_refused() -> None:
+    env = {"EMOSTREAM_BUS_BLOB_TTL_S": "120"}  # defaults: 5 deliveries x 30 s reclaim = 150 s
+    with pytest.raises(ConfigError, match=r"bus.blob_ttl_s = 120: .* = 150 s\); raise it above 150"):
+        load_settings(env=env)
+    assert load_settings(env={}).bus.blob_ttl_s > 150
+
+
+async def _utterance(bus: Bus, n: int, audio: np.ndarray, ttl_s: float) -> Utterance:
+    ref = await bus.put_blob(f"r/alice/{n}.f32", audio.astype(np.float32).tobytes(), ttl_s)
+    end = len(audio) / 16_000
+    msg = Utterance(room="r", speaker="alice", utterance=n, start=0.0, end=end, audio=ref, eos_at=time.time())
+    await bus.publish(Utterance.stream, encode(msg))
+    return msg
+
+
+async def _drain(bus: Bus, stream: str, want: int, timeout_s: float) -> list[bytes]:
+    await bus.ensure_group(stream, "check", "0")
+    got: list[bytes] = []
+    deadline = time.monotonic() + timeout_s
+    while len(got) < want and time.monotonic() < deadline:
+        for d in await bus.read_group([stream], "check", "c", 50, 100):
+            got.append(d.data)
+    return got
+
+
+async def test_media_expired_during_a_pause_is_dead_lettered_and_announced(bus: Bus) -> None:
+    settings = Settings(
+        bus=BusSettings(url=bus.url, block_ms=50, blob_ttl_s=1.0, claim_idle_ms=100, max_deliveries=2),
+        stage=StageSettings(claim_every_ms=50),
+    )
+    bus = open_bus(bus.url, settings.bus) if bus.url.startswith("redis") else bus
+    speech = speak("Is there anything else we need to discuss?", "en-gb")
+    for n in range(2):  # published while asr is down ("paused")
+        await _utterance(bus, n, speech, settings.bus.blob_ttl_s)
+    await asyncio.sleep(1.3)  # longer than the blob TTL
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(
+        run_stage(create(settings), bus, settings, consumer="a", stop=stop, ready=ready)
+    )
+    try:
+        await asyncio.wait_for(ready.wait(), 60)
+        for n in range(2, 4):  # published once asr is back: transcribed
+            await _utterance(bus, n, speech, settings.bus.blob_ttl_s)
+        transcripts = [decode(b, Transcript) for b in await _drain(bus, Transcript.stream, 2, 60)]
+        dead = [decode(b, DeadLetter) for b in await _drain(bus, dead_stream(Utterance.stream), 2, 30)]
+        dropped = [decode(b, Dropped) for b in await _drain(bus, Dropped.stream, 2, 10)]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        if bus.url.startswith("redis"):
+            await bus.close()
+    assert sorted(t.utterance for t in transcripts) == [2, 3]
+    assert sorted(decode(d.payload, Utterance).utterance for d in dead) == [0, 1]
+    assert all("missing or expired" in d.reason for d in dead), [d.reason for d in dead]
+    assert sorted(d.key for d in dropped) == ["r/alice/0", "r/alice/1"]  # what a subscriber sees
+    assert all(d.source == "utterances" and "expired" in d.reason for d in dropped)
