@@ -138,12 +138,12 @@ def test_config_is_accepted_before_and_after_the_command(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "f.toml"
-    path.write_text("[bus]\nblob_ttl_s = 77\n")
+    path.write_text("[bus]\nblob_ttl_s = 177\n")
     for argv in (["config", "show", "--config", str(path)], ["--config", str(path), "config", "show"]):
         assert main(argv) == 0
-        assert "blob_ttl_s = 77" in capsys.readouterr().out, argv
+        assert "blob_ttl_s = 177" in capsys.readouterr().out, argv
     assert main(["config", "show"]) == 0
-    assert "blob_ttl_s = 77" not in capsys.readouterr().out
+    assert "blob_ttl_s = 177" not in capsys.readouterr().out
 
 
 def test_every_subcommand_help_has_a_description(capsys: pytest.CaptureFixture[str]) -> None:
