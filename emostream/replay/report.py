@@ -192,6 +192,7 @@ def markdown(metrics: dict[str, Any], images: list[str]) -> str:
         "",
         f"- modalities per event: {counted(metrics['modalities'])}",
         f"- visual branch per event: {counted(metrics['visual_status'])}",
+        *face_lines(metrics.get("face")),
         f"- rows replayed: {counted(metrics['sources'], SOURCES)}",
     ]
     for note in metrics.get("notes", []):
@@ -199,6 +200,18 @@ def markdown(metrics: dict[str, Any], images: list[str]) -> str:
     lines.append("")
     lines += [f"![{Path(i).stem}]({i})" for i in images]
     return "\n".join(lines) + "\n"
+
+
+def face_lines(face: dict[str, Any] | None) -> list[str]:
+    """The face's effect in the report: decisions changed and text-only scores on the same rows."""
+    if not face:
+        return []
+    return [
+        f"- decisions the face changed: {face['decisions_changed']} "
+        f"({face['changed_to_right']} to right, {face['changed_from_right']} from right); text alone: "
+        f"weighted-F1 {face['text_only_weighted_f1']:.2f}, accuracy {face['text_only_accuracy']:.2f}",
+        f"- decided by: {counted(face['drivers'])}",
+    ]
 
 
 def write_report(rows: list[RowResult], metrics: dict[str, Any], out: Path, timelines: int = 12) -> Path:

@@ -38,6 +38,10 @@ from emostream.runtime.pipeline import Pipeline
 from emostream.schema import EmotionEvent, RoomControl, encode, now, utterance_key
 
 TextSource = Literal["gold", "asr"]
+REPLAY_VISUAL_WAIT_MS = 5_000
+"""As-fast-as-possible replays saturate the CPUs, so the face branch falls far behind its real-time pace;
+fusion waits this long for it (``fusion.deadline_ms`` still applies to ``--realtime`` replays), so the
+decisions are those of a machine that keeps up. Latencies then include the wait."""
 
 
 @dataclass
@@ -100,6 +104,11 @@ class Replayer:
         if not self.plan.media:  # no visual branch runs: fusion must not wait for it
             settings = msgspec.structs.replace(
                 settings, fusion=msgspec.structs.replace(settings.fusion, deadline_ms=0)
+            )
+        elif not self.plan.realtime:  # fed faster than real time, the face lags: wait for it
+            deadline = max(settings.fusion.deadline_ms, REPLAY_VISUAL_WAIT_MS)
+            settings = msgspec.structs.replace(
+                settings, fusion=msgspec.structs.replace(settings.fusion, deadline_ms=deadline)
             )
         bus = open_bus("memory://", settings.bus)
         names = topology.PIPELINE if self.plan.media else topology.TEXT_ONLY

@@ -29,7 +29,7 @@ from emostream.inference.prompt import PromptInput
 from emostream.inference.text import TextModel
 from emostream.runtime.follow import Follower, id_key
 from emostream.runtime.stage import Emit, Stage, StageContext
-from emostream.schema import RoomControl, TextContext, Transcript
+from emostream.schema import Message, RoomControl, TextContext, Transcript
 
 
 class Rooms:

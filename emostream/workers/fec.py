@@ -2,7 +2,10 @@
 
 Per frame: MediaPipe FaceLandmarker (faces, 478 landmarks, 52 blendshapes, head pose) and 7-class
 expression probabilities (FER on LiteRT, or DeepFace when configured and present). The speaker's face
-is the largest, most consistently present face track (rule in :mod:`emostream.workers.face.select`); the top-k
+is the track whose mouth moves during the utterance's speech frames when several faces compete, else the
+largest, most consistently present one (:mod:`emostream.workers.face.speaker`). The face expert
+(:mod:`emostream.workers.face.expert`) turns all the speaker's frames into one quality-weighted 7-class reading
+with a reliability (``KeyFrames.face``), which fusion combines with the text. The top-k
 frames by expression confidence and change are kept in time order, each with a masked face crop
 (background black) stored as a JPEG blob for the VLM. Bad frames (expired blob, corrupt JPEG, tiny or
 odd images) are counted in ``frames_bad`` and skipped; an utterance with no usable face still yields a
@@ -19,7 +22,7 @@ from prometheus_client import Counter
 from emostream import schema
 from emostream.config import Settings
 from emostream.runtime.stage import Emit, Stage, StageContext
-from emostream.schema import FaceFrame, KeyFrames, Utterance
+from emostream.schema import FaceFrame, FaceReading, KeyFrames, Utterance
 from emostream.workers.face.analyze import Analysis, AnalyzeOptions, FaceAnalyzer
 
 FRAMES = Counter("emostream_fec_frames", "Utterance frames seen by the fec stage, by outcome", ["outcome"])
@@ -40,13 +43,14 @@ def build_analyzer(settings: Settings) -> FaceAnalyzer:
     """Load the landmarker and the expression model from the store (once per process)."""
     from emostream.workers.face.expression import create_expression_model
     from emostream.workers.face.landmarks import FaceLandmarks
+    from emostream.workers.face.quality import FaceScorer
 
     expression = create_expression_model(settings.fec.backend, settings)
     pool = [
         FaceLandmarks.from_store(max_faces=settings.fec.max_faces, settings=settings)
         for _ in range(max(1, settings.fec.threads))
     ]
-    return FaceAnalyzer(pool, expression, analyze_options(settings))
+    return FaceAnalyzer(pool, expression, analyze_options(settings), FaceScorer.from_store(settings))
 
 
 class FecStage(Stage):
@@ -67,7 +71,7 @@ class FecStage(Stage):
         assert self.analyzer is not None
         blobs = [await ctx.bus.get_blob(f.blob) for f in message.frames]
         frames = [(f.t, b) for f, b in zip(message.frames, blobs, strict=True)]  # decoded in the pool
-        analysis = await asyncio.to_thread(self.analyzer.analyze, frames)
+        analysis = await asyncio.to_thread(self.analyzer.analyze, frames, (message.start, message.end))
         FRAMES.labels("face").inc(analysis.frames_with_face)
         FRAMES.labels("bad").inc(analysis.frames_bad)
         FRAMES.labels("no_face").inc(analysis.frames_seen - analysis.frames_bad - analysis.frames_with_face)
@@ -95,8 +99,14 @@ async def to_keyframes(utt: Utterance, analysis: Analysis, ctx: StageContext, tt
                 head_pose=tuple(round(float(a), 2) for a in kf.face.head_pose),  # type: ignore[arg-type]
                 crop=ref,
                 score=round(kf.score, 5),
+                quality=round(kf.quality, 4),
             )
         )
+    ev = analysis.evidence
+    reading = None
+    if ev is not None:
+        probs = [round(float(p), 5) for p in ev.probs]
+        reading = FaceReading(probs=probs, reliability=ev.reliability, frames=ev.frames_used, cues=ev.cues)
     return schema.derive(
         utt,
         KeyFrames,
@@ -104,6 +114,7 @@ async def to_keyframes(utt: Utterance, analysis: Analysis, ctx: StageContext, tt
         frames_seen=analysis.frames_seen,
         frames_bad=analysis.frames_bad,
         face_found=analysis.face_found,
+        face=reading,
     )
 
 

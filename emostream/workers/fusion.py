@@ -3,9 +3,13 @@
 TextContext is consumed through the stage's consumer group (each utterance is decided once). Visual
 descriptions must be visible to every fusion worker, so each worker tails the descriptions stream without
 a group into a TTL cache (:class:`emostream.workers.fusion_cache.VisualCache`). When the text is ready the stage
-waits for the visual cue at most ``fusion.deadline_ms`` after the TextContext was published, then runs the
-fusion head, or lets the text head decide alone (no usable visual cue, or no fusion model installed).
-The event says which modalities contributed (``visual_status``) and the per-stage latency from end of speech.
+waits for the visual cue at most ``fusion.deadline_ms`` after the TextContext was published, then decides,
+in order of preference: the trained fusion head (``fusion.model``, when installed), else log-linear late
+fusion of the text expert with the face expert (:mod:`emostream.late_fusion`), else the text alone (no
+face reading, or one too unreliable). ``fusion.mode = text`` never waits for nor uses the face; ``face``
+decides from the face reading alone (text when there is none). The event says which modalities
+contributed (``visual_status``), carries both experts' evidence so a subscriber can re-fuse, and the
+per-stage latency from end of speech.
 A visual result arriving after its utterance was decided is counted as ``late``; one whose utterance never
 shows up is dropped after ``fusion.visual_ttl_s`` and counted as ``unmatched``.
 """
@@ -13,7 +17,6 @@ shows up is dropped after ``fusion.visual_ttl_s`` and counted as ``unmatched``.
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
 
 import numpy as np
 
@@ -22,12 +25,11 @@ from emostream.config import Settings
 from emostream.inference.fusion import FusionHead, load_fusion
 from emostream.inference.onnx import RuntimeOptions
 from emostream.inference.text import softmax
+from emostream.late_fusion import LateFusion, as_dict, cue_strings
 from emostream.runtime.follow import Follower
 from emostream.runtime.stage import Emit, Stage, StageContext
-from emostream.schema import EMOTIONS, EmotionEvent, TextContext, VisualDescription
+from emostream.schema import EMOTIONS, EmotionEvent, TextContext, VisualDescription, VisualStatus
 from emostream.workers.fusion_cache import VisualCache
-
-VisualStatus = Literal["used", "absent", "late", "no_face", "disabled"]
 
 
 def latencies(trace: dict[str, float], eos_at: float, done: float) -> dict[str, float]:
@@ -44,8 +46,9 @@ class FusionStage(Stage):
         self.on(TextContext, self.text_context)
         self.settings = settings
         self.head = head
-        self.load_head = load_head and head is None
+        self.load_head = load_head and head is None and settings.fusion.mode == "fused"
         f = settings.fusion
+        self.late = LateFusion.from_settings(f)
         self.cache = VisualCache(ttl_s=f.visual_ttl_s, max_entries=max(1024, settings.bus.maxlen))
         self._follower = Follower(
             VisualDescription,
@@ -74,7 +77,7 @@ class FusionStage(Stage):
     async def text_context(self, message: TextContext, ctx: StageContext) -> list[Emit]:
         key = message.key
         visual: VisualDescription | None = None
-        if self.head is not None:
+        if self.settings.fusion.mode != "text":
             budget = self.settings.fusion.deadline_ms / 1000
             ready = message.trace.get("context", schema.now())  # when the text was ready
             wait = min(budget, max(0.0, ready + budget - schema.now()))  # capped: clocks may disagree
@@ -83,25 +86,33 @@ class FusionStage(Stage):
             visual = self.cache.get(key)
         status = self.status(visual)
         self.cache.decided(key, status)
-        logits = np.asarray(message.logits, dtype=np.float32)
-        modalities: list[schema.Modality] = ["text"]
-        if status == "used" and visual is not None and self.head is not None:
-            fuse = self.head.fuse
-            logits = await asyncio.to_thread(
-                fuse, message.embedding, message.logits, visual.embedding or [], visual.confidence
-            )
+        text_probs = softmax(np.asarray(message.logits, dtype=np.float32))
+        face = visual.face if visual is not None and visual.face_found else None
+        probs, rule = text_probs, "text"
+        if status == "used" and visual is not None:
+            if self.settings.fusion.mode == "face" and face is not None:
+                probs, rule = np.asarray(face.probs, dtype=np.float64), "face"
+            elif self.head is not None and self.head.usable(visual.embedding):
+                fuse = self.head.fuse
+                logits = await asyncio.to_thread(
+                    fuse, message.embedding, message.logits, visual.embedding or [], visual.confidence
+                )
+                probs, rule = softmax(logits), "head"
+            elif face is not None:
+                probs, rule = self.late.fuse(text_probs, face.probs, face.reliability), "late"
+        modalities: list[schema.Modality] = ["text"] if rule != "face" else []
+        if rule != "text":
             modalities.append("visual")
-        probs = softmax(logits)
         best = int(probs.argmax())
         done = schema.now()
         trace = {**(visual.trace if visual is not None else {}), **message.trace}
-        used_head = self.head.name if status == "used" and self.head is not None else ""
+        used_head = self.head.name if rule == "head" and self.head is not None else ""
         event = schema.derive(
             message,
             EmotionEvent,
             id=schema.event_id(message.room, message.speaker, message.utterance),
             label=EMOTIONS[best],
-            probabilities={e: round(float(p), 6) for e, p in zip(EMOTIONS, probs, strict=True)},
+            probabilities=as_dict(probs),
             confidence=round(float(probs[best]), 6),
             modalities=modalities,
             visual_status=status,
@@ -111,17 +122,31 @@ class FusionStage(Stage):
             latency_ms=latencies({**trace, self.name: done}, message.eos_at, done),
             emitted_at=done,
             trace=trace,
+            text_probs=as_dict(text_probs),
+            face_probs=as_dict(face.probs) if face is not None else {},
+            face_reliability=face.reliability if face is not None else 0.0,
+            face_frames=face.frames if face is not None else 0,
+            face_cues=cue_strings(face.cues) if face is not None else [],
+            fusion=rule,
         )
         return [Emit(event)]
 
     def status(self, visual: VisualDescription | None) -> VisualStatus:
-        if self.head is None:
+        """``used`` when the face takes part in this decision (head, late fusion or face mode)."""
+        mode = self.settings.fusion.mode
+        if mode == "text":
             return "disabled"
         if visual is None:
             return "absent"
         if not visual.face_found:
             return "no_face"
-        return "used" if self.head.usable(visual.embedding) else "absent"
+        if mode == "fused" and self.head is not None and self.head.usable(visual.embedding):
+            return "used"
+        if visual.face is None:
+            return "absent"
+        if mode == "face" or self.late.takes_part(visual.face.reliability):
+            return "used"
+        return "unreliable"
 
     async def close(self) -> None:
         await self._follower.stop()

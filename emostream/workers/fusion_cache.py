@@ -4,7 +4,7 @@ Every outcome is counted (``counts`` and the ``emostream_fusion_visual`` Prometh
 result disappears silently:
 
 ``received``   a description arrived (duplicates from redelivery are not counted twice)
-``used`` / ``absent`` / ``no_face`` / ``disabled``   how each utterance was decided
+``used`` / ``absent`` / ``no_face`` / ``unreliable`` / ``disabled``   how each utterance was decided
 ``late``       a description arrived after its utterance was decided without it
 ``unmatched``  a description whose utterance never showed up within the TTL (or was evicted unmatched)
 ``stale``      a description published longer than the TTL ago (a replayed stream, a reused room id):

@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -29,13 +30,17 @@ SINK = "test-sink"
 
 
 def settings_for(
-    url: str = "memory://", deadline_ms: int = 150, ttl_s: float = 30.0, history: int = 3
+    url: str = "memory://",
+    deadline_ms: int = 150,
+    ttl_s: float = 30.0,
+    history: int = 3,
+    mode: Literal["fused", "text", "face"] = "fused",
 ) -> Settings:
     return Settings(
         bus=BusSettings(url=url, block_ms=50, claim_idle_ms=2_000, maxlen=10_000),
         stage=StageSettings(concurrency=4, claim_every_ms=200, shutdown_grace_s=3, lag_every_s=0.5),
         context=ContextSettings(history=history),
-        fusion=FusionSettings(deadline_ms=deadline_ms, visual_ttl_s=ttl_s),
+        fusion=FusionSettings(deadline_ms=deadline_ms, visual_ttl_s=ttl_s, mode=mode),
     )
 
 
@@ -183,11 +188,11 @@ async def test_visual_for_unknown_utterance_is_dropped_and_counted(fusion_dir: P
     await bus.close()
 
 
-async def test_without_fusion_model_the_text_head_decides_at_once() -> None:
+async def test_text_mode_the_text_head_decides_at_once() -> None:
     assert (
         load_fusion("no-such-fusion-model", RuntimeOptions.cpu(1), Settings()) is None
-    )  # not installed: no error, text alone
-    settings = settings_for(deadline_ms=2_000)
+    )  # not installed: no error, late fusion or text
+    settings = settings_for(deadline_ms=2_000, mode="text")
     bus = open_bus("memory://", settings.bus)
     fusion = FusionStage(settings, head=None, load_head=False)
     async with running(bus, settings, fusion):

@@ -111,7 +111,7 @@ def test_rejections_say_what_is_wrong() -> None:
 def test_schema_evolution_old_and_new_producers_stay_readable() -> None:
     old = {"room": "r", "speaker": "s", "utterance": 3, "start": 0.5, "end": 1.5, "text": "hi"}
     msg = decode(msgspec.msgpack.encode(old), Transcript)  # written before v/trace/words existed
-    assert msg.v == 1 and msg.trace == {} and msg.words == [] and msg.language == "en"
+    assert msg.v == SCHEMA_VERSION and msg.trace == {} and msg.words == [] and msg.language == "en"
     newer = {**old, "v": SCHEMA_VERSION, "field_added_later": [1, 2]}  # unknown fields are ignored
     assert decode_checked(msgspec.msgpack.encode(newer), Transcript).text == "hi"
 

@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from emostream.workers.face.expert import FaceEvidence, face_expert
 from emostream.workers.face.expression import ExpressionModel
 from emostream.workers.face.image import Image, decode_jpeg, encode_jpeg, face_crop, masked_crop, normalize
 from emostream.workers.face.landmarks import Face, FaceLandmarks
-from emostream.workers.face.select import key_frame_scores, speaker_track, top_k_in_time_order
+from emostream.workers.face.quality import FaceScorer, Quality, frame_quality
+from emostream.workers.face.select import key_frame_scores, top_k_in_time_order
+from emostream.workers.face.speaker import active_speaker
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,8 @@ class KeyFrame:
     crop_jpeg: bytes
     box: tuple[float, float, float, float]
     """Face box in the source frame's pixels (before the analysis downscale)."""
+    quality: float = 1.0
+    """Weight of this reading in the face expert (:mod:`emostream.workers.face.quality`)."""
 
 
 @dataclass(slots=True)
@@ -58,6 +63,10 @@ class Analysis:
     frames_with_face: int = 0
     faces_max: int = 0
     """Most faces seen in one frame (several people in the picture)."""
+    evidence: FaceEvidence | None = None
+    """The face expert's reading of the utterance (None without a usable face)."""
+    qualities: list[Quality] = field(default_factory=list)
+    """Quality of each of the speaker's frames, in time order."""
 
     @property
     def face_found(self) -> bool:
@@ -77,7 +86,10 @@ class FaceAnalyzer:
         landmarks: FaceLandmarks | Sequence[FaceLandmarks],
         expression: ExpressionModel,
         options: AnalyzeOptions | None = None,
+        scorer: FaceScorer | None = None,
     ) -> None:
+        self.scorer = scorer
+        """Detection-confidence scorer of the face quality; None counts every detection as certain."""
         self.pool = [landmarks] if isinstance(landmarks, FaceLandmarks) else list(landmarks)
         if not self.pool:
             raise ValueError("FaceAnalyzer needs at least one landmarker")
@@ -118,9 +130,17 @@ class FaceAnalyzer:
             self._executor.shutdown(wait=True)
         for lm in self.pool:
             lm.close()
+        if self.scorer is not None:
+            self.scorer.close()
 
-    def analyze(self, frames: Sequence[tuple[float, np.ndarray | bytes | None]]) -> Analysis:
-        """``frames`` = (media time, image array, JPEG bytes, or None when missing), in any order."""
+    def analyze(
+        self,
+        frames: Sequence[tuple[float, np.ndarray | bytes | None]],
+        speech: tuple[float, float] | None = None,
+    ) -> Analysis:
+        """``frames`` = (media time, image array, JPEG bytes, or None when missing), in any order;
+        ``speech`` = the participant's speech window (start, end) in media time (all frames when None),
+        against which mouth movement picks the speaking face among several."""
         out = Analysis(frames_seen=len(frames))
         ordered = sorted(frames, key=lambda f: f[0])
         images: list[tuple[float, Image, float]] = []
@@ -134,13 +154,19 @@ class FaceAnalyzer:
             faces.append(found)
         out.faces_max = max((len(f) for f in faces), default=0)
         out.frames_with_face = sum(1 for f in faces if f)
-        chosen = speaker_track([[f.box for f in fr] for fr in faces])
+        talking = None if speech is None else [speech[0] <= t <= speech[1] for t, _, _ in images]
+        chosen, _ = active_speaker(faces, talking)
         order = sorted(chosen)
         if not order:
             return out
-        probs = np.stack(
-            [self.expression.probs(face_crop(images[i][1], faces[i][chosen[i]])) for i in order]
-        ).astype(np.float32)
+        crops = [face_crop(images[i][1], faces[i][chosen[i]]) for i in order]
+        probs = np.stack([self.expression.probs(c) for c in crops]).astype(np.float32)
+        out.qualities = [
+            self._quality(images[i], faces[i][chosen[i]], c) for i, c in zip(order, crops, strict=True)
+        ]
+        out.evidence = face_expert(
+            probs, out.qualities, len(images), [faces[i][chosen[i]].blendshapes for i in order]
+        )
         scores = key_frame_scores(probs, self.options.change_weight)
         for j in top_k_in_time_order(scores, self.options.top_k):
             i = order[j]
@@ -160,6 +186,13 @@ class FaceAnalyzer:
                     score=float(scores[j]),
                     crop_jpeg=encode_jpeg(crop, self.options.jpeg_quality),
                     box=(x * scale, y * scale, w * scale, h * scale),
+                    quality=out.qualities[j].weight,
                 )
             )
         return out
+
+    def _quality(self, image: tuple[float, Image, float], face: Face, crop: Image) -> Quality:
+        _, img, scale = image
+        x, y, w, h = face.box
+        score = None if self.scorer is None else self.scorer.score(face_crop(img, face, margin=0.25))
+        return frame_quality(crop, (x * scale, y * scale, w * scale, h * scale), face.head_pose, score)

@@ -44,6 +44,15 @@ class Track:
 
 def speaker_track(boxes: Sequence[Sequence[Box]], link_iou: float = 0.3) -> dict[int, int]:
     """For per-frame face boxes, the speaker's face per frame: {frame index: face index}."""
+    tracks = link_tracks(boxes, link_iou)
+    if not tracks:
+        return {}
+    winner = max(range(len(tracks)), key=lambda i: (tracks[i].score, -i))
+    return tracks[winner].members
+
+
+def link_tracks(boxes: Sequence[Sequence[Box]], link_iou: float = 0.3) -> list[Track]:
+    """Faces linked across frames into tracks (in order of first appearance), each scored by its area sum."""
     tracks: list[Track] = []
     for fi, frame in enumerate(boxes):
         taken: set[int] = set()
@@ -65,10 +74,7 @@ def speaker_track(boxes: Sequence[Sequence[Box]], link_iou: float = 0.3) -> dict
             tr.last = box
             tr.score += box[2] * box[3]
             taken.add(best)
-    if not tracks:
-        return {}
-    winner = max(range(len(tracks)), key=lambda i: (tracks[i].score, -i))
-    return tracks[winner].members
+    return tracks
 
 
 def key_frame_scores(probs: npt.NDArray[np.float32], change_weight: float = 0.5) -> npt.NDArray[np.float32]:

@@ -105,6 +105,7 @@ class VlmStage(Stage):
             backend=backend,
             face_found=face_found,
             confidence=confidence,
+            face=kf.face if face_found else None,
         )
 
     async def describe(self, message: KeyFrames, ctx: StageContext) -> tuple[str, str]:
