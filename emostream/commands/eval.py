@@ -59,7 +59,10 @@ def evaluate(
 
     t0 = time.perf_counter()
     # a bar on a terminal's stderr only: rich draws nothing when stderr is a pipe or a file
-    bar = track(dialogues, description="scoring dialogues", console=Console(stderr=True), transient=True)
+    err = Console(stderr=True)
+    bar = track(
+        dialogues, description="scoring dialogues", console=err, transient=True, disable=not err.is_terminal
+    )
     for dialogue in bar:
         for utt, prompt in zip(dialogue, meld_prompts(builder, dialogue, history), strict=True):
             gold.append(utt.label)
