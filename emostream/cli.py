@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "worker",
     "replay",
     "events",
+    "analyze",
     "models",
     "eval",
     "bench",

@@ -244,12 +244,46 @@ class FusionSettings(Section):
     """Late fusion: the face model's class prior over the 7 classes (empty: uniform)."""
 
 
+class CallSettings(Section):
+    """Live-call ingest (emostream/server/whip.py, tracks.py): limits, ICE, per-participant queues."""
+
+    max_participants_room: int = 8
+    """Publishers at once in one room; one more gets 429 with a one-line reason."""
+    max_participants_server: int = 32
+    """Publishers at once in this process (all rooms)."""
+    max_sdp_bytes: int = 20_000
+    """Largest SDP offer accepted (413 beyond): browser offers are 3-8 kB."""
+    require_video: bool = False
+    """Refuse offers without a video m-line (422); by default audio-only publishers are fine."""
+    ice_servers: str = ""
+    """Comma-separated STUN/TURN URLs (``stun:host:3478,turn:host:3478?transport=udp``) used by the server's peer
+    connections and advertised to publishers in ``Link: rel="ice-server"`` headers. Empty: host
+    candidates only (same network, or a container with host networking)."""
+    turn_username: str = ""
+    turn_credential: str = ""
+    """Credentials sent with every ``turn:``/``turns:`` URL above."""
+    audio_queue: int = 250
+    """Decoded audio frames (20 ms each) buffered per participant before the oldest are dropped."""
+    video_queue: int = 8
+    """Decoded video frames buffered per participant; video is dropped first under overload."""
+    session_idle_s: float = 30.0
+    """A session whose peer connection failed or never connected in this long is closed."""
+
+
 class ApiSettings(Section):
     host: str = "127.0.0.1"
     """Bind address: localhost by default (emotion analytics about people)."""
     port: Port = 8765
     secret: str = ""
     """HMAC secret for access tokens (``emostream token``); required for any non-local bind."""
+    buffer: int = 1024
+    """Live events buffered per subscriber connection; one that falls further behind gets a final
+    ``lagged`` message (with its last id) and is disconnected, so a slow client never slows the rest."""
+    heartbeat_s: float = 15.0
+    """Idle SSE connections get a comment (WebSocket: a ping) this often; writes stuck for twice this
+    long drop the connection."""
+    drain_s: float = 5.0
+    """On SIGTERM, subscribers get a final ``shutdown`` message and this long to be closed."""
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -264,6 +298,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     context: ContextSettings = msgspec.field(default_factory=ContextSettings)
     fusion: FusionSettings = msgspec.field(default_factory=FusionSettings)
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
+    call: CallSettings = msgspec.field(default_factory=CallSettings)
 
     @property
     def home(self) -> Path:
@@ -360,7 +395,7 @@ def check_settings(settings: Settings) -> None:
         )
 
 
-SECRET_FIELDS = {"secret", "openai_api_key"}
+SECRET_FIELDS = {"secret", "openai_api_key", "turn_credential"}
 
 
 def settings_toml(settings: Settings, redact: bool = True) -> str:

@@ -184,6 +184,10 @@ class Bus(abc.ABC):
         """Id of the newest entry ("0-0" when empty): a race-free start for ``tail`` ("$" is not)."""
         return "$"
 
+    async def streams(self, prefix: str) -> list[str]:
+        """Names of the streams starting with ``prefix`` (e.g. every room's event stream)."""
+        return []
+
     async def release(self, stream: str, group: str, ids: list[str]) -> None:  # noqa: B027
         """Hand un-acked entries back: any consumer's next ``claim_stale`` may take them at once."""
 

@@ -288,6 +288,9 @@ class MemoryBus(Bus):
         s = self._streams.get(stream)
         return s.ids[-1] if s is not None and len(s) else "0-0"
 
+    async def streams(self, prefix: str) -> list[str]:
+        return [name for name, s in self._streams.items() if name.startswith(prefix) and len(s)]
+
     async def length(self, stream: str) -> int:
         s = self._streams.get(stream)
         return len(s) if s is not None else 0

@@ -459,6 +459,17 @@ class RedisBus(Bus):
         rows = await self._call(self._r.xrevrange(self._k(stream), count=1))
         return _s(rows[0][0] or b"0-0") if rows else "0-0"
 
+    async def streams(self, prefix: str) -> list[str]:
+        full = self._k(prefix)
+        glob = full.replace("[", "\\[").replace("*", "\\*").replace("?", "\\?") + "*"
+        try:
+            names = [self._name(k) async for k in self._r.scan_iter(match=glob, count=1000, _type="stream")]
+        except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
+            raise BusUnavailable(
+                f"cannot reach Redis at {self.where} ({exc}): start redis-server there"
+            ) from None
+        return sorted(names)
+
     async def length(self, stream: str) -> int:
         return int(await self._call(self._r.xlen(self._k(stream))))
 

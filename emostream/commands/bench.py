@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHES: tuple[str, ...] = ("bus", "asr", "voices", "visual", "quant")
+BENCHES: tuple[str, ...] = ("bus", "asr", "voices", "visual", "quant", "events", "call")
 
-HELP = "Benchmarks: bus, asr, voices, visual, quant (medians in one run, JSON lines with --json)."
+HELP = "Benchmarks: bus, asr, voices, visual, quant, events, call (medians in one run, JSON lines with --json)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +44,7 @@ def _not_landed(name: str):  # type: ignore[no-untyped-def]
                 "voices": "[speech]",
                 "visual": "[visual]",
                 "quant": "[runtime]",
+                "call": "[call]",
             }[name],
         )
 

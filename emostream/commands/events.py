@@ -13,10 +13,22 @@ from emostream.bus.base import Entry
 from emostream.config import ConfigError, Settings, load_settings
 from emostream.errors import UserError
 
-HELP = "Follow the emotion event stream and print events as JSON lines."
+HELP = (
+    "Follow a room's emotion events from a server (--url) or the bus (--redis): a live table or JSON lines."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", metavar="URL", help="emostream serve address, e.g. http://127.0.0.1:8765")
+    parser.add_argument("--token", metavar="T", help="subscribe token for --room (`emostream token create`)")
+    parser.add_argument(
+        "--since", metavar="ID", help="with --url: resume after this stream id (0-0 = retained history)"
+    )
+    parser.add_argument(
+        "--format",
+        choices=("table", "json"),
+        help="table (default in a terminal) or json lines (default when piped)",
+    )
     parser.add_argument("--redis", metavar="URL", help="bus URL (default: bus.url setting)")
     parser.add_argument("--room", metavar="R", help="only events of this room")
     parser.add_argument("--from-start", action="store_true", help="print the retained history first")
@@ -27,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.url:
+        from emostream.commands.events_url import follow_url
+
+        return follow_url(args)
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:

@@ -31,7 +31,7 @@ async def test_fusion_worker_process_emits_text_only_events(flush_redis: str, tm
                 got = schema.decode(d.data, EmotionEvent)
         assert got is not None, proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "no event"
         assert got.id == schema.event_id("call", "p1", 3) and got.label == "joy"
-        assert got.visual_status == "disabled" and got.modalities == ["text"]  # no fusion model installed
+        assert got.visual_status == "absent" and got.modalities == ["text"]  # no face published: text decides
         assert got.latency_ms["fusion"] >= 0 and got.latency_ms["total"] >= got.latency_ms["asr"]
     finally:
         try:

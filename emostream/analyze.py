@@ -1,0 +1,185 @@
+"""`emostream analyze`: recordings as participants of one room, through the participant ingest and the
+stage runtime (embedded pipeline, or a Redis topology), printing each event as it is decided.
+
+:func:`ingest_file` is the one place that turns a file into a participant's messages. It uses the
+participant ingest (emostream/ingest/participant.py) for the audio track; feeding video frames of a
+file (``store_frames``) is the next step, and nothing else here changes then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from emostream.bus import open_bus
+from emostream.bus.base import Bus
+from emostream.config import Settings
+from emostream.errors import UserError
+from emostream.runtime.pipeline import Pipeline
+from emostream.runtime.topology import TEXT_ONLY, build
+from emostream.schema import (
+    EmotionEvent,
+    Message,
+    RoomControl,
+    SchemaError,
+    Utterance,
+    decode_checked,
+    encode,
+    now,
+)
+
+STAGES = TEXT_ONLY
+"""Stages of an audio analysis (the visual branch needs the participant ingest's frames)."""
+
+
+async def ingest_file(
+    path: Path, bus: Bus, settings: Settings, room: str, speaker: str, realtime: bool
+) -> list[Message]:
+    """Feed one recording as participant ``speaker`` of ``room``; returns the messages published."""
+    from emostream.ingest.participant import segment_file
+
+    return await segment_file(path, bus, settings, room, speaker, t0=0.0, realtime=realtime)
+
+
+def speaker_names(files: list[Path], names: list[str]) -> list[str]:
+    """``--speaker`` names in file order, the rest from the file stems (unique slugs)."""
+    out: list[str] = []
+    for i, f in enumerate(files):
+        base = (
+            names[i]
+            if i < len(names)
+            else (re.sub(r"[^a-z0-9]+", "-", f.stem.lower()).strip("-") or "speaker")
+        )
+        name, n = base, 2
+        while name in out:
+            name, n = f"{base}-{n}", n + 1
+        out.append(name)
+    return out
+
+
+@dataclass
+class Result:
+    events: list[EmotionEvent] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    """Speaker -> one-line reason for files that could not be analysed."""
+    missing: int = 0
+    """Utterances whose event did not arrive within the timeout."""
+
+
+async def analyze(
+    files: list[Path],
+    speakers: list[str],
+    settings: Settings,
+    room: str,
+    *,
+    realtime: bool = False,
+    timeout_s: float = 120.0,
+    on_event: Callable[[EmotionEvent], None] | None = None,
+    on_error: Callable[[str], None] | None = None,
+) -> Result:
+    """Analyse ``files`` (one participant each) in ``room``; events in the order they were decided."""
+    embedded = settings.bus.url.startswith("memory")
+    if embedded:  # no visual branch runs here: fusion must not wait for it
+        settings = msgspec.structs.replace(
+            settings, fusion=msgspec.structs.replace(settings.fusion, deadline_ms=0)
+        )
+    bus = open_bus(settings.bus.url, settings.bus)
+    await bus.ping()
+    result = Result()
+    stop = asyncio.Event()
+    runner: asyncio.Task[object] | None = None
+    try:
+        if embedded:
+            pipeline = Pipeline(bus, settings)
+            for stage in build(settings, STAGES):
+                pipeline.add(stage, consumer=f"analyze-{stage.name}")
+            ready = asyncio.Event()
+            runner = asyncio.create_task(pipeline.run(stop, ready))
+            waiter = asyncio.create_task(ready.wait())
+            await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if runner.done():
+                waiter.cancel()
+                runner.result()
+                raise UserError("the pipeline stopped while starting")
+        start = await bus.last_id(EmotionEvent.stream)
+        await bus.publish(RoomControl.stream, encode(RoomControl(room=room, action="room_start", at=now())))
+        expected: set[str] = set()
+
+        async def one(path: Path, speaker: str) -> None:
+            await bus.publish(
+                RoomControl.stream,
+                encode(
+                    RoomControl(room=room, action="join", participant=speaker, display_name=speaker, at=now())
+                ),
+            )
+            try:
+                msgs = await ingest_file(path, bus, settings, room, speaker, realtime)
+            except UserError as exc:
+                result.failed[speaker] = str(exc)
+                if on_error:
+                    on_error(f"{path}: {exc}")
+                return
+            expected.update(m.key for m in msgs if isinstance(m, Utterance))
+            if not any(isinstance(m, Utterance) for m in msgs) and on_error:
+                on_error(f"{path}: no speech found (nothing above the VAD threshold)")
+
+        feeding = asyncio.gather(*(one(f, s) for f, s in zip(files, speakers, strict=True)))
+        seen: set[str] = set()
+        last = start
+        deadline: float | None = None
+        while True:
+            if feeding.done() and deadline is None:
+                feeding.result()
+                deadline = time.monotonic() + timeout_s
+            if deadline is not None and (expected <= seen or time.monotonic() > deadline):
+                break
+            if runner is not None and runner.done():
+                runner.result()
+                raise UserError("the pipeline stopped before the analysis finished")
+            for entry in await bus.tail({EmotionEvent.stream: last}, count=100, block_ms=200):
+                last = entry.id
+                try:
+                    event = decode_checked(entry.data, EmotionEvent)
+                except SchemaError:
+                    continue
+                if event.room != room or event.key in seen:
+                    continue
+                seen.add(event.key)
+                result.events.append(event)
+                if on_event:
+                    on_event(event)
+        result.missing = len(expected - seen)
+        for s in speakers:
+            await bus.publish(
+                RoomControl.stream, encode(RoomControl(room=room, action="leave", participant=s, at=now()))
+            )
+        await bus.publish(RoomControl.stream, encode(RoomControl(room=room, action="room_end", at=now())))
+    finally:
+        stop.set()
+        if runner is not None:
+            try:
+                await asyncio.wait_for(runner, 30)
+            except (TimeoutError, asyncio.CancelledError):
+                runner.cancel()
+        await bus.close()
+    return result
+
+
+def summary(events: list[EmotionEvent]) -> dict[str, dict[str, object]]:
+    """Per speaker: utterances, label counts, mean confidence."""
+    out: dict[str, dict[str, object]] = {}
+    for speaker in sorted({e.speaker for e in events}):
+        mine = [e for e in events if e.speaker == speaker]
+        out[speaker] = {
+            "utterances": len(mine),
+            "labels": dict(Counter(e.label for e in mine).most_common()),
+            "mean_confidence": round(sum(e.confidence for e in mine) / len(mine), 3),
+        }
+    return out

@@ -1,0 +1,239 @@
+"""``emostream bench call``: N aiortc WHIP publishers speak real prompts (with pauses) and show a face at
+wall-clock pace into the WHIP ingest and the in-process pipeline (embedded bus), in a private network.
+
+Latency is measured from the **last voiced sample** of each prompt (known from the source audio, sent
+at wall-clock pace) to the arrival of its EmotionEvent at the subscriber: what a person waits for, VAD
+hangover included. ``stages`` splits it: ``vad`` (last voiced sample -> the segmenter's end of speech,
+WebRTC transport and hangover), each pipeline stage's output after end of speech (the event's
+``latency_ms``), and ``delivery`` (event emitted -> received).
+
+The subscriber here tails the bus's event stream in-process; mounted in ``emostream serve`` it is the
+SSE API (the [events] fan-out adds its hop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+import numpy as np
+from aiohttp import web
+
+from emostream.bench.call_media import (
+    DEFAULT_PROMPTS,
+    PORTRAITS,
+    FaceTrack,
+    Program,
+    SpeechTrack,
+    load_prompt,
+    transcripts,
+)
+from emostream.bus import Bus, open_bus
+from emostream.config import Settings, load_settings
+from emostream.evaluation.scores import edit_distance
+from emostream.runtime.pipeline import Pipeline
+from emostream.runtime.topology import build
+from emostream.schema import EmotionEvent, Utterance, decode
+from emostream.server.tracks import call_sink
+from emostream.server.whip import Refused, add_whip_routes
+from emostream.server.whip_client import WhipPublisher
+
+HELP = "Live-call latency: N WHIP publishers (real speech + face) -> pipeline -> events; speech end -> event."
+SECRET = "bench-call-secret-of-at-least-32-bytes"
+
+
+def verifier(secret: str) -> Any:
+    """Publish-token check for the bench's own server (the claims of ``emostream token create``);
+    ``emostream serve`` passes ``emostream.server.auth.check`` instead."""
+
+    def verify(token: str | None, room: str) -> str:
+        if not token:
+            raise Refused(401, "missing token: send `Authorization: Bearer TOKEN`")
+        try:
+            claims = jwt.decode(
+                token, secret, algorithms=["HS256"], options={"require": ["exp", "room", "role"]}
+            )
+        except jwt.InvalidTokenError as exc:
+            raise Refused(401, f"invalid token: {exc}") from None
+        if claims["role"] not in ("publish", "admin") or claims["room"] not in (room, "*"):
+            raise Refused(
+                403, f"token for {claims['role']} in room {claims['room']!r} may not publish to {room!r}"
+            )
+        return str(claims.get("sub") or "")
+
+    return verify
+
+
+def publish_token(room: str, name: str, secret: str = SECRET, ttl_s: int = 3600) -> str:
+    now = int(time.time())
+    claims = {"room": room, "role": "publish", "sub": name, "iat": now, "exp": now + ttl_s}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+@dataclass
+class Spoken:
+    speaker: str
+    prompt: str
+    text: str
+    voiced_end: float
+    """Wall-clock second of the prompt's last voiced sample."""
+
+
+@dataclass
+class CallRun:
+    spoken: list[Spoken]
+    events: list[tuple[float, EmotionEvent]]
+    utterances: list[Utterance]
+    matched: list[dict[str, Any]] = field(default_factory=list)
+
+    def match(self) -> None:
+        """Each event -> the prompt of its speaker whose last voiced sample lies in its span."""
+        eos = {(u.speaker, u.utterance): u.eos_at for u in self.utterances}
+        for arrived, ev in self.events:
+            cands = [
+                s
+                for s in self.spoken
+                if s.speaker == ev.speaker and ev.start - 0.3 <= s.voiced_end <= ev.end + 0.3
+            ]
+            if not cands:
+                continue
+            s = min(cands, key=lambda c: abs(c.voiced_end - ev.end))
+            stages = {"vad": (eos.get((ev.speaker, ev.utterance), s.voiced_end) - s.voiced_end) * 1000}
+            stages |= {k: v for k, v in ev.latency_ms.items() if k != "total"}
+            stages["delivery"] = (arrived - ev.emitted_at) * 1000 if ev.emitted_at else 0.0
+            ref, hyp = _words(s.text), _words(ev.transcript)
+            self.matched.append(
+                {
+                    "speaker": ev.speaker,
+                    "prompt": s.prompt,
+                    "latency_ms": (arrived - s.voiced_end) * 1000,
+                    "stages": stages,
+                    "errors": edit_distance(ref, hyp),
+                    "words": len(ref),
+                    "transcript": ev.transcript,
+                    "label": ev.label,
+                    "visual": ev.visual_status,
+                }
+            )
+
+    def summary(self, participants: int) -> dict[str, Any]:
+        lat = [m["latency_ms"] for m in self.matched]
+        names = sorted({k for m in self.matched for k in m["stages"]})
+        words = sum(m["words"] for m in self.matched)
+        return {
+            "participants": participants,
+            "utterances": len(self.spoken),
+            "events": len(self.events),
+            "matched": len(self.matched),
+            "speech_end_to_event_p50_ms": _pct(lat, 50),
+            "speech_end_to_event_p95_ms": _pct(lat, 95),
+            "stages": {
+                n: _pct([m["stages"][n] for m in self.matched if n in m["stages"]], 50) for n in names
+            },
+            "wer": round(sum(m["errors"] for m in self.matched) / words, 4) if words else None,
+        }
+
+
+def _words(text: str) -> list[str]:
+    return "".join(c.lower() if c.isalnum() or c.isspace() else " " for c in text).split()
+
+
+def _pct(xs: list[float], q: float) -> float | None:
+    return round(float(np.percentile(xs, q)), 1) if xs else None
+
+
+async def run_call(
+    settings: Settings,
+    participants: int = 2,
+    prompts: tuple[str, ...] = DEFAULT_PROMPTS,
+    pause_s: float = 1.5,
+    room: str = "bench",
+    drain_s: float = 4.0,
+) -> CallRun:
+    """Run one call in the current network (call inside ``netns.private_network()``)."""
+    bus = open_bus("memory://", settings.bus)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    pipeline = Pipeline(bus, settings)
+    for stage in build(settings):
+        pipeline.add(stage)
+    task = asyncio.create_task(pipeline.run(stop, ready))
+    await asyncio.wait_for(ready.wait(), 120)
+    app = web.Application()
+    add_whip_routes(app, settings.call, verifier(SECRET), call_sink(bus, settings))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/whip/{room}"
+    events: list[tuple[float, EmotionEvent]] = []
+    tail = asyncio.create_task(_follow(bus, events))
+    texts = transcripts()
+    loaded = [load_prompt(n, texts) for n in prompts]
+    portraits = sorted(PORTRAITS.glob("*.jpg"))
+    pubs, tracks = [], []
+    try:
+        for i in range(participants):
+            order = loaded[i % len(loaded) :] + loaded[: i % len(loaded)]
+            speech = SpeechTrack(Program(order, pause_s=pause_s, lead_s=1.0 + 0.37 * i))
+            name = f"speaker{i + 1}"
+            pub = WhipPublisher(
+                url, publish_token(room, name), [speech, FaceTrack(portraits[i % len(portraits)])]
+            )
+            await pub.start()
+            pubs.append(pub)
+            tracks.append((name, speech))
+        await asyncio.sleep(max(t.program.duration for _, t in tracks) + drain_s)
+    finally:
+        for pub in pubs:
+            await pub.stop()
+    await asyncio.sleep(1.0)
+    spoken = [
+        Spoken(name, p.name, p.text, end)
+        for name, t in tracks
+        for p, end in zip(t.program.prompts, t.voiced_end_walls(), strict=True)
+    ]
+    utts = [decode(e.data, Utterance) for e in await bus.tail({"utterances": "0"}, 10_000, 10)]
+    tail.cancel()
+    await runner.cleanup()
+    stop.set()
+    await asyncio.wait_for(task, settings.stage.shutdown_grace_s + 10)
+    await bus.close()
+    result = CallRun(spoken, events, utts)
+    result.match()
+    return result
+
+
+async def _follow(bus: Bus, out: list[tuple[float, EmotionEvent]]) -> None:
+    last = "0"
+    while True:
+        for entry in await bus.tail({EmotionEvent.stream: last}, 100, 100):
+            out.append((time.time(), decode(entry.data, EmotionEvent)))
+            last = entry.id
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--participants", type=int, default=2, metavar="N", help="publishers (default 2)")
+    parser.add_argument("--pause", type=float, default=1.5, metavar="S", help="silence between prompts")
+    parser.add_argument("--json", action="store_true", help="one JSON line")
+    parser.add_argument("--details", action="store_true", help="also print one JSON line per event")
+
+
+def run(args: argparse.Namespace) -> int:
+    from emostream.bench.netns import private_network
+    from emostream.errors import UserError
+
+    if args.participants < 1:
+        raise UserError("--participants must be at least 1", exit_code=2)
+    settings = load_settings(getattr(args, "config", None))
+    with private_network("emo-bench"):
+        result = asyncio.run(run_call(settings, args.participants, pause_s=args.pause))
+    if args.details:
+        for m in result.matched:
+            print(json.dumps({k: (round(v, 1) if isinstance(v, float) else v) for k, v in m.items()}))
+    line = result.summary(args.participants)
+    print(json.dumps(line) if args.json else "\n".join(f"{k}: {v}" for k, v in line.items()))
+    return 0

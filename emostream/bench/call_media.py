@@ -1,0 +1,187 @@
+"""What the call bench and tests publish: real recorded speech with pauses, and a face, at wall-clock pace.
+
+Speech: Asterisk's English prompts (Debian ``asterisk-core-sounds-en-g722``, CC-BY-SA-3.0, installed by
+``make``; never committed), decoded from G.722 with PyAV, their transcripts from the package's
+``core-sounds-en.txt``. A :class:`Program` is prompts separated by pauses; for each prompt it knows the
+sample of its **last voiced** 10 ms (energy above a fraction of the prompt's peak), and
+:class:`SpeechTrack` sends it at wall-clock pace, so the wall time of that sample is known exactly:
+the latency origin of ``emostream bench call``. Video: :class:`FaceTrack` repeats a bundled portrait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import gzip
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+from emostream.errors import UserError
+
+SOUNDS = Path("/usr/share/asterisk/sounds/en")
+TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
+PORTRAITS = Path(__file__).resolve().parent.parent / "replay" / "assets"
+RATE = 48_000
+PTIME = 0.02
+DEFAULT_PROMPTS = (
+    "conf-onlyperson",
+    "agent-pass",
+    "conf-getpin",
+    "vm-rec-name",
+    "queue-thankyou",
+    "conf-unmuted",
+)
+"""One sentence each, no pause inside longer than the VAD hangover (one utterance per prompt)."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    name: str
+    text: str
+    audio: npt.NDArray[np.int16]
+    """48 kHz mono."""
+    voiced_end: int
+    """Sample index just after the last voiced 10 ms."""
+
+
+def transcripts(path: Path = TRANSCRIPTS) -> dict[str, str]:
+    if not path.exists():
+        raise UserError(f"{path} not found: install asterisk-core-sounds-en (make apt)")
+    out = {}
+    for line in gzip.open(path, "rt", encoding="utf-8", errors="replace"):
+        name, sep, text = line.partition(":")
+        if sep and not line.startswith(";"):
+            out[name.strip()] = text.strip()
+    return out
+
+
+def load_prompt(name: str, texts: dict[str, str] | None = None, sounds: Path = SOUNDS) -> Prompt:
+    path = sounds / f"{name}.g722"
+    if not path.exists():
+        raise UserError(f"{path} not found: install asterisk-core-sounds-en-g722 (make apt)")
+    chunks = []
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+    with av.open(str(path), format="g722") as container:
+        for frame in container.decode(audio=0):
+            for out in resampler.resample(frame):
+                chunks.append(out.to_ndarray().reshape(-1))
+    for out in resampler.resample(None):
+        chunks.append(out.to_ndarray().reshape(-1))
+    audio = np.concatenate(chunks).astype(np.int16)
+    text = (texts if texts is not None else transcripts()).get(name, "")
+    return Prompt(name, text, audio, voiced_end(audio))
+
+
+def voiced_end(audio: npt.NDArray[np.int16], rel: float = 0.05) -> int:
+    """End of the last 10 ms whose RMS is above ``rel`` of the loudest 10 ms."""
+    hop = RATE // 100
+    n = audio.size // hop
+    rms = np.sqrt(np.mean(audio[: n * hop].astype(np.float64).reshape(n, hop) ** 2, axis=1))
+    loud = np.nonzero(rms >= rel * float(rms.max(initial=1.0)))[0]
+    return int((loud[-1] + 1) * hop) if loud.size else audio.size
+
+
+@dataclass
+class Program:
+    """Prompts back to back with ``pause_s`` of silence between (and ``lead_s`` before the first)."""
+
+    prompts: list[Prompt]
+    pause_s: float = 1.5
+    lead_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        pieces: list[npt.NDArray[np.int16]] = [np.zeros(int(self.lead_s * RATE), np.int16)]
+        self.offsets: list[int] = []
+        at = pieces[0].size
+        for p in self.prompts:
+            self.offsets.append(at)
+            pieces += [p.audio, np.zeros(int(self.pause_s * RATE), np.int16)]
+            at += p.audio.size + int(self.pause_s * RATE)
+        self.audio = np.concatenate(pieces)
+
+    @property
+    def duration(self) -> float:
+        return self.audio.size / RATE
+
+    def voiced_ends(self) -> list[float]:
+        """Seconds from the program start to each prompt's last voiced sample."""
+        return [(o + p.voiced_end) / RATE for o, p in zip(self.offsets, self.prompts, strict=True)]
+
+
+def _tracks_base() -> type:
+    from aiortc.mediastreams import MediaStreamTrack
+
+    return MediaStreamTrack
+
+
+class SpeechTrack(_tracks_base()):  # type: ignore[misc]
+    """Audio track playing a Program in 20 ms frames at wall-clock pace, then silence."""
+
+    kind = "audio"
+
+    def __init__(self, program: Program) -> None:
+        super().__init__()
+        self.program = program
+        self.started: float | None = None
+        """Wall-clock second of the program's sample 0 (set by the first recv)."""
+        self._sent = 0
+
+    async def recv(self) -> av.AudioFrame:
+        n = int(RATE * PTIME)
+        if self.started is None:
+            self.started = time.time()
+        else:
+            delay = self.started + self._sent / RATE - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        chunk = self.program.audio[self._sent : self._sent + n]
+        if chunk.size < n:
+            chunk = np.concatenate([chunk, np.zeros(n - chunk.size, np.int16)])
+        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.pts = self._sent
+        frame.time_base = fractions.Fraction(1, RATE)
+        self._sent += n
+        return frame
+
+    def voiced_end_walls(self) -> list[float]:
+        start = self.started or 0.0
+        return [start + t for t in self.program.voiced_ends()]
+
+
+class FaceTrack(_tracks_base()):  # type: ignore[misc]
+    """Video track repeating a portrait at ``fps`` (a face for the visual branch)."""
+
+    kind = "video"
+
+    def __init__(self, image: str | Path = PORTRAITS / "astronaut.jpg", fps: float = 15.0) -> None:
+        super().__init__()
+        import cv2
+
+        bgr = cv2.imread(str(image))
+        if bgr is None:
+            raise UserError(f"cannot read portrait {image}")
+        h, w = bgr.shape[:2]
+        bgr = bgr[: h - h % 2, : w - w % 2]
+        self._img: npt.NDArray[np.uint8] = np.ascontiguousarray(bgr[:, :, ::-1], dtype=np.uint8)
+        self.fps = fps
+        self._start: float | None = None
+        self._n = 0
+
+    async def recv(self) -> av.VideoFrame:
+        if self._start is None:
+            self._start = time.time()
+        else:
+            delay = self._start + self._n / self.fps - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        frame = av.VideoFrame.from_ndarray(self._img, format="rgb24")
+        frame.pts = int(self._n * 90_000 / self.fps)
+        frame.time_base = fractions.Fraction(1, 90_000)
+        self._n += 1
+        return frame
