@@ -20,6 +20,7 @@ COMMANDS: tuple[str, ...] = (
     "replay",
     "events",
     "analyze",
+    "demo",
     "join",
     "models",
     "eval",
