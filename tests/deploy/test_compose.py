@@ -16,8 +16,6 @@ from .compose import COMPOSE_FILES, REPO, env_file, load, variables
 
 ENV = {**env_file(REPO / ".env.example"), **env_file(REPO / "deploy/jetson/edge.env.example")}
 STAGES = PIPELINE
-SERVE_LANDED = "--redis" in build_parser()._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]
-"""[events] adds `serve --redis`; before it lands the api service's command cannot parse."""
 
 
 def emostream_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -42,18 +40,12 @@ def test_every_command_is_a_real_emostream_command_whose_options_parse(compose: 
     parser = build_parser()
     services = emostream_services(compose)
     assert services
-    pending = []
     for name, svc in services.items():
         command = svc["command"]
         assert isinstance(command, list), f"{name}: exec-form command list"
-        if command[0] == "serve" and not SERVE_LANDED:
-            pending.append(name)
-            continue
         args = parser.parse_args(command)  # SystemExit (argparse error) fails the test
         if args.command == "worker":
             assert args.name in STAGES, f"{name}: unknown stage {args.name}"
-    if pending:
-        pytest.xfail(f"{pending}: `emostream serve --redis` is [events]' (not on this branch yet)")
 
 
 def test_every_emostream_variable_is_a_known_setting(compose: dict[str, Any]) -> None:

@@ -1,15 +1,18 @@
 """`emostream up`: docker-compose.yml's topology as real local processes gets every event exactly once.
 
 redis-server with the compose Redis arguments (AOF everysec), one process per worker with two asr
-replicas, and the api service once [events]' `serve --redis` is on this branch. The test plays two
-participants through the Redis ingest path (SpeechIngest, as the API's ingest does), real espeak-ng
-speech segmented by the real Silero VAD.
+replicas, and the api service (`serve --redis`). Two participants go in through `emostream analyze
+--redis` (the participant ingest a live call uses; real espeak-ng speech, real Silero VAD); an observer
+group on the events stream must see each decided utterance exactly once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,14 +21,11 @@ import redis
 
 from emostream import schema
 from emostream.bus import open_bus
-from emostream.config import BusSettings, load_settings
+from emostream.config import BusSettings
 from emostream.healthcheck import check_api, check_worker
-from emostream.ingest.audio import iter_file
-from emostream.ingest.participant import SpeechIngest
 from emostream.localstack import start
 
 from .compose import REPO
-from .test_compose import SERVE_LANDED
 
 LINES = {
     "alice": "I just got the job. This is the best day of my life!",
@@ -42,12 +42,11 @@ def speech(tmp: Path, name: str, text: str) -> Path:
 
 @pytest.mark.slow
 async def test_up_runs_the_compose_topology_and_every_event_arrives_once(tmp_path: Path) -> None:
-    services = None if SERVE_LANDED else ["asr", "fec", "vlm", "context", "fusion"]
-    stack = start(REPO / "docker-compose.yml", data_dir=tmp_path / "up", scale={"asr": 2}, services=services)
+    stack = start(REPO / "docker-compose.yml", data_dir=tmp_path / "up", scale={"asr": 2})
     try:
         names = sorted(p.name for p in stack.procs)
         expected = ["asr-1", "asr-2", "context-1", "fec-1", "fusion-1", "vlm-1"]
-        assert names == sorted(expected + (["api-1"] if SERVE_LANDED else [])), names
+        assert names == sorted([*expected, "api-1"]), names
         deadline = time.monotonic() + 300  # six model-loading processes on two shared cores
         pending = dict(stack.metrics_ports)
         while pending and time.monotonic() < deadline:
@@ -59,23 +58,31 @@ async def test_up_runs_the_compose_topology_and_every_event_arrives_once(tmp_pat
             }
             await asyncio.sleep(1)
         assert not pending, f"workers never became healthy: {sorted(pending)}"
-        if SERVE_LANDED:
-            assert check_api("127.0.0.1", int(stack.api_url.rsplit(":", 1)[1]), 2) == ""
+        assert check_api("127.0.0.1", int(stack.api_url.rsplit(":", 1)[1]), 2) == ""
         r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
         assert r.config_get("appendonly")["appendonly"] == "yes"
         assert r.config_get("appendfsync")["appendfsync"] == "everysec"
 
-        settings = load_settings(env={"EMOSTREAM_BUS_URL": stack.redis_url})
         bus = open_bus(stack.redis_url, BusSettings(url=stack.redis_url))
         await bus.ensure_group(schema.EmotionEvent.stream, "observer", "0")
-        utterances = []
-        for speaker, text in LINES.items():
-            ingest = SpeechIngest(bus, settings, "room-1", speaker, t0=0.0)
-            for chunk in iter_file(speech(tmp_path, speaker, text), chunk_s=0.1):
-                utterances += [m for m in await ingest.push_audio(chunk) if isinstance(m, schema.Utterance)]
-            utterances += [m for m in await ingest.flush() if isinstance(m, schema.Utterance)]
-        assert len(utterances) == 2, utterances
-        want = {schema.event_id(u.room, u.speaker, u.utterance) for u in utterances}
+        files = [str(speech(tmp_path, speaker, text)) for speaker, text in LINES.items()]
+        names_args = [a for speaker in LINES for a in ("--speaker", speaker)]
+        cmd = [sys.executable, "-m", "emostream", "analyze", *files, *names_args, "--room", "room-1"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EMOSTREAM_")}
+        proc = await asyncio.to_thread(
+            subprocess.run,
+            [*cmd, "--redis", stack.redis_url, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        printed = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
+        decided, summary = printed[:-1], printed[-1]
+        assert summary["missing"] == 0 and not summary["failed"], summary
+        assert {e["speaker"] for e in decided} == set(LINES) and len(decided) >= 2
+        want = {e["id"] for e in decided}
 
         events: list[schema.EmotionEvent] = []
 
