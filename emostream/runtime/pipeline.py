@@ -111,10 +111,18 @@ async def run_worker(stage: Stage, settings: Settings, *, consumer: str = "") ->
     from emostream.runtime.metrics import serve_metrics
 
     bus = open_bus(settings.bus.url, settings.bus)
+    stop = asyncio.Event()
+    task: asyncio.Task[StageStats] | None = None
+
+    def force() -> None:
+        if task is not None:
+            task.cancel()
+
+    # Signals first: a SIGTERM that arrives while metrics start or models load still drains cleanly.
+    remove = install_stop_signals(stop, force=force)
     try:
         await bus.ping()
         served = serve_metrics(settings.stage.metrics_port, settings.stage.metrics_host)
-        stop = asyncio.Event()
         consumer = consumer or default_consumer(stage.name)
         where = {"bus": redact_url(settings.bus.url)}
         if served is not None:
@@ -123,7 +131,6 @@ async def run_worker(stage: Stage, settings: Settings, *, consumer: str = "") ->
         log.info("worker starting", extra={"stage": stage.name, "consumer": consumer, **where})
         await warn_if_open(bus)
         task = asyncio.create_task(run_stage(stage, bus, settings, consumer=consumer, stop=stop))
-        remove = install_stop_signals(stop, force=task.cancel)
         try:
             return await task
         except asyncio.CancelledError:
@@ -134,7 +141,6 @@ async def run_worker(stage: Stage, settings: Settings, *, consumer: str = "") ->
                 f"another {stage.name} worker reclaims them",
                 exit_code=130,
             ) from None
-        finally:
-            remove()
     finally:
+        remove()
         await bus.close()

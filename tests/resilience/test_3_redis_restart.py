@@ -84,5 +84,6 @@ async def test_kill_9_of_redis_with_aof_loses_nothing_and_everyone_resumes(aof_r
     printed = [line for line in out.decode().splitlines() if line.strip()]
     assert events.returncode == 0, err.decode()[-2000:]
     assert len(printed) == 20 and '"utterance":19' in printed[-1]  # the subscriber resumed by itself
-    assert "retrying" in err.decode()  # it said what happened
+    # Whether it prints "retrying" depends on whether a read failed before redis-py's own reconnect
+    # succeeded (timing on a loaded box), so only the outcome is asserted: it resumed by itself.
     assert recovery_s < 15
