@@ -9,10 +9,8 @@ import sys
 import uuid
 from pathlib import Path
 
-import msgspec
-
 from emostream import schema
-from emostream.config import ConfigError, load_settings
+from emostream.commands import settings_of
 from emostream.errors import UserError
 
 HELP = "Analyse recordings (one participant per file): print each emotion event, then a per-speaker summary."
@@ -47,14 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
-    if args.redis:
-        settings = msgspec.structs.replace(
-            settings, bus=msgspec.structs.replace(settings.bus, url=args.redis)
-        )
+    settings = settings_of(args)
     if len(args.speaker) > len(args.files):
         raise UserError(f"{len(args.speaker)} --speaker names for {len(args.files)} files", exit_code=2)
     from emostream.analyze import analyze, speaker_names, summary

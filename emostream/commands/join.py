@@ -13,10 +13,9 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
-import msgspec
-
 from emostream import schema
-from emostream.config import ConfigError, Settings, load_settings
+from emostream.commands import settings_of
+from emostream.config import Settings
 from emostream.errors import UserError
 
 if TYPE_CHECKING:
@@ -116,14 +115,7 @@ async def _print_events(bus: Bus, last: str, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
-    if args.redis:
-        settings = msgspec.structs.replace(
-            settings, bus=msgspec.structs.replace(settings.bus, url=args.redis)
-        )
+    settings = settings_of(args)
     if not args.url.startswith(("ws://", "wss://")):
         raise UserError(f"--url {args.url}: expected a Janus WebSocket URL (ws://HOST:8188)", exit_code=2)
     from emostream.log import setup_logging

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-import msgspec
-
-from emostream.config import ConfigError, load_settings
+from emostream.commands import settings_of
 from emostream.errors import UserError
 from emostream.runtime.topology import PIPELINE as ALL_STAGES
 
@@ -30,14 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
-    if args.redis:
-        settings = msgspec.structs.replace(
-            settings, bus=msgspec.structs.replace(settings.bus, url=args.redis)
-        )
+    settings = settings_of(args)
     host = args.host or settings.api.host
     port = settings.api.port if args.port is None else args.port
     if not 0 <= port <= 65535:
