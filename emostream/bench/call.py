@@ -1,5 +1,6 @@
 """``emostream bench call``: N aiortc WHIP publishers speak real prompts (with pauses) and show a face at
-wall-clock pace into the WHIP ingest and the in-process pipeline (embedded bus), in a private network.
+wall-clock pace into a real ``emostream serve`` (started in-process: embedded bus, every stage, the WHIP
+routes and the SSE API), in a private network.
 
 Latency is measured from the **last voiced sample** of each prompt (known from the source audio, sent
 at wall-clock pace) to the arrival of its EmotionEvent at the subscriber: what a person waits for, VAD
@@ -7,22 +8,22 @@ hangover included. ``stages`` splits it: ``vad`` (last voiced sample -> the segm
 WebRTC transport and hangover), each pipeline stage's output after end of speech (the event's
 ``latency_ms``), and ``delivery`` (event emitted -> received).
 
-The subscriber here tails the bus's event stream in-process; mounted in ``emostream serve`` it is the
-SSE API (the [events] fan-out adds its hop).
+The subscriber is an SSE client (``emostream.client.subscribe``) of the server's room API, so
+``delivery`` includes the room fan-out and the HTTP hop.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import jwt
+import msgspec
 import numpy as np
-from aiohttp import web
 
 from emostream.bench.call_media import (
     DEFAULT_PROMPTS,
@@ -33,46 +34,21 @@ from emostream.bench.call_media import (
     load_prompt,
     transcripts,
 )
-from emostream.bus import Bus, open_bus
+from emostream.client import Subscription, subscribe
 from emostream.config import Settings, load_settings
 from emostream.evaluation.scores import edit_distance
-from emostream.runtime.pipeline import Pipeline
 from emostream.runtime.topology import build
 from emostream.schema import EmotionEvent, Utterance, decode
-from emostream.server.tracks import call_sink
-from emostream.server.whip import Refused, add_whip_routes
+from emostream.server import auth, serve
 from emostream.server.whip_client import WhipPublisher
 
 HELP = "Live-call latency: N WHIP publishers (real speech + face) -> pipeline -> events; speech end -> event."
 SECRET = "bench-call-secret-of-at-least-32-bytes"
 
 
-def verifier(secret: str) -> Any:
-    """Publish-token check for the bench's own server (the claims of ``emostream token create``);
-    ``emostream serve`` passes ``emostream.server.auth.check`` instead."""
-
-    def verify(token: str | None, room: str) -> str:
-        if not token:
-            raise Refused(401, "missing token: send `Authorization: Bearer TOKEN`")
-        try:
-            claims = jwt.decode(
-                token, secret, algorithms=["HS256"], options={"require": ["exp", "room", "role"]}
-            )
-        except jwt.InvalidTokenError as exc:
-            raise Refused(401, f"invalid token: {exc}") from None
-        if claims["role"] not in ("publish", "admin") or claims["room"] not in (room, "*"):
-            raise Refused(
-                403, f"token for {claims['role']} in room {claims['room']!r} may not publish to {room!r}"
-            )
-        return str(claims.get("sub") or "")
-
-    return verify
-
-
 def publish_token(room: str, name: str, secret: str = SECRET, ttl_s: int = 3600) -> str:
-    now = int(time.time())
-    claims = {"room": room, "role": "publish", "sub": name, "iat": now, "exp": now + ttl_s}
-    return jwt.encode(claims, secret, algorithm="HS256")
+    """A publish token for ``name`` in ``room`` (what ``emostream token create --role publish`` mints)."""
+    return auth.create(secret, room, "publish", name=name, ttl_s=ttl_s)
 
 
 @dataclass
@@ -155,22 +131,16 @@ async def run_call(
     room: str = "bench",
     drain_s: float = 4.0,
 ) -> CallRun:
-    """Run one call in the current network (call inside ``netns.private_network()``)."""
-    bus = open_bus("memory://", settings.bus)
-    stop, ready = asyncio.Event(), asyncio.Event()
-    pipeline = Pipeline(bus, settings)
-    for stage in build(settings):
-        pipeline.add(stage)
-    task = asyncio.create_task(pipeline.run(stop, ready))
-    await asyncio.wait_for(ready.wait(), 120)
-    app = web.Application()
-    add_whip_routes(app, settings.call, verifier(SECRET), call_sink(bus, settings))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/whip/{room}"
+    """Run one call against an in-process ``emostream serve`` (embedded bus, every stage), its events
+    read by an SSE subscriber (``emostream.client``); call inside ``netns.private_network()``."""
+    settings = msgspec.structs.replace(settings, bus=msgspec.structs.replace(settings.bus, url="memory://"))
+    server = await serve.start(settings, "127.0.0.1", 0, build(settings), SECRET)
+    await asyncio.wait_for(server.state.ready.wait(), 120)
+    url = f"{server.url}/whip/{room}"
     events: list[tuple[float, EmotionEvent]] = []
-    tail = asyncio.create_task(_follow(bus, events))
+    viewer = auth.create(SECRET, room, "subscribe", name="bench", ttl_s=3600)
+    tail = asyncio.create_task(_follow(subscribe(server.url, room, viewer), events))
+    await asyncio.sleep(0.3)  # the subscriber is connected before anyone speaks
     texts = transcripts()
     loaded = [load_prompt(n, texts) for n in prompts]
     portraits = sorted(PORTRAITS.glob("*.jpg"))
@@ -196,23 +166,21 @@ async def run_call(
         for name, t in tracks
         for p, end in zip(t.program.prompts, t.voiced_end_walls(), strict=True)
     ]
+    bus = server.state.bus
     utts = [decode(e.data, Utterance) for e in await bus.tail({"utterances": "0"}, 10_000, 10)]
     tail.cancel()
-    await runner.cleanup()
-    stop.set()
-    await asyncio.wait_for(task, settings.stage.shutdown_grace_s + 10)
-    await bus.close()
+    with contextlib.suppress(asyncio.CancelledError):
+        await tail
+    await server.close(settings.api.drain_s)
     result = CallRun(spoken, events, utts)
     result.match()
     return result
 
 
-async def _follow(bus: Bus, out: list[tuple[float, EmotionEvent]]) -> None:
-    last = "0"
-    while True:
-        for entry in await bus.tail({EmotionEvent.stream: last}, 100, 100):
-            out.append((time.time(), decode(entry.data, EmotionEvent)))
-            last = entry.id
+async def _follow(sub: Subscription, out: list[tuple[float, EmotionEvent]]) -> None:
+    """Arrival time at the SSE subscriber of each event."""
+    async for event in sub:
+        out.append((time.time(), event))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
