@@ -53,6 +53,8 @@ class Ingest(Protocol):
 
     async def audio(self, frame: Any) -> list[Message]: ...
 
+    async def audio_many(self, frames: list[Any]) -> list[Message]: ...
+
     def video(self, frame: Any, t: float) -> bool: ...
 
     async def close(self) -> list[Message]: ...
@@ -75,6 +77,9 @@ class ParticipantIngest:
 
     async def audio(self, frame: Any) -> list[Message]:
         return await self.speech.push(frame)
+
+    async def audio_many(self, frames: list[Any]) -> list[Message]:
+        return await self.speech.push_many(frames)
 
     def video(self, frame: Any, t: float) -> bool:
         return self.frames.push(frame, t)
@@ -177,7 +182,9 @@ class TrackPump:
                 self._drop("video", "overload", len(self._video))
                 self._video.clear()
             if self._audio:
-                await self._feed_audio(self._audio.popleft())
+                frames = list(self._audio)
+                self._audio.clear()
+                await self._feed_audio(frames)
                 continue
             frame, t = self._video.popleft()
             try:
@@ -186,15 +193,16 @@ class TrackPump:
                 self._error("video", exc)
             await asyncio.sleep(0)
 
-    async def _feed_audio(self, frame: Any) -> None:
+    async def _feed_audio(self, frames: list[Any]) -> None:
+        """Everything queued in one go (one VAD pass), not one loop turn per 20 ms frame."""
         try:
-            self.stats.messages += len(await self.ingest.audio(frame))
+            self.stats.messages += len(await self.ingest.audio_many(frames))
         except Exception as exc:  # noqa: BLE001 - one bad frame must not end the call
-            self._error("audio", exc)
+            self._error("audio", exc, len(frames))
 
-    def _error(self, kind: str, exc: Exception) -> None:
+    def _error(self, kind: str, exc: Exception, n: int = 1) -> None:
         self.stats.errors += 1
-        self._drop(kind, "error")
+        self._drop(kind, "error", n)
         log.warning("call frame failed", extra={"participant": self.name, "kind": kind, "error": str(exc)})
 
     async def close(self) -> None:
