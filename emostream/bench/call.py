@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from emostream.bench import serve_proc
 from emostream.bench.call_media import (
     DEFAULT_PROMPTS,
     PORTRAITS,
@@ -79,7 +80,10 @@ class CallRun:
             if not cands:
                 continue
             s = min(cands, key=lambda c: abs(c.voiced_end - ev.end))
-            stages = {"vad": (eos.get((ev.speaker, ev.utterance), s.voiced_end) - s.voiced_end) * 1000}
+            # end of speech: the utterance's own eos_at when this process saw it, else the event's
+            # emit time less its eos -> emit latency (a subprocess server's utterances are not here)
+            end = eos.get((ev.speaker, ev.utterance)) or ev.emitted_at - ev.latency_ms.get("total", 0) / 1000
+            stages = {"vad": (end - s.voiced_end) * 1000}
             stages |= {k: v for k, v in ev.latency_ms.items() if k != "total"}
             stages["delivery"] = (arrived - ev.emitted_at) * 1000 if ev.emitted_at else 0.0
             ref, hyp = _words(s.text), _words(ev.transcript)
@@ -130,17 +134,49 @@ async def run_call(
     pause_s: float = 1.5,
     room: str = "bench",
     drain_s: float = 4.0,
+    subprocess: bool = False,
+    config: str | None = None,
 ) -> CallRun:
-    """Run one call against an in-process ``emostream serve`` (embedded bus, every stage), its events
-    read by an SSE subscriber (``emostream.client``); call inside ``netns.private_network()``."""
-    settings = msgspec.structs.replace(settings, bus=msgspec.structs.replace(settings.bus, url="memory://"))
-    server = await serve.start(settings, "127.0.0.1", 0, build(settings), SECRET)
-    await asyncio.wait_for(server.state.ready.wait(), 120)
-    url = f"{server.url}/whip/{room}"
+    """Run one call against ``emostream serve`` (embedded bus, every stage): in-process, or with
+    ``subprocess`` a child process of its own; its events are read by an SSE subscriber
+    (``emostream.client``). Call inside ``netns.private_network()``."""
+    child = None
+    if subprocess:
+        child = await serve_proc.start_serve(SECRET, config)
+        url = child.url
+    else:
+        settings = msgspec.structs.replace(
+            settings, bus=msgspec.structs.replace(settings.bus, url="memory://")
+        )
+        server = await serve.start(settings, "127.0.0.1", 0, build(settings), SECRET)
+        await asyncio.wait_for(server.state.ready.wait(), 120)
+        url = server.url
     events: list[tuple[float, EmotionEvent]] = []
     viewer = auth.create(SECRET, room, "subscribe", name="bench", ttl_s=3600)
-    tail = asyncio.create_task(_follow(subscribe(server.url, room, viewer), events))
+    tail = asyncio.create_task(_follow(subscribe(url, room, viewer), events))
     await asyncio.sleep(0.3)  # the subscriber is connected before anyone speaks
+    try:
+        spoken = await _speak(f"{url}/whip/{room}", room, participants, prompts, pause_s, drain_s)
+    finally:
+        tail.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await tail
+        utts: list[Utterance] = []
+        if child is not None:
+            await child.stop()
+        else:
+            bus = server.state.bus
+            utts = [decode(e.data, Utterance) for e in await bus.tail({"utterances": "0"}, 10_000, 10)]
+            await server.close(settings.api.drain_s)
+    result = CallRun(spoken, events, utts)
+    result.match()
+    return result
+
+
+async def _speak(
+    url: str, room: str, participants: int, prompts: tuple[str, ...], pause_s: float, drain_s: float
+) -> list[Spoken]:
+    """N publishers say their prompts (rotated, staggered starts); the prompts' last voiced samples."""
     texts = transcripts()
     loaded = [load_prompt(n, texts) for n in prompts]
     portraits = sorted(PORTRAITS.glob("*.jpg"))
@@ -161,20 +197,11 @@ async def run_call(
         for pub in pubs:
             await pub.stop()
     await asyncio.sleep(1.0)
-    spoken = [
+    return [
         Spoken(name, p.name, p.text, end)
         for name, t in tracks
         for p, end in zip(t.program.prompts, t.voiced_end_walls(), strict=True)
     ]
-    bus = server.state.bus
-    utts = [decode(e.data, Utterance) for e in await bus.tail({"utterances": "0"}, 10_000, 10)]
-    tail.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await tail
-    await server.close(settings.api.drain_s)
-    result = CallRun(spoken, events, utts)
-    result.match()
-    return result
 
 
 async def _follow(sub: Subscription, out: list[tuple[float, EmotionEvent]]) -> None:
@@ -187,6 +214,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--participants", type=int, default=2, metavar="N", help="publishers (default 2)")
     parser.add_argument("--pause", type=float, default=1.5, metavar="S", help="silence between prompts")
     parser.add_argument("--json", action="store_true", help="one JSON line")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run `emostream serve` in this process (default: a child process, so the publishers "
+        "running here do not share the server's event loop and GIL)",
+    )
     parser.add_argument("--details", action="store_true", help="also print one JSON line per event")
 
 
@@ -198,7 +231,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--participants must be at least 1", exit_code=2)
     settings = load_settings(getattr(args, "config", None))
     with private_network("emo-bench"):
-        result = asyncio.run(run_call(settings, args.participants, pause_s=args.pause))
+        config = getattr(args, "config", None)
+        result = asyncio.run(
+            run_call(
+                settings, args.participants, pause_s=args.pause, subprocess=not args.in_process, config=config
+            )
+        )
     if args.details:
         for m in result.matched:
             print(json.dumps({k: (round(v, 1) if isinstance(v, float) else v) for k, v in m.items()}))
