@@ -67,10 +67,12 @@ class ParticipantIngest:
     class only wires the frame buffer in as the Utterance's frame source.
     """
 
-    def __init__(self, bus: Bus, settings: Settings, room: str, speaker: str) -> None:
+    def __init__(
+        self, bus: Bus, settings: Settings, room: str, speaker: str, t0: float | None = None
+    ) -> None:
         self.bus, self.settings = bus, settings
         self.frames = FrameBuffer(settings.frames)
-        self.speech = SpeechIngest(bus, settings, room, speaker, frames=self._sample)
+        self.speech = SpeechIngest(bus, settings, room, speaker, t0=t0, frames=self._sample)
 
     async def _sample(self, key: str, start: float, end: float) -> list[FrameRef]:
         return await store_frames(self.bus, key, self.frames.encode(start, end), self.settings.bus.blob_ttl_s)
@@ -93,9 +95,12 @@ class ParticipantIngest:
             self.frames.clear()
 
 
-def open_participant(bus: Bus, settings: Settings, room: str, speaker: str) -> ParticipantIngest:
-    """The participant ingest a call track feeds (one definition for WHIP and Janus)."""
-    return ParticipantIngest(bus, settings, room, speaker)
+def open_participant(
+    bus: Bus, settings: Settings, room: str, speaker: str, t0: float | None = None
+) -> ParticipantIngest:
+    """The participant ingest a call track (or ``emostream analyze``'s file) feeds: one definition for
+    WHIP, Janus and files. ``t0``: the clock of media time 0 (None: wall clock at the first audio)."""
+    return ParticipantIngest(bus, settings, room, speaker, t0)
 
 
 @dataclass
