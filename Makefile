@@ -19,8 +19,7 @@ TRAIN_PINS := torch==2.13.0 transformers==5.23.0 sentence-transformers==6.2.0 on
 .PHONY: demo test lint typecheck pytest apt venv install install-train models-demo models-test test-media clean
 
 demo: install models-demo
-	$(BIN)/emostream replay synth --csv tests/fixtures/meld/dev_sample.csv --dialogues 3 --out out/demo-meld
-	$(BIN)/emostream replay meld --root out/demo-meld --split dev --text asr --out out/demo-replay
+	$(BIN)/emostream demo --out out/demo
 
 test: install install-train models-test test-media lint typecheck pytest
 
@@ -38,7 +37,7 @@ $(BIN)/python:
 venv: $(BIN)/python
 
 install: apt venv
-	$(PIP) install -q -r requirements.lock
+	$(PIP) install -q -r requirements-dev.lock
 	$(PIP) install -q --no-deps mediapipe==1.2.2
 	$(PIP) install -q --no-deps -e .
 
@@ -62,9 +61,12 @@ test-media: venv
 	  rm -rf $$tmp; \
 	fi
 
+DOCKERFILES := deploy/Dockerfile.cpu deploy/Dockerfile.cuda deploy/jetson/Dockerfile
+
 lint:
 	$(BIN)/ruff check emostream tests
 	$(BIN)/ruff format --check emostream tests
+	$(BIN)/hadolint $(DOCKERFILES)
 
 typecheck:
 	$(BIN)/mypy

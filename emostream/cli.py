@@ -20,6 +20,8 @@ COMMANDS: tuple[str, ...] = (
     "replay",
     "events",
     "analyze",
+    "demo",
+    "join",
     "models",
     "eval",
     "bench",
@@ -27,6 +29,7 @@ COMMANDS: tuple[str, ...] = (
     "token",
     "schema",
     "config",
+    "up",
 )
 
 
@@ -43,7 +46,32 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
+    _everywhere(parser)
     return parser
+
+
+def _everywhere(parser: argparse.ArgumentParser) -> None:
+    """Let ``--config`` go after any subcommand too, and give every nested subcommand a description.
+
+    ``emostream config show --config f`` and ``emostream --config f config show`` mean the same; the
+    nested copies default to SUPPRESS so they never overwrite a value given before the subcommand. A
+    subcommand with its own ``--config`` (``train text``: the training file) keeps it.
+    """
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {a.dest: a.help for a in action._choices_actions}
+        for name, child in action.choices.items():
+            if child.description is None and helps.get(name):
+                child.description = str(helps[name])[:1].upper() + str(helps[name])[1:] + "."
+            if "-" in child.prefix_chars and "--config" not in child._option_string_actions:
+                child.add_argument(
+                    "--config",
+                    metavar="FILE",
+                    default=argparse.SUPPRESS,
+                    help="TOML settings file (also accepted before the command)",
+                )
+            _everywhere(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -233,8 +233,8 @@ class RedisBus(Bus):
             ) from None
         except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
             raise BusUnavailable(
-                f"cannot reach Redis at {self.where} ({exc}): start redis-server there or pass "
-                "--redis redis://HOST:PORT"
+                f"cannot reach Redis at {self.where} ({exc}): start redis-server there or fix the "
+                "address (it comes from --redis, else EMOSTREAM_BUS_URL, else bus.url)"
             ) from None
 
     async def ping(self) -> None:

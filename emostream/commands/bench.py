@@ -12,7 +12,9 @@ import importlib
 
 BENCHES: tuple[str, ...] = ("bus", "asr", "voices", "visual", "quant", "events", "call")
 
-HELP = "Benchmarks: bus, asr, voices, visual, quant, events, call (medians in one run, JSON lines with --json)."
+HELP = (
+    "Benchmarks: bus, asr, voices, visual, quant, events, call (medians in one run, JSON lines with --json)."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

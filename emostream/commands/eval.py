@@ -54,8 +54,16 @@ def evaluate(
     dialogues = list(split.dialogues.values())[: limit or None]
     gold: list[int] = []
     pred: list[int] = []
+    from rich.console import Console
+    from rich.progress import track
+
     t0 = time.perf_counter()
-    for dialogue in dialogues:
+    # a bar on a terminal's stderr only: rich draws nothing when stderr is a pipe or a file
+    err = Console(stderr=True)
+    bar = track(
+        dialogues, description="scoring dialogues", console=err, transient=True, disable=not err.is_terminal
+    )
+    for dialogue in bar:
         for utt, prompt in zip(dialogue, meld_prompts(builder, dialogue, history), strict=True):
             gold.append(utt.label)
             pred.append(int(np.argmax(logits_of(prompt))))

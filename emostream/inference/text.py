@@ -28,6 +28,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("emostream.context")
 
+GPU_VARIANTS = {"emostream-text-int8": "emostream-text-qdq"}
+"""Store model -> its variant for the CUDA/TensorRT providers: the same INT8 weights as Q/DQ (standard ONNX
+operators) instead of the CPU-only DynamicQuantizeMatMul kernel (models/emostream-text-qdq/README.md)."""
+
+
+def model_for_provider(name: str, provider: str) -> str:
+    """The store model to load for ``provider``: the GPU variant of ``name`` on cuda/tensorrt, else ``name``."""
+    return GPU_VARIANTS.get(name, name) if provider in ("cuda", "tensorrt") else name
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
@@ -78,8 +87,8 @@ class TextModel:
         kernel = meta.get("quantization", {}).get("kernel")
         if options is not None and options.provider != "cpu" and kernel == "integer":
             log.warning(
-                "this model's INT8 kernel runs on CPU only; for GPU/Jetson export with "
-                "`emostream train quantize --kernel dq` (TensorRT: INT8 weights, FP16 activations)",
+                "this model's INT8 kernel runs on CPU only; for GPU/Jetson use emostream-text-qdq "
+                "(`emostream train quantize --checkpoint models/emostream-text-int8 --kernel dq`)",
                 extra={"model": folder.name, "provider": options.provider},
             )
         return cls.from_files(
@@ -99,7 +108,12 @@ class TextModel:
         if not path.is_dir():
             from emostream.store import load
 
-            path = load(name, settings)
+            chosen = model_for_provider(name, options.provider)
+            if chosen != name:
+                log.info(
+                    "GPU variant of the text model", extra={"model": chosen, "provider": options.provider}
+                )
+            path = load(chosen, settings)
         return cls.from_dir(path, options, max_tokens)
 
     def run(self, prompts: Sequence[PromptInput]) -> tuple[np.ndarray, np.ndarray]:

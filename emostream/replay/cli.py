@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -30,6 +32,27 @@ def _event_line(r: RowResult) -> str:
         f"dia{r.dialogue:<4} {r.speaker[:12]:<12} #{r.index:<3} {label:<8} {conf} {mark} true {r.true:<8} "
         f"[{mods}] {said}"
     )
+
+
+def _throughput(out: Path, wall: float, replayed: int, resumed: int) -> dict[str, Any]:
+    """Throughput figures of this run; a rerun that replayed nothing keeps those of the run that did."""
+    figures: dict[str, Any] = {"replayed_now": replayed, "resumed": resumed}
+    if replayed and wall > 0:
+        figures |= {"wall_s": round(wall, 2), "utterances_per_s": round(replayed / wall, 2)}
+        if resumed:
+            figures["throughput_note"] = (
+                f"throughput of the {replayed} utterances replayed now ({resumed} resumed)"
+            )
+        return figures
+    try:
+        before = json.loads((out / "metrics.json").read_text())
+    except (OSError, ValueError):
+        before = {}
+    kept = {k: before[k] for k in ("wall_s", "utterances_per_s") if before.get("utterances_per_s")}
+    note = "already complete: nothing replayed by this run"
+    if kept:
+        note += "; throughput from the run that replayed it"
+    return figures | kept | {"throughput_note": note}
 
 
 def replay_meld(args: argparse.Namespace) -> dict[str, Any]:
@@ -67,7 +90,9 @@ def replay_meld(args: argparse.Namespace) -> dict[str, Any]:
     if not media:
         why = "--no-media" if args.no_media else f"no clips found for split {args.split} under {layout.root}"
         mode_note = f"text-only replay ({why}): CSV text, no audio or video"
-        err.print(f"[bold]{mode_note}[/]")
+        if args.text == "asr":
+            mode_note += "; --text asr needs clips, so the CSV (gold) text was used instead of ASR"
+        err.print(f"[bold yellow]warning:[/] {mode_note}" if args.text == "asr" else f"[bold]{mode_note}[/]")
     else:
         mode_note = f"clips from {layout.clip_dir}, text {args.text}"
         missing = layout.missing(rows)
@@ -141,10 +166,7 @@ def replay_meld(args: argparse.Namespace) -> dict[str, Any]:
         "text": text,
         "media": media,
         "mode_note": mode_note,
-        "wall_s": round(wall, 2),
-        "utterances_per_s": round(replayed / wall, 2) if wall > 0 and replayed else 0.0,
-        "replayed_now": replayed,
-        "resumed": sum(len(dialogues[d]) for d in done),
+        **_throughput(out, wall, replayed, sum(len(dialogues[d]) for d in done)),
         "notes": notes,
         "out": str(out),
     }
@@ -155,9 +177,14 @@ def replay_meld(args: argparse.Namespace) -> dict[str, Any]:
         metrics["descriptions"] = write_descriptions(features, out / "descriptions.jsonl")
     report = write_report(results, metrics, out, timelines=args.timelines)
     stream = sys.stderr if args.json else sys.stdout
+    speed = (
+        f"{metrics['utterances_per_s']:.2f} utt/s"
+        if metrics.get("utterances_per_s")
+        else "already complete, nothing replayed now"
+    )
     print(
         f"weighted-F1 {metrics['weighted_f1']:.2f}  accuracy {metrics['accuracy']:.2f}  "
-        f"{metrics['utterances']} utterances  {metrics['utterances_per_s']:.2f} utt/s",
+        f"{metrics['utterances']} utterances  {speed}",
         file=stream,
     )
     print(f"report: {report}", file=stream)

@@ -86,6 +86,50 @@ def corpus_wer(rows: list[RowResult]) -> float | None:
     return round(100 * errors / words, 2) if words else None
 
 
+def repeated_ngram(text: str, max_n: int = 6) -> tuple[str, int] | None:
+    """The longest back-to-back repetition in ``text``: (n-gram, times), or None when it reads as speech.
+
+    A Whisper decoding loop repeats a phrase ("Well... Well... Well... Well..."); people repeat a
+    word three times at most ("no, no, no") and a phrase twice. So a loop is one word said 4+ times in a
+    row, or a 2..``max_n``-word phrase said 3+ times in a row.
+    """
+    words = _norm_words(text)
+    best: tuple[str, int] | None = None
+    for n in range(1, max_n + 1):
+        need = 4 if n == 1 else 3
+        i = 0
+        while i + n <= len(words):
+            gram = words[i : i + n]
+            times = 1
+            while words[i + times * n : i + (times + 1) * n] == gram:
+                times += 1
+            if times >= need and (best is None or times * n > best[1] * len(best[0].split())):
+                best = (" ".join(gram), times)
+            i += max(1, (times - 1) * n) if times > 1 else 1
+    return best
+
+
+def asr_loops(rows: list[RowResult]) -> list[dict[str, Any]]:
+    """Transcribed rows whose transcript loops where the CSV text does not (an ASR artefact)."""
+    out: list[dict[str, Any]] = []
+    for r in rows:
+        if r.source != "clip" or r.event is None:
+            continue
+        said = str(r.event.get("transcript", ""))
+        loop = repeated_ngram(said)
+        if loop is not None and repeated_ngram(r.text) is None:
+            out.append(
+                {
+                    "dialogue": r.dialogue,
+                    "utterance_id": r.index,
+                    "transcript": said[:120],
+                    "ngram": loop[0],
+                    "repeats": loop[1],
+                }
+            )
+    return out
+
+
 def per_speaker(rows: list[RowResult], top: int = 10) -> dict[str, dict[str, float]]:
     """Utterances and accuracy (percent) of the ``top`` most frequent speakers."""
     counts = Counter(r.speaker for r in rows)
@@ -110,7 +154,7 @@ def summarize(rows: list[RowResult], extra: dict[str, Any] | None = None) -> dic
     matrix (rows = true, columns = predicted, MELD class order), stage latency p50/p95 (ms from end of
     speech), modality and visual-status counts, what the face changed (``face``: decisions changed vs the
     text-only labels, text-only weighted-F1, drivers), how rows were replayed, and the ASR word error rate
-    against the CSV text (0 with gold text; None without clips)."""
+    against the CSV text (0 with gold text; None without clips) and the transcripts that loop."""
     true = [EMOTIONS.index(r.true) for r in rows]
     pred = [EMOTIONS.index(r.pred) if r.pred in EMOTIONS else UNANSWERED for r in rows]
     score = scores(true, pred)
@@ -141,6 +185,7 @@ def summarize(rows: list[RowResult], extra: dict[str, Any] | None = None) -> dic
         "visual_status": dict(visual),
         "sources": dict(Counter(r.source for r in rows)),
         "asr_wer": corpus_wer(rows),
+        "asr_loops": asr_loops(rows),
         "per_speaker": per_speaker(rows),
         "face": face_effect(rows),
     }

@@ -46,9 +46,11 @@ def write_events(rows: list[RowResult], path: Path) -> int:
 def plot_timeline(dialogue: int, rows: list[RowResult], path: Path) -> None:
     """One lane per speaker: true emotion (square) and prediction (dot) per utterance, in speaking order."""
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     speakers = list(dict.fromkeys(r.speaker for r in rows))
     fig, axes = plt.subplots(
-        len(speakers), 1, figsize=(max(6.0, 0.45 * len(rows) + 2), 1.3 * len(speakers) + 0.8)
+        len(speakers), 1, figsize=(max(6.0, 0.45 * len(rows) + 2), 1.5 * len(speakers) + 0.8), sharex=True
     )
     axes = np.atleast_1d(axes)
     for ax, speaker in zip(axes, speakers, strict=True):
@@ -76,14 +78,73 @@ def plot_timeline(dialogue: int, rows: list[RowResult], path: Path) -> None:
         ax.set_yticks(range(len(EMOTIONS)), EMOTIONS, fontsize=7)
         ax.set_ylim(-0.5, len(EMOTIONS) - 0.5)
         ax.set_xlim(-0.5, len(rows) - 0.5)
-        ax.set_ylabel(speaker, rotation=0, ha="right", va="center", fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # The speaker's name heads the lane, clear of the class labels on the y axis.
+        ax.set_title(speaker, loc="left", fontsize=9, fontweight="bold", pad=2)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].set_title(f"dialogue {dialogue}: true (square) vs predicted (dot)")
-    axes[0].legend(loc="upper right", fontsize=7, ncols=2)
+    fig.suptitle(f"dialogue {dialogue}: true (square) vs predicted (dot)", fontsize=10)
+    axes[0].legend(loc="upper right", fontsize=7, ncols=2, bbox_to_anchor=(1.0, 1.35), frameon=False)
     axes[-1].set_xlabel("utterance (speaking order)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+STAGE_ORDER = ("ingest", "segmenter", "asr", "context", "fec", "vlm", "fusion")
+"""Latency rows in pipeline order (text branch, then visual branch, then fusion); ``total`` comes last."""
+
+SOURCES = {
+    "clip": "from clips",
+    "csv": "text-only from the CSV (no clip)",
+    "fallback": "text-only fallback (clip unusable, CSV text used)",
+}
+
+
+def counted(counts: dict[str, int], names: dict[str, str] | None = None) -> str:
+    """``{'text': 20, 'text+visual': 4}`` -> ``20 text, 4 text+visual`` (largest first, readable names)."""
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    label = names or {}
+    return ", ".join(f"{v} {label.get(k, k.replace('_', ' ') or 'unknown')}" for k, v in items) or "none"
+
+
+def stage_order(stages: list[str]) -> list[str]:
+    """Pipeline order for known stages, then any others alphabetically, ``total`` last."""
+    known = [s for s in STAGE_ORDER if s in stages]
+    rest = sorted(s for s in stages if s not in STAGE_ORDER and s != "total")
+    return known + rest + (["total"] if "total" in stages else [])
+
+
+def _class_lines(metrics: dict[str, Any]) -> list[str]:
+    """Per-class table; a class with no samples and no predictions reads n/a (it has no F1 to speak of)."""
+    true, predicted = metrics["counts"]["true"], metrics["counts"]["predicted"]
+    lines = ["", "| class | F1 | true | predicted |", "|---|---:|---:|---:|"]
+    for e in EMOTIONS:
+        f1 = "n/a" if not true[e] and not predicted[e] else f"{metrics['per_class_f1'][e]:.2f}"
+        lines.append(f"| {e} | {f1} | {true[e]} | {predicted[e]} |")
+    present = [e for e in EMOTIONS if true[e]]
+    absent = [e for e in EMOTIONS if not true[e] and not predicted[e]]
+    spurious = [e for e in EMOTIONS if not true[e] and predicted[e]]
+    why = (
+        "weighted-F1 is the mean of the per-class F1 weighted by each class's true count, over "
+        + ", ".join(f"{e} ({true[e]})" for e in present)
+    )
+    if spurious:
+        why += f"; {', '.join(spurious)} never occur but were predicted (F1 0 with weight 0)"
+    if absent:
+        why += f"; {', '.join(absent)} neither occur nor were predicted (n/a)"
+    return lines + ["", why + "."]
+
+
+def _loop_lines(metrics: dict[str, Any]) -> list[str]:
+    loops = metrics.get("asr_loops") or []
+    if not loops:
+        return []
+    first = loops[0]
+    return [
+        f"- **ASR loop**: {len(loops)} transcript(s) repeat a phrase the CSV text does not (a decoding "
+        f'loop), e.g. dia{first["dialogue"]} #{first["utterance_id"]} "{first["transcript"]}" '
+        f'("{first["ngram"]}" x{first["repeats"]}); their word errors and labels are suspect'
+    ]
 
 
 def markdown(metrics: dict[str, Any], images: list[str]) -> str:
@@ -95,24 +156,33 @@ def markdown(metrics: dict[str, Any], images: list[str]) -> str:
         f"(answered {metrics['answered']})",
         f"- **weighted-F1 {metrics['weighted_f1']:.2f}**, accuracy {metrics['accuracy']:.2f}",
     ]
-    if "utterances_per_s" in metrics:
+    if metrics.get("utterances_per_s"):
         lines.append(
             f"- throughput: {metrics['utterances_per_s']:.2f} utterances/s "
             f"({metrics.get('wall_s', 0):.1f} s wall)"
         )
+    if metrics.get("throughput_note"):
+        lines.append(f"- {metrics['throughput_note']}")
     if metrics.get("asr_wer") is not None:
         lines.append(f"- ASR word error rate vs the CSV text: {metrics['asr_wer']:.2f}%")
+    lines += _loop_lines(metrics)
     if metrics.get("mode_note"):
         lines.append(f"- {metrics['mode_note']}")
-    lines += ["", "| class | F1 | true | predicted |", "|---|---:|---:|---:|"]
-    for e in EMOTIONS:
+    fallback = metrics.get("sources", {}).get("fallback", 0)
+    if fallback:
         lines.append(
-            f"| {e} | {metrics['per_class_f1'][e]:.2f} | {metrics['counts']['true'][e]} | "
-            f"{metrics['counts']['predicted'][e]} |"
+            f"- text-only fallback: {fallback} row(s) had an unusable clip and were replayed from the CSV "
+            "text (no audio or video for them)"
         )
+    lines += _class_lines(metrics)
     if metrics["latency_ms"]:
+        lat = metrics["latency_ms"]
         lines += ["", "| stage | p50 ms | p95 ms |", "|---|---:|---:|"]
-        lines += [f"| {s} | {v['p50']:.1f} | {v['p95']:.1f} |" for s, v in metrics["latency_ms"].items()]
+        lines += [f"| {s} | {lat[s]['p50']:.1f} | {lat[s]['p95']:.1f} |" for s in stage_order(list(lat))]
+        lines += [
+            "",
+            "Latencies are milliseconds from the end of the utterance's speech to each stage's output.",
+        ]
     if metrics.get("per_speaker"):
         lines += ["", "| speaker | utterances | accuracy |", "|---|---:|---:|"]
         lines += [
@@ -120,10 +190,10 @@ def markdown(metrics: dict[str, Any], images: list[str]) -> str:
         ]
     lines += [
         "",
-        f"- modalities: {metrics['modalities']}",
-        f"- visual status: {metrics['visual_status']}",
+        f"- modalities per event: {counted(metrics['modalities'])}",
+        f"- visual branch per event: {counted(metrics['visual_status'])}",
         *face_lines(metrics.get("face")),
-        f"- row sources: {metrics['sources']}",
+        f"- rows replayed: {counted(metrics['sources'], SOURCES)}",
     ]
     for note in metrics.get("notes", []):
         lines.append(f"- {note}")
@@ -140,7 +210,7 @@ def face_lines(face: dict[str, Any] | None) -> list[str]:
         f"- decisions the face changed: {face['decisions_changed']} "
         f"({face['changed_to_right']} to right, {face['changed_from_right']} from right); text alone: "
         f"weighted-F1 {face['text_only_weighted_f1']:.2f}, accuracy {face['text_only_accuracy']:.2f}",
-        f"- decided by: {face['drivers']}",
+        f"- decided by: {counted(face['drivers'])}",
     ]
 
 

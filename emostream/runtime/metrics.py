@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from emostream.errors import UserError
 
@@ -54,11 +56,34 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
-    """Serve ``/metrics`` on ``host:port`` from a daemon thread (port 0 = off). The endpoint has no
-    auth, so binding beyond loopback is logged as a warning."""
+class _Handler(BaseHTTPRequestHandler):
+    """``/metrics`` (Prometheus text), ``/healthz`` (``ok``), 404 for anything else."""
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            self._reply(200, generate_latest(), CONTENT_TYPE_LATEST)
+        elif path == "/healthz":
+            self._reply(200, b"ok\n", "text/plain; charset=utf-8")
+        else:
+            self._reply(404, b"not found: try /metrics or /healthz\n", "text/plain; charset=utf-8")
+
+    def _reply(self, code: int, body: bytes, content_type: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        """Scrapes every few seconds would flood stderr; stay quiet."""
+
+
+def serve_metrics(port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer | None:
+    """Serve ``/metrics`` and ``/healthz`` on ``host:port`` from a daemon thread (port 0 = off). The
+    endpoint has no auth, so binding beyond loopback is logged as a warning."""
     if not port:
-        return
+        return None
     if not 0 < port < 65536:
         raise UserError(f"bad metrics port {port}: use 1-65535 (--metrics-port / stage.metrics_port)")
     if not is_loopback(host):
@@ -67,8 +92,11 @@ def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
             extra={"host": host, "port": port},
         )
     try:
-        start_http_server(port, addr=host)
+        server = ThreadingHTTPServer((host, port), _Handler)
     except OSError as exc:
         raise UserError(
             f"cannot serve metrics on {host}:{port} ({exc.strerror}): pick a free --metrics-port"
         ) from None
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server

@@ -113,13 +113,14 @@ async def run_worker(stage: Stage, settings: Settings, *, consumer: str = "") ->
     bus = open_bus(settings.bus.url, settings.bus)
     try:
         await bus.ping()
-        serve_metrics(settings.stage.metrics_port, settings.stage.metrics_host)
+        served = serve_metrics(settings.stage.metrics_port, settings.stage.metrics_host)
         stop = asyncio.Event()
         consumer = consumer or default_consumer(stage.name)
-        log.info(
-            "worker starting",
-            extra={"stage": stage.name, "consumer": consumer, "bus": redact_url(settings.bus.url)},
-        )
+        where = {"bus": redact_url(settings.bus.url)}
+        if served is not None:
+            host, port = served.server_address[:2]
+            where["metrics"] = f"http://{host!s}:{port}/metrics"
+        log.info("worker starting", extra={"stage": stage.name, "consumer": consumer, **where})
         await warn_if_open(bus)
         task = asyncio.create_task(run_stage(stage, bus, settings, consumer=consumer, stop=stop))
         remove = install_stop_signals(stop, force=task.cancel)

@@ -1,4 +1,4 @@
-"""Losses of the DDVLM recipe (DESIGN.md): teacher self-distillation, visual-student KD, EMA update.
+"""Losses of the DDVLM recipe (train/README.md): teacher self-distillation, visual-student KD, EMA update.
 
 Every function is pure over its tensors (no module state) so unit tests can pin it to hand values.
 """

@@ -1,4 +1,4 @@
-"""Small heads of the DDVLM recipe: the visual student and the residual fusion (DESIGN.md).
+"""Small heads of the DDVLM recipe: the visual student and the residual fusion (train/README.md).
 
 Both are plain Linear/LayerNorm stacks, so weight-only INT8 (emostream/train/quantize.py) and ONNX export apply
 unchanged.

@@ -212,7 +212,9 @@ def update_manifest(manifest: Path, name: str, folder: Path) -> None:
     total = sum(p.stat().st_size for p in files)
     rows = "".join(f'"{p.name}" = {{ sha256 = "{sha256(p)}", size = {p.stat().st_size} }}\n' for p in files)
     start = text.index(table) + len(table) + 1
-    end = text.index("\n\n", start) + 1 if "\n\n" in text[start:] else len(text)
+    end = start  # the table's rows are the lines that start with a quoted file name (none when new)
+    while end < len(text) and text[end] == '"':
+        end = text.index("\n", end) + 1
     text = text[:start] + rows + text[end:]
     entry = text.index(head)
     size_at = text.index("\nsize = ", entry) + 1
@@ -278,11 +280,42 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def rekernel(args: argparse.Namespace) -> int:
+    """``--checkpoint models/emostream-text-int8 --kernel dq``: the shipped INT8 model as a Q/DQ graph."""
+    import onnx
+
+    from emostream.train.quant_rekernel import to_qdq
+
+    src = Path(args.checkpoint)
+    out = Path(args.out or REPO / "models" / args.model)
+    out.mkdir(parents=True, exist_ok=True)
+    model = onnx.load(str(src / "model.onnx"))
+    converted = to_qdq(model)
+    onnx.save(model, str(out / "model.onnx"))
+    shutil.copyfile(src / "tokenizer.json", out / "tokenizer.json")
+    meta = json.loads((src / "meta.json").read_text())
+    meta["quantization"] = {
+        **meta.get("quantization", {}),
+        "kernel": "dq",
+        "rekernel_of": src.name,
+        "rekerneled_matmuls": converted,
+        "note": "same INT8 weights/scales/smoothing as the source; DequantizeLinear -> MatMul for CUDA/TensorRT",
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if args.manifest and f'[models."{args.model}"]' in Path(args.manifest).read_text():
+        update_manifest(Path(args.manifest), args.model, out)
+    print(json.dumps({"model": args.model, "from": str(src), "converted": converted}))
+    return 0
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="emostream train quantize", description=__doc__.split("\n")[0])
     p.add_argument("--model", default="emostream-text-int8", help="store name of the artifact (models/NAME)")
     p.add_argument(
-        "--checkpoint", required=True, help="[erc] text-teacher folder (e.g. train/runs/text-main/best)"
+        "--checkpoint",
+        required=True,
+        help="[erc] text-teacher folder (e.g. train/runs/text-main/best); with --kernel dq also a shipped"
+        " INT8 model folder (models/emostream-text-int8): re-kernels it for GPUs (train/quant_rekernel.py)",
     )
     p.add_argument("--out", help="output folder (default: models/NAME in this repository)")
     p.add_argument(
@@ -329,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps({"model": name, **fused, "files": {p.name: sha256(p) for p in sorted(out.iterdir())}})
         )
         return 0
+    if (Path(args.checkpoint) / "model.onnx").is_file() and args.kernel == "dq":
+        return rekernel(args)
     result = build(args)
     print(json.dumps(result))
     if result["top1_agreement"] < args.min_agreement:

@@ -9,7 +9,7 @@ from emostream.bus import open_bus
 from emostream.late_fusion import driver_of
 from emostream.schema import FaceReading, TextContext, VisualDescription
 from emostream.workers.fusion import FusionStage
-from tests.runtime.test_workers import events, running, settings_for, text_context
+from tests.text.test_workers import events, running, settings_for, text_context
 
 JOY_FACE = FaceReading(probs=[0.02, 0.01, 0.01, 0.02, 0.92, 0.01, 0.01], reliability=0.9, frames=12,
                        cues={"mouthSmileLeft": 0.82, "mouthSmileRight": 0.8})  # fmt: skip

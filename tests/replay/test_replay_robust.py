@@ -38,6 +38,23 @@ def test_csv_only_root_replays_text_only_like_eval_meld(
     assert metrics["per_class_f1"] == evaluated["per_class_f1"]
 
 
+def test_asr_without_clips_says_so_and_a_finished_rerun_keeps_its_figures(
+    tmp_path: Path, make_csv: Callable[..., Path], replay: Any
+) -> None:
+    make_csv(tmp_path / "root" / "dev_sent_emo.csv", (0, 3))
+    args = ("--root", str(tmp_path / "root"), "--text", "asr", "--out", str(tmp_path / "out"))
+    first, err = replay(*args)
+    assert "--text asr needs clips" in err and first["text"] == "gold"
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "--text asr needs clips, so the CSV (gold) text was used" in report
+    assert first["utterances_per_s"] > 0
+    again, err = replay(*args)
+    assert again["replayed_now"] == 0 and again["resumed"] == first["utterances"]
+    assert again["utterances_per_s"] == first["utterances_per_s"] and again["wall_s"] == first["wall_s"]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "0.00 utterances/s" not in report and "already complete" in report
+
+
 def test_bad_clips_and_csv_rows_are_reported_and_skipped(
     copy_root: Path, make_csv: Callable[..., Path], replay: Any
 ) -> None:

@@ -163,11 +163,12 @@ def write_opus(path: str, audio: np.ndarray) -> None:
 
 async def _segment_all(conv: Conversation, tmp: str) -> Segmented:
     from emostream.bus.memory import MemoryBus
-    from emostream.config import Settings
+    from emostream.config import BusSettings, Settings
     from emostream.ingest.participant import SpeechIngest, segment_file
 
     bus = MemoryBus()
-    settings = Settings()
+    # Session-scoped: its blobs must outlive the slowest run of the tests that read them (not a TTL test).
+    settings = Settings(bus=BusSettings(blob_ttl_s=3600))
     messages: dict[str, list[object]] = {}
     ingests: dict[str, object] = {}
     # ann: live WebRTC-like frames (48 kHz stereo s16, 20 ms)

@@ -6,6 +6,7 @@ import inspect
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -95,7 +96,8 @@ def test_unreachable_redis_is_one_line_naming_host_and_port(unused_port: int) ->
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1, result.stderr
     assert f"cannot reach Redis at 127.0.0.1:{unused_port}" in result.stderr
-    assert "start redis-server there or pass --redis" in result.stderr
+    assert "start redis-server there or fix the address (it comes from --redis" in result.stderr
+    assert "pass --redis" not in result.stderr  # it was passed
     bad = cli("events", "--redis", "http://127.0.0.1:80")
     assert bad.returncode == 1 and "bad bus URL scheme 'http'" in bad.stderr and bad.stderr.count("\n") == 1
 
@@ -127,3 +129,23 @@ def _event(room: str, n: int) -> schema.EmotionEvent:
         confidence=0.9,
         modalities=["text"],
     )
+
+
+def test_config_is_accepted_before_and_after_the_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "f.toml"
+    path.write_text("[bus]\nblob_ttl_s = 177\n")
+    for argv in (["config", "show", "--config", str(path)], ["--config", str(path), "config", "show"]):
+        assert main(argv) == 0
+        assert "blob_ttl_s = 177" in capsys.readouterr().out, argv
+    assert main(["config", "show"]) == 0
+    assert "blob_ttl_s = 177" not in capsys.readouterr().out
+
+
+def test_every_subcommand_help_has_a_description(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["replay", "meld"], ["replay", "synth"], ["models", "pull"], ["config", "show"]):
+        with pytest.raises(SystemExit):
+            main([*argv, "--help"])
+        usage, _, rest = capsys.readouterr().out.partition("\n\n")
+        assert rest and not rest.startswith("options:"), (argv, rest[:80])

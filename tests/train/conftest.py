@@ -1,4 +1,4 @@
-"""Fixtures for [erc] tests: the real MiniLM tokenizer/encoder from the model store, the MELD fixture."""
+"""Fixtures for the training tests: the real MiniLM tokenizer/encoder from the model store, the MELD fixture."""
 
 from __future__ import annotations
 

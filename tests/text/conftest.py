@@ -1,4 +1,4 @@
-"""Runtime fixtures: a tiny randomly initialised text teacher in the [erc] checkpoint format (MiniLM's
+"""Text-path fixtures: a tiny randomly initialised text teacher in the [erc] checkpoint format (MiniLM's
 real tokenizer from the model store, a 2-layer 64-wide BERT), its FP32 ONNX export and INT8 variants, and a
 tiny fusion head built directly in ONNX. Built once per session in a temp dir (a few seconds)."""
 

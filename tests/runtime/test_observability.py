@@ -65,6 +65,25 @@ def test_log_lines_are_structured() -> None:
     assert doc["msg"] == "handler failed" and doc["stage"] == "asr" and doc["level"] == "warning"
 
 
+def test_metrics_server_answers_metrics_and_healthz_only() -> None:
+    import urllib.error
+
+    port = free_port()
+    server = serve_metrics(port)
+    assert server is not None
+    try:
+        base = f"http://127.0.0.1:{port}"
+        assert b"emostream_processed" in urllib.request.urlopen(f"{base}/metrics").read()
+        assert urllib.request.urlopen(f"{base}/healthz").read() == b"ok\n"
+        for path in ("/", "/favicon.ico", "/metricsx"):
+            with pytest.raises(urllib.error.HTTPError) as info:
+                urllib.request.urlopen(base + path)
+            assert info.value.code == 404, path
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_metrics_port_in_use_is_one_line() -> None:
     port = free_port()
     serve_metrics(port)
@@ -117,5 +136,6 @@ async def test_worker_process_serves_metrics_and_json_logs(flush_redis: str) -> 
     assert len(open_redis) == 1 and open_redis[0]["level"] == "warning"  # the test Redis has none
     lines = [e for e in lines if e not in open_redis]
     assert [e["msg"] for e in lines][:2] == ["worker starting", "stage started"]
+    assert lines[0]["metrics"] == url  # the log says where /metrics listens
     assert lines[-1]["msg"] == "stage stopped" and lines[-1]["processed"] == 25
     assert {e["level"] for e in lines} == {"info"} and proc.returncode == 0

@@ -1,4 +1,4 @@
-"""Shared pieces of the runtime tests."""
+"""Shared pieces of the text-path tests (text model, context and fusion workers, quantization)."""
 
 from __future__ import annotations
 
