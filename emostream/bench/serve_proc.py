@@ -4,6 +4,7 @@ bench runs in its own process do not slow the server's event loop and the figure
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -24,14 +25,20 @@ class ServeProcess:
     log: str
 
     async def stop(self, timeout_s: float = 60) -> int:
-        """SIGTERM (the graceful drain) and its exit status."""
+        """SIGTERM (the graceful drain) and its exit status; the log is kept only when it failed."""
         if self.proc.poll() is None:
             self.proc.terminate()
         try:
-            return await asyncio.to_thread(self.proc.wait, timeout_s)
+            rc = await asyncio.to_thread(self.proc.wait, timeout_s)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            return await asyncio.to_thread(self.proc.wait)
+            rc = await asyncio.to_thread(self.proc.wait)
+        if rc == 0:
+            with contextlib.suppress(OSError):
+                os.unlink(self.log)
+        else:
+            print(f"emostream serve exited with {rc}: see {self.log}", file=sys.stderr)
+        return rc
 
 
 def _spawn(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
