@@ -1,9 +1,11 @@
 """`emostream analyze`: recordings as participants of one room, through the participant ingest and the
 stage runtime (embedded pipeline, or a Redis topology), printing each event as it is decided.
 
-:func:`ingest_file` is the one place that turns a file into a participant's messages. It uses the
-participant ingest (emostream/ingest/participant.py) for the audio track; feeding video frames of a
-file (``store_frames``) is the next step, and nothing else here changes then.
+:func:`ingest_file` is the one place that turns a file into a participant's messages. An audio file
+goes through the speech ingest (emostream/ingest/participant.py); a file with a video stream goes
+through the same participant ingest a live call uses (``server.tracks.open_participant``: audio to the
+segmenter, frames to the ring buffer, each utterance's frames stored with ``store_frames``), so the face
+takes part (the visual stages run then).
 """
 
 from __future__ import annotations
@@ -45,7 +47,58 @@ async def ingest_file(
     """Feed one recording as participant ``speaker`` of ``room``; returns the messages published."""
     from emostream.ingest.participant import segment_file
 
+    if has_video(path):
+        return await _ingest_av(path, bus, settings, room, speaker, realtime)
     return await segment_file(path, bus, settings, room, speaker, t0=0.0, realtime=realtime)
+
+
+def has_video(path: Path) -> bool:
+    """Whether ``path`` has a video stream (False for unreadable files: the audio path says why)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return bool(container.streams.video) and bool(container.streams.audio)
+    except (av.error.FFmpegError, OSError):
+        return False
+
+
+async def _ingest_av(
+    path: Path, bus: Bus, settings: Settings, room: str, speaker: str, realtime: bool
+) -> list[Message]:
+    """Audio and video frames, in file order, into one participant ingest on media time (t0 = 0)."""
+    import av
+
+    from emostream.server.tracks import open_participant
+
+    ingest = open_participant(bus, settings, room, speaker, t0=0.0)
+    out: list[Message] = []
+    audio: list[object] = []
+    started = time.monotonic()
+    try:
+        with av.open(str(path)) as container:
+            streams = [container.streams.audio[0], container.streams.video[0]]
+            for frame in container.decode(*streams):
+                if not isinstance(frame, av.AudioFrame | av.VideoFrame) or frame.time is None:
+                    continue
+                if realtime and (delay := started + float(frame.time) - time.monotonic()) > 0:
+                    await asyncio.sleep(delay)
+                if isinstance(frame, av.AudioFrame):
+                    audio.append(frame)
+                    if len(audio) >= 8:  # a few frames per VAD pass, not a loop turn per frame
+                        out += await ingest.audio_many(audio)
+                        audio = []
+                else:
+                    out += await ingest.audio_many(audio)
+                    audio = []
+                    ingest.video(frame, float(frame.time))
+                    await asyncio.sleep(0)
+        out += await ingest.audio_many(audio)
+    except av.error.FFmpegError as exc:
+        raise UserError(f"cannot decode {path}: {exc.strerror or exc}; pass a decodable media file") from None
+    finally:
+        out += await ingest.close()
+    return out
 
 
 def speaker_names(files: list[Path], names: list[str]) -> list[str]:
@@ -86,7 +139,8 @@ async def analyze(
 ) -> Result:
     """Analyse ``files`` (one participant each) in ``room``; events in the order they were decided."""
     embedded = settings.bus.url.startswith("memory")
-    if embedded:  # no visual branch runs here: fusion must not wait for it
+    video = any(has_video(f) for f in files)
+    if embedded and not video:  # no visual branch runs here: fusion must not wait for it
         settings = msgspec.structs.replace(
             settings, fusion=msgspec.structs.replace(settings.fusion, deadline_ms=0)
         )
@@ -98,7 +152,7 @@ async def analyze(
     try:
         if embedded:
             pipeline = Pipeline(bus, settings)
-            for stage in build(settings, STAGES):
+            for stage in build(settings) if video else build(settings, STAGES):
                 pipeline.add(stage, consumer=f"analyze-{stage.name}")
             ready = asyncio.Event()
             runner = asyncio.create_task(pipeline.run(stop, ready))

@@ -279,6 +279,9 @@ class EmotionEvent(Keyed, frozen=True, kw_only=True):
     fusion: str = ""
     """v2: how ``probabilities`` were decided: ``text``, ``face``, ``late`` (log-linear pooling,
     emostream/late_fusion.py) or ``head`` (the trained fusion model); re-fuse from the fields above."""
+    driver: str = ""
+    """v2: which modality drove the decision, ``emostream.late_fusion.driver_of``: ``text``, ``face``,
+    ``both`` or ``fused`` (empty from servers before it); what the room page and the table show."""
 
 
 class Dropped(Keyed, frozen=True, kw_only=True):

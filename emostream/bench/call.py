@@ -1,5 +1,6 @@
 """``emostream bench call``: N aiortc WHIP publishers speak real prompts (with pauses) and show a face at
-wall-clock pace into the WHIP ingest and the in-process pipeline (embedded bus), in a private network.
+wall-clock pace into a real ``emostream serve`` (started in-process: embedded bus, every stage, the WHIP
+routes and the SSE API), in a private network.
 
 Latency is measured from the **last voiced sample** of each prompt (known from the source audio, sent
 at wall-clock pace) to the arrival of its EmotionEvent at the subscriber: what a person waits for, VAD
@@ -7,23 +8,24 @@ hangover included. ``stages`` splits it: ``vad`` (last voiced sample -> the segm
 WebRTC transport and hangover), each pipeline stage's output after end of speech (the event's
 ``latency_ms``), and ``delivery`` (event emitted -> received).
 
-The subscriber here tails the bus's event stream in-process; mounted in ``emostream serve`` it is the
-SSE API (the [events] fan-out adds its hop).
+The subscriber is an SSE client (``emostream.client.subscribe``) of the server's room API, so
+``delivery`` includes the room fan-out and the HTTP hop.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import jwt
+import msgspec
 import numpy as np
-from aiohttp import web
 
+from emostream.bench import serve_proc
 from emostream.bench.call_media import (
     DEFAULT_PROMPTS,
     PORTRAITS,
@@ -33,46 +35,21 @@ from emostream.bench.call_media import (
     load_prompt,
     transcripts,
 )
-from emostream.bus import Bus, open_bus
+from emostream.client import Subscription, subscribe
 from emostream.config import Settings, load_settings
 from emostream.evaluation.scores import edit_distance
-from emostream.runtime.pipeline import Pipeline
 from emostream.runtime.topology import build
 from emostream.schema import EmotionEvent, Utterance, decode
-from emostream.server.tracks import call_sink
-from emostream.server.whip import Refused, add_whip_routes
+from emostream.server import auth, serve
 from emostream.server.whip_client import WhipPublisher
 
 HELP = "Live-call latency: N WHIP publishers (real speech + face) -> pipeline -> events; speech end -> event."
 SECRET = "bench-call-secret-of-at-least-32-bytes"
 
 
-def verifier(secret: str) -> Any:
-    """Publish-token check for the bench's own server (the claims of ``emostream token create``);
-    ``emostream serve`` passes ``emostream.server.auth.check`` instead."""
-
-    def verify(token: str | None, room: str) -> str:
-        if not token:
-            raise Refused(401, "missing token: send `Authorization: Bearer TOKEN`")
-        try:
-            claims = jwt.decode(
-                token, secret, algorithms=["HS256"], options={"require": ["exp", "room", "role"]}
-            )
-        except jwt.InvalidTokenError as exc:
-            raise Refused(401, f"invalid token: {exc}") from None
-        if claims["role"] not in ("publish", "admin") or claims["room"] not in (room, "*"):
-            raise Refused(
-                403, f"token for {claims['role']} in room {claims['room']!r} may not publish to {room!r}"
-            )
-        return str(claims.get("sub") or "")
-
-    return verify
-
-
 def publish_token(room: str, name: str, secret: str = SECRET, ttl_s: int = 3600) -> str:
-    now = int(time.time())
-    claims = {"room": room, "role": "publish", "sub": name, "iat": now, "exp": now + ttl_s}
-    return jwt.encode(claims, secret, algorithm="HS256")
+    """A publish token for ``name`` in ``room`` (what ``emostream token create --role publish`` mints)."""
+    return auth.create(secret, room, "publish", name=name, ttl_s=ttl_s)
 
 
 @dataclass
@@ -103,7 +80,10 @@ class CallRun:
             if not cands:
                 continue
             s = min(cands, key=lambda c: abs(c.voiced_end - ev.end))
-            stages = {"vad": (eos.get((ev.speaker, ev.utterance), s.voiced_end) - s.voiced_end) * 1000}
+            # end of speech: the utterance's own eos_at when this process saw it, else the event's
+            # emit time less its eos -> emit latency (a subprocess server's utterances are not here)
+            end = eos.get((ev.speaker, ev.utterance)) or ev.emitted_at - ev.latency_ms.get("total", 0) / 1000
+            stages = {"vad": (end - s.voiced_end) * 1000}
             stages |= {k: v for k, v in ev.latency_ms.items() if k != "total"}
             stages["delivery"] = (arrived - ev.emitted_at) * 1000 if ev.emitted_at else 0.0
             ref, hyp = _words(s.text), _words(ev.transcript)
@@ -154,23 +134,49 @@ async def run_call(
     pause_s: float = 1.5,
     room: str = "bench",
     drain_s: float = 4.0,
+    subprocess: bool = False,
+    config: str | None = None,
 ) -> CallRun:
-    """Run one call in the current network (call inside ``netns.private_network()``)."""
-    bus = open_bus("memory://", settings.bus)
-    stop, ready = asyncio.Event(), asyncio.Event()
-    pipeline = Pipeline(bus, settings)
-    for stage in build(settings):
-        pipeline.add(stage)
-    task = asyncio.create_task(pipeline.run(stop, ready))
-    await asyncio.wait_for(ready.wait(), 120)
-    app = web.Application()
-    add_whip_routes(app, settings.call, verifier(SECRET), call_sink(bus, settings))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/whip/{room}"
+    """Run one call against ``emostream serve`` (embedded bus, every stage): in-process, or with
+    ``subprocess`` a child process of its own; its events are read by an SSE subscriber
+    (``emostream.client``). Call inside ``netns.private_network()``."""
+    child = None
+    if subprocess:
+        child = await serve_proc.start_serve(SECRET, config)
+        url = child.url
+    else:
+        settings = msgspec.structs.replace(
+            settings, bus=msgspec.structs.replace(settings.bus, url="memory://")
+        )
+        server = await serve.start(settings, "127.0.0.1", 0, build(settings), SECRET)
+        await asyncio.wait_for(server.state.ready.wait(), 120)
+        url = server.url
     events: list[tuple[float, EmotionEvent]] = []
-    tail = asyncio.create_task(_follow(bus, events))
+    viewer = auth.create(SECRET, room, "subscribe", name="bench", ttl_s=3600)
+    tail = asyncio.create_task(_follow(subscribe(url, room, viewer), events))
+    await asyncio.sleep(0.3)  # the subscriber is connected before anyone speaks
+    try:
+        spoken = await _speak(f"{url}/whip/{room}", room, participants, prompts, pause_s, drain_s)
+    finally:
+        tail.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await tail
+        utts: list[Utterance] = []
+        if child is not None:
+            await child.stop()
+        else:
+            bus = server.state.bus
+            utts = [decode(e.data, Utterance) for e in await bus.tail({"utterances": "0"}, 10_000, 10)]
+            await server.close(settings.api.drain_s)
+    result = CallRun(spoken, events, utts)
+    result.match()
+    return result
+
+
+async def _speak(
+    url: str, room: str, participants: int, prompts: tuple[str, ...], pause_s: float, drain_s: float
+) -> list[Spoken]:
+    """N publishers say their prompts (rotated, staggered starts); the prompts' last voiced samples."""
     texts = transcripts()
     loaded = [load_prompt(n, texts) for n in prompts]
     portraits = sorted(PORTRAITS.glob("*.jpg"))
@@ -191,34 +197,29 @@ async def run_call(
         for pub in pubs:
             await pub.stop()
     await asyncio.sleep(1.0)
-    spoken = [
+    return [
         Spoken(name, p.name, p.text, end)
         for name, t in tracks
         for p, end in zip(t.program.prompts, t.voiced_end_walls(), strict=True)
     ]
-    utts = [decode(e.data, Utterance) for e in await bus.tail({"utterances": "0"}, 10_000, 10)]
-    tail.cancel()
-    await runner.cleanup()
-    stop.set()
-    await asyncio.wait_for(task, settings.stage.shutdown_grace_s + 10)
-    await bus.close()
-    result = CallRun(spoken, events, utts)
-    result.match()
-    return result
 
 
-async def _follow(bus: Bus, out: list[tuple[float, EmotionEvent]]) -> None:
-    last = "0"
-    while True:
-        for entry in await bus.tail({EmotionEvent.stream: last}, 100, 100):
-            out.append((time.time(), decode(entry.data, EmotionEvent)))
-            last = entry.id
+async def _follow(sub: Subscription, out: list[tuple[float, EmotionEvent]]) -> None:
+    """Arrival time at the SSE subscriber of each event."""
+    async for event in sub:
+        out.append((time.time(), event))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--participants", type=int, default=2, metavar="N", help="publishers (default 2)")
     parser.add_argument("--pause", type=float, default=1.5, metavar="S", help="silence between prompts")
     parser.add_argument("--json", action="store_true", help="one JSON line")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run `emostream serve` in this process (default: a child process, so the publishers "
+        "running here do not share the server's event loop and GIL)",
+    )
     parser.add_argument("--details", action="store_true", help="also print one JSON line per event")
 
 
@@ -230,7 +231,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--participants must be at least 1", exit_code=2)
     settings = load_settings(getattr(args, "config", None))
     with private_network("emo-bench"):
-        result = asyncio.run(run_call(settings, args.participants, pause_s=args.pause))
+        config = getattr(args, "config", None)
+        result = asyncio.run(
+            run_call(
+                settings, args.participants, pause_s=args.pause, subprocess=not args.in_process, config=config
+            )
+        )
     if args.details:
         for m in result.matched:
             print(json.dumps({k: (round(v, 1) if isinstance(v, float) else v) for k, v in m.items()}))

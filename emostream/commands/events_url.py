@@ -13,6 +13,7 @@ from collections import Counter
 
 from emostream import schema
 from emostream.errors import UserError
+from emostream.late_fusion import driver_of
 
 
 def follow_url(args: argparse.Namespace) -> int:
@@ -73,11 +74,12 @@ class _Table:
         from rich.table import Table
 
         t = Table(title=f"room {self.room}", expand=True)
-        for col in ("speaker", "label", "conf", "said", "so far"):
+        for col in ("speaker", "label", "conf", "driver", "said", "so far"):
             t.add_column(col, overflow="fold")
         for speaker, e in sorted(self.latest.items()):
             so_far = ", ".join(f"{k} {v}" for k, v in self.counts[speaker].most_common(3))
-            t.add_row(speaker, e.label, f"{e.confidence:.2f}", e.transcript.strip()[-80:], so_far)
+            driver = e.driver or driver_of(e)  # events from servers before the field: same rule here
+            t.add_row(speaker, e.label, f"{e.confidence:.2f}", driver, e.transcript.strip()[-80:], so_far)
         return t
 
     def close(self) -> None:

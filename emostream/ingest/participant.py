@@ -77,6 +77,14 @@ class SpeechIngest:
         """One frame of any kind (PyAV AudioFrame, numpy + rate); returns the messages published."""
         return await self.push_audio(self.normalizer.push(frame, sample_rate))
 
+    async def push_many(self, frames: list[Any]) -> list[Message]:
+        """A backlog of frames as one chunk: one VAD pass (off the event loop when it is long)
+        instead of a loop turn per 20 ms frame, so a participant that fell behind catches up."""
+        parts = [a for a in (self.normalizer.push(f) for f in frames) if a.size]
+        if not parts:
+            return []
+        return await self.push_audio(parts[0] if len(parts) == 1 else np.concatenate(parts))
+
     async def push_audio(self, audio: Audio) -> list[Message]:
         """Already-normalized 16 kHz mono float32 audio."""
         if audio.size == 0:

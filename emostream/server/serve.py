@@ -27,6 +27,7 @@ from emostream.server import auth
 from emostream.server.app import ServerState, build_app, rooms_of
 from emostream.server.feed import FeedOptions
 from emostream.server.rooms import PREFIX, RoomHub, fan_out
+from emostream.server.whip import mount_call
 
 log = logging.getLogger("emostream.server")
 
@@ -132,9 +133,11 @@ async def start(settings: Settings, host: str, port: int, stages: list[Stage], s
         log.info("ready", extra={"stages": ",".join(s.name for s in stages) or "none"})
 
     tasks.append(asyncio.create_task(mark_ready()))
-    runner = web.AppRunner(
-        build_app(state), handle_signals=False, access_log=None, shutdown_timeout=api.drain_s
-    )
+    app = build_app(state)
+    # WHIP ingest and the room page; the WHIP sessions close (open utterances flushed) on the
+    # runner's cleanup in Server.close, before the stages are told to stop.
+    mount_call(app, settings, bus, auth.check, secret)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=api.drain_s)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:

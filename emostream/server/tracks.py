@@ -53,6 +53,8 @@ class Ingest(Protocol):
 
     async def audio(self, frame: Any) -> list[Message]: ...
 
+    async def audio_many(self, frames: list[Any]) -> list[Message]: ...
+
     def video(self, frame: Any, t: float) -> bool: ...
 
     async def close(self) -> list[Message]: ...
@@ -65,16 +67,21 @@ class ParticipantIngest:
     class only wires the frame buffer in as the Utterance's frame source.
     """
 
-    def __init__(self, bus: Bus, settings: Settings, room: str, speaker: str) -> None:
+    def __init__(
+        self, bus: Bus, settings: Settings, room: str, speaker: str, t0: float | None = None
+    ) -> None:
         self.bus, self.settings = bus, settings
         self.frames = FrameBuffer(settings.frames)
-        self.speech = SpeechIngest(bus, settings, room, speaker, frames=self._sample)
+        self.speech = SpeechIngest(bus, settings, room, speaker, t0=t0, frames=self._sample)
 
     async def _sample(self, key: str, start: float, end: float) -> list[FrameRef]:
         return await store_frames(self.bus, key, self.frames.encode(start, end), self.settings.bus.blob_ttl_s)
 
     async def audio(self, frame: Any) -> list[Message]:
         return await self.speech.push(frame)
+
+    async def audio_many(self, frames: list[Any]) -> list[Message]:
+        return await self.speech.push_many(frames)
 
     def video(self, frame: Any, t: float) -> bool:
         return self.frames.push(frame, t)
@@ -88,9 +95,12 @@ class ParticipantIngest:
             self.frames.clear()
 
 
-def open_participant(bus: Bus, settings: Settings, room: str, speaker: str) -> ParticipantIngest:
-    """The participant ingest a call track feeds (one definition for WHIP and Janus)."""
-    return ParticipantIngest(bus, settings, room, speaker)
+def open_participant(
+    bus: Bus, settings: Settings, room: str, speaker: str, t0: float | None = None
+) -> ParticipantIngest:
+    """The participant ingest a call track (or ``emostream analyze``'s file) feeds: one definition for
+    WHIP, Janus and files. ``t0``: the clock of media time 0 (None: wall clock at the first audio)."""
+    return ParticipantIngest(bus, settings, room, speaker, t0)
 
 
 @dataclass
@@ -177,7 +187,9 @@ class TrackPump:
                 self._drop("video", "overload", len(self._video))
                 self._video.clear()
             if self._audio:
-                await self._feed_audio(self._audio.popleft())
+                frames = list(self._audio)
+                self._audio.clear()
+                await self._feed_audio(frames)
                 continue
             frame, t = self._video.popleft()
             try:
@@ -186,15 +198,16 @@ class TrackPump:
                 self._error("video", exc)
             await asyncio.sleep(0)
 
-    async def _feed_audio(self, frame: Any) -> None:
+    async def _feed_audio(self, frames: list[Any]) -> None:
+        """Everything queued in one go (one VAD pass), not one loop turn per 20 ms frame."""
         try:
-            self.stats.messages += len(await self.ingest.audio(frame))
+            self.stats.messages += len(await self.ingest.audio_many(frames))
         except Exception as exc:  # noqa: BLE001 - one bad frame must not end the call
-            self._error("audio", exc)
+            self._error("audio", exc, len(frames))
 
-    def _error(self, kind: str, exc: Exception) -> None:
+    def _error(self, kind: str, exc: Exception, n: int = 1) -> None:
         self.stats.errors += 1
-        self._drop(kind, "error")
+        self._drop(kind, "error", n)
         log.warning("call frame failed", extra={"participant": self.name, "kind": kind, "error": str(exc)})
 
     async def close(self) -> None:

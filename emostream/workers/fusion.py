@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import numpy as np
 
 from emostream import schema
@@ -25,7 +26,7 @@ from emostream.config import Settings
 from emostream.inference.fusion import FusionHead, load_fusion
 from emostream.inference.onnx import RuntimeOptions
 from emostream.inference.text import softmax
-from emostream.late_fusion import LateFusion, as_dict, cue_strings
+from emostream.late_fusion import LateFusion, as_dict, cue_strings, driver_of
 from emostream.runtime.follow import Follower
 from emostream.runtime.stage import Emit, Stage, StageContext
 from emostream.schema import EMOTIONS, EmotionEvent, TextContext, VisualDescription, VisualStatus
@@ -129,7 +130,7 @@ class FusionStage(Stage):
             face_cues=cue_strings(face.cues) if face is not None else [],
             fusion=rule,
         )
-        return [Emit(event)]
+        return [Emit(msgspec.structs.replace(event, driver=driver_of(event)))]
 
     def status(self, visual: VisualDescription | None) -> VisualStatus:
         """``used`` when the face takes part in this decision (head, late fusion or face mode)."""

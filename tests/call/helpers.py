@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import jwt
 import msgspec
 from aiohttp import web
 
@@ -15,21 +14,23 @@ from emostream.bench import call
 from emostream.bus import Bus, open_bus
 from emostream.config import Settings, load_settings
 from emostream.schema import Utterance, decode
+from emostream.server import auth
 from emostream.server.page import add_room_page
 from emostream.server.tracks import TrackPump, call_sink
 from emostream.server.whip import WhipEndpoint, add_whip_routes
 
 SECRET = call.SECRET
-verify = call.verifier(SECRET)
-"""The publish-token check of the bench's server (``emostream serve`` uses ``server.auth.check``)."""
+
+
+def verify(token: str | None, room: str) -> str:
+    """The publish check ``emostream serve`` mounts (``mount_call``): ``auth.check``, participant = subject."""
+    return auth.check(SECRET, token, room, ("publish",)).name
 
 
 def token(
     room: str, role: str = "publish", name: str = "alice", ttl_s: float = 600, secret: str = SECRET
 ) -> str:
-    now = int(time.time())
-    claims = {"room": room, "role": role, "sub": name, "iat": now, "exp": now + int(ttl_s)}
-    return jwt.encode(claims, secret, algorithm="HS256")
+    return auth.create(secret, room, role, name=name, ttl_s=ttl_s)
 
 
 @dataclass

@@ -57,17 +57,20 @@ class ServeProc:
         return self.proc.wait(timeout)
 
 
-def start_serve(bus_url: str | None, log_path: str, **env: str) -> ServeProc:
-    """`emostream serve --stages none` on a free port; waits for /readyz."""
+def start_serve(
+    bus_url: str | None, log_path: str, stages: str = "none", ready_s: float = 30, **env: str
+) -> ServeProc:
+    """`emostream serve --stages STAGES` on a free port; waits for /readyz."""
     port = free_port()
-    cmd = [sys.executable, "-m", "emostream", "serve", "--port", str(port), "--stages", "none"]
+    cmd = [sys.executable, "-m", "emostream", "serve", "--port", str(port)]
+    cmd += ["--stages", stages] if stages != "all" else []
     if bus_url:
         cmd += ["--redis", bus_url]
     full_env = {**os.environ, "EMOSTREAM_API_SECRET": SECRET, "EMOSTREAM_BUS_BLOCK_MS": "200", **env}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + ready_s
     import urllib.request
 
     while True:

@@ -32,12 +32,17 @@ function addEvent(ev) {
   row.className = "event";
   row.dataset.speaker = ev.speaker;
   row.dataset.label = ev.label;
+  row.dataset.driver = ev.driver || "text";  // emostream.late_fusion.driver_of, set by the fusion stage
   const t = new Date((ev.emitted_at || ev.end) * 1000);
-  row.innerHTML = "<span class='time'></span><span class='label'></span><span class='transcript'></span>";
+  row.innerHTML =
+    "<span class='time'></span><span class='label'></span><span class='driver'></span><span class='transcript'></span>";
   row.querySelector(".time").textContent = t.toLocaleTimeString();
   const label = row.querySelector(".label");
   label.textContent = ev.label + " " + Math.round(100 * ev.confidence) + "%";
   label.classList.add(ev.label);
+  const driver = row.querySelector(".driver");
+  driver.textContent = "by " + row.dataset.driver;
+  driver.title = "which modality drove this decision (text, face, both, fused)";
   row.querySelector(".transcript").textContent = ev.transcript || "";
   speakerBox(ev.speaker).prepend(row);
 }
