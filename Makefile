@@ -64,8 +64,8 @@ test-media: venv
 DOCKERFILES := deploy/Dockerfile.cpu deploy/Dockerfile.cuda deploy/jetson/Dockerfile
 
 lint:
-	$(BIN)/ruff check emostream tests
-	$(BIN)/ruff format --check emostream tests
+	$(BIN)/ruff check emostream workers train tests
+	$(BIN)/ruff format --check emostream workers train tests
 	$(BIN)/hadolint $(DOCKERFILES)
 
 typecheck:

@@ -51,7 +51,9 @@ async def test_late_fusion_uses_a_reliable_face_and_says_so() -> None:
     assert moved.face_cues == ["mouthSmileLeft 0.82", "mouthSmileRight 0.80"] and moved.face_frames == 12
     assert moved.face_reliability == 0.9 and moved.face_probs["joy"] == 0.92
     assert max(moved.text_probs, key=moved.text_probs.get) == "neutral"  # type: ignore[arg-type]
-    assert held.label == "neutral" and held.visual_status == "used" and driver_of(held) == held.driver == "text"
+    assert (
+        held.label == "neutral" and held.visual_status == "used" and driver_of(held) == held.driver == "text"
+    )
     assert held.probabilities["joy"] > held.text_probs["joy"]
     assert weak_e.visual_status == "unreliable" and weak_e.probabilities == weak_e.text_probs
     assert weak_e.fusion == "text" and weak_e.modalities == ["text"] and weak_e.face_probs["joy"] == 0.92
