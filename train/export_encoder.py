@@ -49,7 +49,7 @@ _PARTS = (
 def sample_sentences(n: int = 200) -> list[str]:
     """Verification text: MELD-style dialogue lines (test fixture) plus description-like sentences."""
     out: list[str] = []
-    fixture = Path(__file__).resolve().parents[2] / "tests/fixtures/meld/dev_sample.csv"
+    fixture = Path(__file__).resolve().parents[1] / "tests/fixtures/meld/dev_sample.csv"
     if fixture.is_file():
         with fixture.open(newline="", encoding="utf-8") as fh:
             out += [row["Utterance"] for row in csv.DictReader(fh)]

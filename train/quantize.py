@@ -41,7 +41,7 @@ from emostream.errors import UserError
 from emostream.train.quant_calib import calibration_feeds, choose_alpha
 from emostream.train.quant_graph import Kernel, weight_only_int8
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]  # train/ sits at the top of the checkout
 FIXTURE = REPO / "tests/fixtures/meld/dev_sample.csv"
 DEFAULT_KERNEL: Kernel = "integer"
 DEFAULT_KEEP_FLOAT: tuple[str, ...] = (r"layer\.\d+/output/dense",)
