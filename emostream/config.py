@@ -196,6 +196,12 @@ class VlmSettings(Section):
     transformers_model: str = ""
     """Local path or hub id of a Qwen2.5-VL checkpoint for the ``transformers`` backend."""
     max_sentences: int = 3
+    provider: str = "cpu"
+    """ONNX Runtime execution provider of the sentence encoder: ``cpu``, ``cuda`` or ``tensorrt``."""
+    trt_cache_dir: str = "~/.cache/emostream/trt"
+    """TensorRT engine cache directory of the sentence encoder."""
+    threads: Count = 1
+    """ONNX Runtime intra-op threads of the sentence encoder (1: no spinning against other stages)."""
 
 
 class ContextSettings(Section):

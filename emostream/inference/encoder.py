@@ -42,14 +42,20 @@ class EncoderOptions:
     """Longer inputs are truncated (sentence-transformers' max_seq_length)."""
     batch_size: int = 32
     """Sentences per ONNX Runtime call."""
-    threads: int = 1
-    """intra-op threads; 1 keeps the embedded pipeline from starving other stages on small CPUs."""
 
 
 class SentenceEncoder:
     """Embeds sentences into L2-normalised vectors (``dim`` floats each)."""
 
-    def __init__(self, model_dir: Path, name: str = "", options: EncoderOptions | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        name: str = "",
+        options: EncoderOptions | None = None,
+        runtime: RuntimeOptions | None = None,
+    ) -> None:
+        """``runtime``: provider and threads of the stage that embeds (``[vlm]``); plain 1-thread CPU
+        for tools."""
         from tokenizers import Tokenizer
 
         model = model_dir / "model.onnx"
@@ -66,7 +72,7 @@ class SentenceEncoder:
         self._tokenizer = Tokenizer.from_file(str(tok))
         self._tokenizer.enable_truncation(max_length=self.options.max_tokens)
         self._tokenizer.enable_padding()
-        self._session = session(model, RuntimeOptions.cpu(self.options.threads))
+        self._session = session(model, runtime or RuntimeOptions.cpu(1))
         self._inputs = {i.name for i in self._session.get_inputs()}
         self._lock = threading.Lock()
         self.dim = int(self.encode(["probe"]).shape[1])
@@ -82,7 +88,7 @@ class SentenceEncoder:
         from emostream.store import load
 
         full = store_name(name)
-        return cls(load(full, settings), name=full, options=options)
+        return cls(load(full, settings), name=full, options=options, runtime=RuntimeOptions.of(settings.vlm))
 
     def encode(self, sentences: list[str]) -> npt.NDArray[np.float32]:
         """[len(sentences), dim] float32, each row of unit length (empty input -> [0, dim])."""
