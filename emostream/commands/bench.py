@@ -20,37 +20,10 @@ HELP = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="bench", metavar="NAME", required=True)
     for name in BENCHES:
-        try:
-            module = importlib.import_module(f"emostream.bench.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"emostream.bench.{name}":
-                raise
-            p = sub.add_parser(name, help=f"{name} benchmark (not available yet)")
-            p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-            p.set_defaults(_bench=_not_landed(name))
-            continue
+        module = importlib.import_module(f"emostream.bench.{name}")
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
         p.set_defaults(_bench=module.run)
-
-
-def _not_landed(name: str):  # type: ignore[no-untyped-def]
-    def run(args: argparse.Namespace) -> int:
-        from emostream.errors import NotLanded
-
-        raise NotLanded(
-            f"emostream bench {name}",
-            {
-                "bus": "[spine]",
-                "asr": "[speech]",
-                "voices": "[speech]",
-                "visual": "[visual]",
-                "quant": "[runtime]",
-                "call": "[call]",
-            }[name],
-        )
-
-    return run
 
 
 def run(args: argparse.Namespace) -> int:

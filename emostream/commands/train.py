@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         mod = _import("emostream.train.quantize")
         if mod is None or not hasattr(mod, "main"):
             raise UserError(
-                "`emostream train quantize` is not available yet (issue [runtime] has not landed)"
+                "`emostream train quantize` needs the train extra: pip install 'emostream[train]'"
             )
         return int(mod.main(list(args.rest)) or 0)
     if args.kind == "features":
@@ -132,7 +132,10 @@ def run(args: argparse.Namespace) -> int:
     module, cfg_name, fn_name = _KINDS[args.kind]
     mod = _import(module)
     if mod is None:
-        raise UserError(f"`emostream train {args.kind}` is not available yet ({module} is missing)")
+        raise UserError(
+            f"`emostream train {args.kind}` needs the train extra ({module} cannot be imported): "
+            "pip install 'emostream[train]'"
+        )
     from emostream.train.config import load_config
 
     overrides = _parse_sets(args.set)

@@ -16,6 +16,6 @@ from emostream.bench import netns
 def private_net() -> Iterator[netns.Network]:
     why = netns.available()
     if why:
-        pytest.skip(f"WebRTC tests need a private network namespace: {why}")
+        pytest.fail(f"WebRTC tests need a private network namespace (run as root with iproute2): {why}")
     with netns.private_network("emo-whip") as net:
         yield net
