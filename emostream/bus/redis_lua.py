@@ -1,0 +1,119 @@
+"""The Redis bus's Lua scripts: publish with the trim rule, trim, and the atomic commit of outputs + acks.
+
+Kept apart from :mod:`emostream.bus.redis` so the Python client code and the server-side scripts each
+read on their own."""
+
+LUA_ROOM = """
+local function id_lt(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, bm = tonumber(am), tonumber(bm)
+  if am ~= bm then return am < bm end
+  return tonumber(as) < tonumber(bs)
+end
+local function after(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return ms .. '-' .. string.format('%.0f', tonumber(seq) + 1)
+end
+-- Oldest id some consumer group still needs (pending, or not yet delivered); false without groups.
+local function needed(key)
+  local low = false
+  local groups = redis.call('XINFO', 'GROUPS', key)
+  for _, g in ipairs(groups) do
+    local f = {}
+    for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+    local id
+    if tonumber(f['pending']) > 0 then
+      id = redis.call('XPENDING', key, f['name'])[2]
+    else
+      id = after(f['last-delivered-id'])
+    end
+    if not low or id_lt(id, low) then low = id end
+  end
+  return low, #groups
+end
+-- Trim by retention and the cap, never past what a group still needs; true when `need` more entries fit.
+local function room(key, maxlen, ret_ms, need)
+  if need > maxlen then need = maxlen end
+  local len = redis.call('XLEN', key)
+  if len == 0 then return true end
+  local cut = false
+  if ret_ms > 0 then
+    local t = redis.call('TIME')
+    local edge_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - ret_ms
+    local edge = string.format('%.0f', edge_ms) .. '-0'
+    if id_lt(redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1][1], edge) then cut = edge end
+  end
+  local full = len + need > maxlen
+  if not full and not cut then return true end
+  local low, ngroups = needed(key)
+  if full then
+    local drop = len + need - maxlen
+    if ngroups > 0 then drop = math.max(drop, len - math.floor(maxlen * 0.9)) end
+    local rows = redis.call('XRANGE', key, '-', '+', 'COUNT', drop + 1)
+    local edge
+    if #rows > drop then edge = rows[drop + 1][1] else edge = after(rows[#rows][1]) end
+    if not cut or id_lt(cut, edge) then cut = edge end
+  end
+  if low and id_lt(low, cut) then cut = low end
+  redis.call('XTRIM', key, 'MINID', cut)
+  return redis.call('XLEN', key) + need <= maxlen
+end
+"""
+"""Shared Lua: the trim rule. Entries go by retention or the cap only once every group has read and
+acked them (MINID up to the oldest entry still pending or undelivered across the stream's groups).
+At the cap a stream with groups is trimmed to 90% (amortizes the group scan); a ring to maxlen."""
+
+PUBLISH_SCRIPT = (
+    LUA_ROOM
+    + """
+local maxlen, ret = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ids = {}
+for i = 3, #ARGV do
+  if not room(KEYS[1], maxlen, ret, 1) then break end
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'd', ARGV[i])
+end
+return ids
+"""
+)
+"""Append payloads while they fit; returns the ids added (fewer than given: the stream is full)."""
+
+TRIM_SCRIPT = (
+    LUA_ROOM
+    + """
+return room(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), 0) and 1 or 0
+"""
+)
+
+COMMIT_SCRIPT = (
+    LUA_ROOM
+    + """
+local maxlen, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local need, ret = {}, {}
+for i = 1, n do
+  need[KEYS[i]] = (need[KEYS[i]] or 0) + 1
+  ret[KEYS[i]] = tonumber(ARGV[2 + i])
+end
+for key, k in pairs(need) do
+  if not room(key, maxlen, ret[key], k) then return {-1, key} end
+end
+local a = 3 + n
+for i = 1, n do
+  redis.call('XADD', KEYS[i], '*', 'd', ARGV[a])
+  a = a + 1
+end
+local acked = 0
+for j = n + 1, #KEYS do
+  local group, k = ARGV[a], tonumber(ARGV[a + 1])
+  a = a + 2
+  for first = a, a + k - 1, 500 do
+    acked = acked + redis.call('XACK', KEYS[j], group, unpack(ARGV, first, math.min(first + 499, a + k - 1)))
+  end
+  a = a + k
+end
+return {acked}
+"""
+)
+"""Publish outputs then ack inputs, atomically; nothing at all when an output stream is full (returns
+{-1, key}). KEYS: output streams, then input streams. ARGV: maxlen, number of outputs, retention ms per
+output, one payload per output, then per input stream: group, n, n ids."""
