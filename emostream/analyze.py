@@ -136,8 +136,11 @@ async def analyze(
     timeout_s: float = 120.0,
     on_event: Callable[[EmotionEvent], None] | None = None,
     on_error: Callable[[str], None] | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> Result:
-    """Analyse ``files`` (one participant each) in ``room``; events in the order they were decided."""
+    """Analyse ``files`` (one participant each) in ``room``; events in the order they were decided.
+    ``on_progress(phase, events, utterances)`` follows the work (for a bar on a terminal)."""
+    progress = on_progress or (lambda *_: None)
     embedded = settings.bus.url.startswith("memory")
     video = any(has_video(f) for f in files)
     if embedded and not video:  # no visual branch runs here: fusion must not wait for it
@@ -162,6 +165,7 @@ async def analyze(
                 waiter.cancel()
                 runner.result()
                 raise UserError("the pipeline stopped while starting")
+        progress("feeding the recordings", 0, 0)
         start = await bus.last_id(EmotionEvent.stream)
         await bus.publish(RoomControl.stream, encode(RoomControl(room=room, action="room_start", at=now())))
         expected: set[str] = set()
@@ -189,6 +193,7 @@ async def analyze(
         last = start
         deadline: float | None = None
         while True:
+            progress("events" if feeding.done() else "feeding the recordings", len(seen), len(expected))
             if feeding.done() and deadline is None:
                 feeding.result()
                 deadline = time.monotonic() + timeout_s

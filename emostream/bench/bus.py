@@ -26,6 +26,7 @@ from typing import Any
 from emostream.bus import Bus, open_bus
 from emostream.config import BusSettings, Settings, StageSettings
 from emostream.errors import UserError
+from emostream.progress import Steps
 from emostream.runtime.errors import GroupMissing
 from emostream.runtime.pipeline import Pipeline
 from emostream.schema import decode, encode
@@ -35,6 +36,7 @@ from emostream.testing.toy import Ping, pipeline_stages, stream_of
 HELP = "Bus throughput and publish-to-consume latency through a 3-stage pipeline (memory and Redis)."
 HOPS = 3
 SINK = "bench-sink"
+WARMUP = 200
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,14 +54,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     kinds = ["memory", "redis"] if args.bus == "both" else [args.bus]
+    total = WARMUP + args.messages + max(1, int(args.rate * args.seconds))
     for kind in kinds:
-        if kind == "memory":
-            result = asyncio.run(_bench_url("memory://", args, workers=False))
-        elif args.redis:
-            result = asyncio.run(_bench_url(args.redis, args, workers=args.workers))
-        else:
-            with redis_server() as url:
-                result = asyncio.run(_bench_url(url, args, workers=args.workers))
+        with Steps(f"bench bus {kind}: messages through 3 hops", total) as bar:
+            if kind == "memory":
+                result = asyncio.run(_bench_url("memory://", args, False, bar))
+            elif args.redis:
+                result = asyncio.run(_bench_url(args.redis, args, args.workers, bar))
+            else:
+                with redis_server() as url:
+                    result = asyncio.run(_bench_url(url, args, args.workers, bar))
         result = {"bus": kind, **result}
         if args.json:
             print(json.dumps(result), flush=True)
@@ -75,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
 class _Sink:
     """Consumes ``toy.3`` through its own group; records publish -> consume latency per message."""
 
-    def __init__(self, bus: Bus) -> None:
-        self.bus, self.seen = bus, 0
+    def __init__(self, bus: Bus, bar: Steps) -> None:
+        self.bus, self.seen, self.bar = bus, 0, bar
         self.latencies: list[float] = []
         self.last_at = 0.0
         self._changed = asyncio.Event()
@@ -91,6 +95,7 @@ class _Sink:
             if got:
                 await self.bus.ack(out, SINK, [d.id for d in got])
                 self.seen += len(got)
+                self.bar.update(completed=self.seen)
                 self.last_at = time.perf_counter()
                 self._changed.set()
 
@@ -111,7 +116,7 @@ def _ping(n: int, payload: bytes) -> bytes:
     return encode(Ping(id=f"m{n}", n=n, sent_at=time.time(), payload=payload))
 
 
-async def _bench_url(url: str, args: argparse.Namespace, workers: bool) -> dict[str, Any]:
+async def _bench_url(url: str, args: argparse.Namespace, workers: bool, bar: Steps) -> dict[str, Any]:
     bus = open_bus(url, BusSettings(url=url, maxlen=max(10_000, args.messages * 2)))
     settings = Settings(
         bus=BusSettings(url=url, block_ms=100, maxlen=max(10_000, args.messages * 2)),
@@ -133,13 +138,13 @@ async def _bench_url(url: str, args: argparse.Namespace, workers: bool) -> dict[
             stage_task = asyncio.create_task(pipeline.run(stop, ready))
             await ready.wait()
         await bus.ensure_group(stream_of(HOPS), SINK, "$")
-        sink = _Sink(bus)
+        sink = _Sink(bus, bar)
         sink_task = asyncio.create_task(sink.run(stop))
         payload = os.urandom(1024)
         n = 0
-        for n in range(200):  # warm-up: connections, code paths
+        for n in range(WARMUP):  # warm-up: connections, code paths
             await bus.publish(stream_of(0), _ping(n, payload))
-        await sink.wait_for(200, 30)
+        await sink.wait_for(WARMUP, 30)
 
         base = sink.seen
         cpu0, server0 = time.process_time(), await _server_cpu(bus)

@@ -38,6 +38,7 @@ from emostream.bench.call_media import (
 from emostream.client import Subscription, subscribe
 from emostream.config import Settings, load_settings
 from emostream.evaluation.scores import edit_distance
+from emostream.progress import Steps
 from emostream.runtime.topology import build
 from emostream.schema import EmotionEvent, Utterance, decode
 from emostream.server import auth, serve
@@ -136,10 +137,13 @@ async def run_call(
     drain_s: float = 4.0,
     subprocess: bool = False,
     config: str | None = None,
+    bar: Steps | None = None,
 ) -> CallRun:
     """Run one call against ``emostream serve`` (embedded bus, every stage): in-process, or with
     ``subprocess`` a child process of its own; its events are read by an SSE subscriber
     (``emostream.client``). Call inside ``netns.private_network()``."""
+    bar = bar or Steps("", show=False)
+    bar.update(description="bench call: starting emostream serve (every stage)")
     child = None
     if subprocess:
         child = await serve_proc.start_serve(SECRET, config)
@@ -156,7 +160,7 @@ async def run_call(
     tail = asyncio.create_task(_follow(subscribe(url, room, viewer), events))
     await asyncio.sleep(0.3)  # the subscriber is connected before anyone speaks
     try:
-        spoken = await _speak(f"{url}/whip/{room}", room, participants, prompts, pause_s, drain_s)
+        spoken = await _speak(f"{url}/whip/{room}", room, participants, prompts, pause_s, drain_s, bar)
     finally:
         tail.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -174,7 +178,13 @@ async def run_call(
 
 
 async def _speak(
-    url: str, room: str, participants: int, prompts: tuple[str, ...], pause_s: float, drain_s: float
+    url: str,
+    room: str,
+    participants: int,
+    prompts: tuple[str, ...],
+    pause_s: float,
+    drain_s: float,
+    bar: Steps,
 ) -> list[Spoken]:
     """N publishers say their prompts (rotated, staggered starts); the prompts' last voiced samples."""
     texts = transcripts()
@@ -192,7 +202,16 @@ async def _speak(
             await pub.start()
             pubs.append(pub)
             tracks.append((name, speech))
-        await asyncio.sleep(max(t.program.duration for _, t in tracks) + drain_s)
+        call_s = max(t.program.duration for _, t in tracks) + drain_s
+        bar.update(
+            completed=0,
+            total=round(call_s),
+            description=f"bench call: {participants} publishers speaking (s)",
+        )
+        t0 = time.monotonic()
+        while (left := t0 + call_s - time.monotonic()) > 0:
+            await asyncio.sleep(min(0.5, left))
+            bar.update(completed=round(min(call_s, time.monotonic() - t0)))
     finally:
         for pub in pubs:
             await pub.stop()
@@ -230,11 +249,16 @@ def run(args: argparse.Namespace) -> int:
     if args.participants < 1:
         raise UserError("--participants must be at least 1", exit_code=2)
     settings = load_settings(getattr(args, "config", None))
-    with private_network("emo-bench"):
+    with private_network("emo-bench"), Steps("bench call") as bar:
         config = getattr(args, "config", None)
         result = asyncio.run(
             run_call(
-                settings, args.participants, pause_s=args.pause, subprocess=not args.in_process, config=config
+                settings,
+                args.participants,
+                pause_s=args.pause,
+                subprocess=not args.in_process,
+                config=config,
+                bar=bar,
             )
         )
     if args.details:

@@ -16,6 +16,8 @@ import sys
 import time
 from typing import Any
 
+from emostream.progress import Steps
+
 HELP = "Event API load: N SSE subscribers of one room at a steady publish rate (p50/p95 latency, lost)."
 ROOM = "bench"
 PROCS = 4
@@ -38,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.subscribers < 1 or args.rate <= 0 or args.seconds <= 0:
         raise UserError("--subscribers, --rate and --seconds must be above 0", exit_code=2)
-    row = asyncio.run(_bench(args.subscribers, args.rate, args.seconds))
+    with Steps(f"bench events: {args.subscribers} subscribers, events published") as bar:
+        row = asyncio.run(_bench(args.subscribers, args.rate, args.seconds, bar))
     if args.json:
         print(json.dumps(row))
     else:
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _bench(n_subs: int, rate: float, seconds: float) -> dict[str, Any]:
+async def _bench(n_subs: int, rate: float, seconds: float, bar: Steps | None = None) -> dict[str, Any]:
     import secrets
 
     from emostream import schema
@@ -91,8 +94,12 @@ async def _bench(n_subs: int, rate: float, seconds: float) -> dict[str, Any]:
                 raise RuntimeError(f"subscriber process failed to start: {line!r}")
         bus = server.state.bus
         probs = {k: 1 / 7 for k in schema.EMOTIONS}
+        if bar is not None:
+            bar.update(completed=0, total=total)
         t0 = time.perf_counter()
         for i in range(total):
+            if bar is not None and i % 100 == 0:
+                bar.update(completed=i)
             due = t0 + i / rate
             delay = due - time.perf_counter()
             if delay > 0:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from emostream.errors import UserError
+from emostream.progress import Steps
 
 HELP = "Quantization: size, latency, throughput and dev weighted-F1 of FP32, dynamic INT8 and WOQ INT8."
 VARIANTS = ("torch_fp32", "onnx_fp32", "dynamic_int8", "woq_int8")
@@ -105,7 +106,11 @@ def _long_prompt(builder: Any, csv: str) -> Any:
 
 
 def dev_pass(
-    runners: dict[str, tuple[Callable[[Any], np.ndarray], float]], builder: Any, csv: str, limit: int
+    runners: dict[str, tuple[Callable[[Any], np.ndarray], float]],
+    builder: Any,
+    csv: str,
+    limit: int,
+    bar: Steps | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every utterance through every variant in turn (batch 1, past-only context), timed per variant:
     throughput and scores come from the same pass, so load changes hit all variants alike."""
@@ -116,8 +121,13 @@ def dev_pass(
     gold: list[int] = []
     preds: dict[str, list[int]] = {n: [] for n in runners}
     spent = dict.fromkeys(runners, 0.0)
-    for dialogue in list(read_meld(csv).dialogues.values())[: limit or None]:
+    dialogues = list(read_meld(csv).dialogues.values())[: limit or None]
+    if bar is not None:
+        bar.update(total=sum(len(d) for d in dialogues))
+    for dialogue in dialogues:
         for utt, prompt in zip(dialogue, meld_prompts(builder, dialogue), strict=True):
+            if bar is not None:
+                bar.advance()
             gold.append(utt.label)
             for name, (fn, _) in runners.items():
                 t0 = time.perf_counter()
@@ -146,7 +156,8 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        paths = _build(args, work)
+        with Steps("bench quant: building the variants (export, INT8)"):
+            paths = _build(args, work)
         options = RuntimeOptions.cpu(args.threads)
         meta = json.loads((ckpt / "meta.json").read_text())
         tok = ckpt / "tokenizer.json"
@@ -168,15 +179,20 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
             for _ in range(3):
                 fn(prompt)
         rounds = 6
-        for rnd in range(rounds):
-            order = list(runners) if rnd % 2 == 0 else list(reversed(runners))
-            for name in order:
-                fn = runners[name][0]
-                for _ in range(max(1, args.runs // rounds)):
-                    t0 = time.perf_counter()
-                    fn(prompt)
-                    lat[name].append(time.perf_counter() - t0)
-        results = dev_pass(runners, builder, args.csv, args.limit)
+        per_round = max(1, args.runs // rounds)
+        with Steps("bench quant: latency runs", rounds * per_round * len(runners)) as bar:
+            for rnd in range(rounds):
+                order = list(runners) if rnd % 2 == 0 else list(reversed(runners))
+                for name in order:
+                    fn = runners[name][0]
+                    bar.update(note=name)
+                    for _ in range(per_round):
+                        t0 = time.perf_counter()
+                        fn(prompt)
+                        lat[name].append(time.perf_counter() - t0)
+                        bar.advance()
+        with Steps(f"bench quant: dev pass x{len(runners)} variants") as bar:
+            results = dev_pass(runners, builder, args.csv, args.limit, bar)
         for name, (_, size) in runners.items():
             results[name].update(size_mb=round(size, 2), lat=lat[name])
         ref = np.asarray(results["onnx_fp32"]["predictions"])

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from emostream.errors import UserError
+from emostream.progress import Steps
 
 HELP = "Visual path latency per utterance: FEC + landmarks VLM + embedding (p50/p95 ms, frames/s)."
 TARGET_P95_MS = 250.0
@@ -80,23 +81,25 @@ async def measure(args: argparse.Namespace) -> dict[str, float | int | str]:
     total, fec_ms, vlm_ms, cpu_ms = [], [], [], []
     key_frames, text = 0, ""
     try:
-        for run in range(args.runs + 2):
-            refs = await participant.store_frames(bus, f"bench/s/{run}", frames, 60)
-            utt = participant.utterance("bench", "s", run, 0.0, args.seconds, frames=refs)
-            t0, c0 = time.perf_counter(), time.process_time()
-            (kf,) = await fec.handle(utt, ctx)
-            t1 = time.perf_counter()
-            (vd,) = await vlm.handle(kf.message, ctx)
-            t2, c2 = time.perf_counter(), time.process_time()
-            assert isinstance(kf.message, KeyFrames) and isinstance(vd.message, VisualDescription)
-            if not kf.message.face_found:
-                raise UserError(f"no face found in {path}: pass a frontal face picture with --image")
-            if run >= 2:
-                total.append((t2 - t0) * 1000)
-                fec_ms.append((t1 - t0) * 1000)
-                vlm_ms.append((t2 - t1) * 1000)
-                cpu_ms.append((c2 - c0) * 1000)
-            key_frames, text = len(kf.message.frames), vd.message.text
+        with Steps("bench visual: utterances (2 warm-up)", args.runs + 2) as bar:
+            for run in range(args.runs + 2):
+                refs = await participant.store_frames(bus, f"bench/s/{run}", frames, 60)
+                utt = participant.utterance("bench", "s", run, 0.0, args.seconds, frames=refs)
+                t0, c0 = time.perf_counter(), time.process_time()
+                (kf,) = await fec.handle(utt, ctx)
+                t1 = time.perf_counter()
+                (vd,) = await vlm.handle(kf.message, ctx)
+                t2, c2 = time.perf_counter(), time.process_time()
+                assert isinstance(kf.message, KeyFrames) and isinstance(vd.message, VisualDescription)
+                if not kf.message.face_found:
+                    raise UserError(f"no face found in {path}: pass a frontal face picture with --image")
+                if run >= 2:
+                    total.append((t2 - t0) * 1000)
+                    fec_ms.append((t1 - t0) * 1000)
+                    vlm_ms.append((t2 - t1) * 1000)
+                    cpu_ms.append((c2 - c0) * 1000)
+                key_frames, text = len(kf.message.frames), vd.message.text
+                bar.advance()
     finally:
         await fec.close()
         await vlm.close()

@@ -21,6 +21,7 @@ import numpy as np
 from emostream.bench.speech_data import BENCH_WPM, fix_text, meld_rows, normalize, speak
 from emostream.evaluation.scores import edit_distance
 from emostream.ingest.audio import SAMPLE_RATE
+from emostream.progress import Steps
 
 HELP = "WER per espeak-ng voice on MELD lines (how the ASR bench's voices were chosen; use train lines)."
 
@@ -57,22 +58,32 @@ def run(args: argparse.Namespace) -> int:
     tail = np.zeros(SAMPLE_RATE * vad.tail_ms // 1000, np.float32)
     seen: dict[str, str] = {}
     rows: list[dict[str, object]] = []
-    for voice in [v.strip() for v in args.voices.split(",") if v.strip()]:
-        clips = [speak(t, voice, args.wpm) for t in texts]
-        digest = hashlib.sha1(b"".join(c.tobytes() for c in clips)).hexdigest()
-        if digest in seen:
-            row: dict[str, object] = {"voice": voice, "same_audio_as": seen[digest]}
-        else:
-            seen[digest] = voice
-            errors = words = 0
-            for text, clip in zip(texts, clips, strict=True):
-                ref = normalize(text)
-                hyp = engine.transcribe(np.concatenate([head, clip, tail])).text
-                errors += edit_distance(ref, normalize(hyp))
-                words += len(ref)
-            row = {"voice": voice, "wpm": args.wpm, "wer": round(errors / max(1, words), 4), "words": words}
-        rows.append(row)
-        print(json.dumps(row) if args.json else "  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    voices = [v.strip() for v in args.voices.split(",") if v.strip()]
+    with Steps("bench voices: clips", len(voices) * len(texts)) as bar:
+        for voice in voices:
+            bar.update(note=voice)
+            clips = [speak(t, voice, args.wpm) for t in texts]
+            digest = hashlib.sha1(b"".join(c.tobytes() for c in clips)).hexdigest()
+            if digest in seen:
+                row: dict[str, object] = {"voice": voice, "same_audio_as": seen[digest]}
+                bar.advance(len(texts))
+            else:
+                seen[digest] = voice
+                errors = words = 0
+                for text, clip in zip(texts, clips, strict=True):
+                    ref = normalize(text)
+                    hyp = engine.transcribe(np.concatenate([head, clip, tail])).text
+                    errors += edit_distance(ref, normalize(hyp))
+                    words += len(ref)
+                    bar.advance()
+                row = {
+                    "voice": voice,
+                    "wpm": args.wpm,
+                    "wer": round(errors / max(1, words), 4),
+                    "words": words,
+                }
+            rows.append(row)
+            print(json.dumps(row) if args.json else "  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
     ranked = sorted((r for r in rows if "wer" in r), key=lambda r: float(r["wer"]))  # type: ignore[arg-type]
     if ranked and not args.json:
         print("best: " + ", ".join(f"{r['voice']} {r['wer']}" for r in ranked[:8]), file=sys.stderr)

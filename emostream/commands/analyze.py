@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{len(args.speaker)} --speaker names for {len(args.files)} files", exit_code=2)
     from emostream.analyze import analyze, speaker_names, summary
     from emostream.log import setup_logging
+    from emostream.progress import Steps
 
     setup_logging("warning", settings.stage.log_format)
     files = [Path(f) for f in args.files]
@@ -66,18 +67,24 @@ def run(args: argparse.Namespace) -> int:
     def on_error(line: str) -> None:
         print(f"emostream analyze: {line}", file=sys.stderr, flush=True)
 
-    result = asyncio.run(
-        analyze(
-            files,
-            speakers,
-            settings,
-            room,
-            realtime=args.realtime,
-            timeout_s=args.timeout,
-            on_event=on_event,
-            on_error=on_error,
+    with Steps("analyze: starting the stages (models)") as bar:
+
+        def on_progress(phase: str, events: int, utterances: int) -> None:
+            bar.update(completed=events, total=utterances or None, description=f"analyze: {phase}")
+
+        result = asyncio.run(
+            analyze(
+                files,
+                speakers,
+                settings,
+                room,
+                realtime=args.realtime,
+                timeout_s=args.timeout,
+                on_event=on_event,
+                on_error=on_error,
+                on_progress=on_progress,
+            )
         )
-    )
     if result.missing:
         on_error(f"{result.missing} utterance(s) got no event within {args.timeout:g} s")
     stats = summary(result.events)

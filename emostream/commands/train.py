@@ -41,7 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             help="override one config key (TOML value syntax), repeatable",
         )
         p.add_argument("--fresh", action="store_true", help="start over instead of resuming run_dir/last.pt")
-        p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+        p.add_argument(
+            "--no-progress",
+            action="store_true",
+            help="no progress bar (logs only; also off when stderr is no terminal)",
+        )
         if kind == "text":
             p.add_argument(
                 "--encoder", metavar="PATH", help="encoder folder (default: model store all-MiniLM-L6-v2)"
@@ -64,6 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         add_help=False,
     )
     q.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+
+def bars(args: argparse.Namespace) -> bool:
+    """tqdm bars for a person at a terminal only: piped or logged runs keep the per-epoch log lines."""
+    from emostream.progress import enabled
+
+    return not args.no_progress and enabled()
 
 
 def _parse_sets(items: list[str]) -> dict[str, Any]:
@@ -145,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
             overrides[key] = getattr(args, key)
     cfg = load_config(getattr(mod, cfg_name), args.train_config, overrides)
     extra = {"settings": _settings(args)} if args.kind == "text" else {}  # its encoder comes from the store
-    result = getattr(mod, fn_name)(cfg, resume=not args.fresh, progress=not args.no_progress, **extra)
+    result = getattr(mod, fn_name)(cfg, resume=not args.fresh, progress=bars(args), **extra)
     best = result.get("best", {})
     print(f"best dev weighted-F1 {best.get('weighted_f1')} accuracy {best.get('accuracy')} -> {cfg.run_dir}")
     return 0
