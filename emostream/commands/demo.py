@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     ns.config = getattr(args, "config", None)
     rc = analyze.run(ns)
     print(
-        "\nTry it live: `emostream serve` (prints links with tokens), then open "
-        "http://127.0.0.1:8765/rooms/demo?token=TOKEN in a browser to join with camera and microphone."
+        "\nTry it live: run `emostream serve`, then open the room page link it prints "
+        "(http://127.0.0.1:8765/rooms/demo?token=...) in a browser to join with camera and microphone."
     )
     return rc

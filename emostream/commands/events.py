@@ -64,6 +64,15 @@ async def _follow(url: str, args: argparse.Namespace, settings: Settings) -> int
     dropped = schema.Dropped.stream
     try:
         await bus.ping()
+        from emostream.config import redact_url
+
+        where = f"room {args.room}" if args.room else "every room"
+        when = "the retained history, then new ones" if args.from_start else "new ones"
+        print(
+            f"emostream events: following {args.stream} on {redact_url(url)} ({where}, {when}); Ctrl-C stops",
+            file=sys.stderr,
+            flush=True,
+        )
         last = {
             args.stream: "0-0" if args.from_start else await bus.last_id(args.stream),
             dropped: await bus.last_id(dropped),

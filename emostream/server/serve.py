@@ -180,7 +180,14 @@ async def serve_forever(
         say(
             f"  room demo (SSE): curl -sN -H 'Accept: text/event-stream' '{server.url}/v1/rooms/demo/events?token={sub}'"
         )
+        you = auth.create(secret, "demo", "publish", name="you", ttl_s=12 * 3600)
+        say(f"  room page demo:  {server.url}/rooms/demo?token={you}&watch={sub}")
         say("  set EMOSTREAM_API_SECRET to mint more with `emostream token create`")
+    else:
+        say(
+            f"emostream serve: room page {server.url}/rooms/ROOM?token=PUBLISH&watch=SUBSCRIBE "
+            "(tokens from `emostream token create --room ROOM --role publish|subscribe`)"
+        )
     with contextlib.suppress(asyncio.CancelledError):
         await stop.wait()
     say("emostream serve: draining")
