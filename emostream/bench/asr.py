@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import csv
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,9 +254,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.progress import Progress
-
     from emostream.config import load_settings
+    from emostream.progress import Steps
 
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in names if m not in MODELS]
@@ -270,35 +268,32 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--voices is empty: pass espeak-ng voice names, e.g. en+f2,en-us+m6")
     lines = load_lines(args.csv, args.n, voices, args.wpm)
     all_results: list[Result] = []
-    with Progress(transient=True, console=_stderr_console()) as bar:
-        for name in names:
-            asr = AsrSettings(
-                **{**{f: getattr(base, f) for f in base.__struct_fields__}, "model": MODELS[name]}
-            )
-            if args.beam_size:
-                asr.beam_size = args.beam_size
-            if args.min_window:
-                asr.min_window_s = args.min_window
-            task = bar.add_task(f"asr {name}", total=len(lines))
-            passes0, model0 = _partial_passes(), _model_seconds()
+    for name in names:  # a bar per model on a terminal's stderr; results on stdout after it
+        asr = AsrSettings(**{**{f: getattr(base, f) for f in base.__struct_fields__}, "model": MODELS[name]})
+        if args.beam_size:
+            asr.beam_size = args.beam_size
+        if args.min_window:
+            asr.min_window_s = args.min_window
+        passes0, model0 = _partial_passes(), _model_seconds()
+        with Steps(f"bench asr {name}: utterances", len(lines)) as bar:
             results = asyncio.run(
                 bench_model(
                     name,
                     lines,
                     msgspec.structs.replace(loaded, asr=asr),
                     not args.no_fresh,
-                    lambda t=task: bar.advance(t),
+                    bar.advance,
                     args.realtime,
                 )
             )
-            all_results += results
-            summary = summarize(name, results, vad)
-            utterances = max(1, sum(r.utterances for r in results))
-            summary["partial_passes_per_utterance"] = round((_partial_passes() - passes0) / utterances, 2)
-            fresh_s = sum(r.fresh_s for r in results if r.fresh_s == r.fresh_s)
-            all_s = _model_seconds() - model0 - fresh_s  # every pass but the "fresh" comparison ones
-            summary["rtf_all_passes"] = round(all_s / max(1e-9, sum(r.seconds for r in results)), 4)
-            print(json.dumps(summary) if args.json else _table(summary), flush=True)
+        all_results += results
+        summary = summarize(name, results, vad)
+        utterances = max(1, sum(r.utterances for r in results))
+        summary["partial_passes_per_utterance"] = round((_partial_passes() - passes0) / utterances, 2)
+        fresh_s = sum(r.fresh_s for r in results if r.fresh_s == r.fresh_s)
+        all_s = _model_seconds() - model0 - fresh_s  # every pass but the "fresh" comparison ones
+        summary["rtf_all_passes"] = round(all_s / max(1e-9, sum(r.seconds for r in results)), 4)
+        print(json.dumps(summary) if args.json else _table(summary), flush=True)
     if args.out:
         _write(args.out, all_results)
     return 0
@@ -325,12 +320,6 @@ def _model_seconds() -> float:
     from prometheus_client import REGISTRY
 
     return REGISTRY.get_sample_value("emostream_asr_model_seconds_sum") or 0.0
-
-
-def _stderr_console():  # type: ignore[no-untyped-def]
-    from rich.console import Console
-
-    return Console(file=sys.stderr)
 
 
 def _table(summary: dict[str, object]) -> str:

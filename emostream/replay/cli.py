@@ -127,6 +127,7 @@ def replay_meld(args: argparse.Namespace) -> dict[str, Any]:
         TimeElapsedColumn(),
         console=err,
         transient=True,
+        redirect_stdout=False,  # event lines piped to a file stay on stdout (say() puts them above the bars)
     )
     tasks: dict[str, TaskID] = {}
     overall = progress.add_task("dialogues", total=len(todo))

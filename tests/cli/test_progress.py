@@ -40,11 +40,13 @@ def _env() -> dict[str, str]:
     return {**env, "PYTHONPATH": str(ROOT), "TERM": "xterm-256color", "COLUMNS": "120"}
 
 
-def _on_a_pty(argv: list[str], timeout_s: float = 120) -> tuple[int, str]:
-    """Run with stdin/stdout/stderr on one pseudo-terminal (120x30); everything it wrote, and its status."""
+def _on_a_pty(argv: list[str], timeout_s: float = 120, stdout: int | None = None) -> tuple[int, str]:
+    """Run with stdin/stderr (and stdout, unless ``stdout`` is given) on one pseudo-terminal (120x30);
+    everything it wrote there, and its status."""
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
-    proc = subprocess.Popen(argv, stdin=follower, stdout=follower, stderr=follower, env=_env())
+    out_fd = follower if stdout is None else stdout
+    proc = subprocess.Popen(argv, stdin=follower, stdout=out_fd, stderr=follower, env=_env())
     os.close(follower)
     out = b""
     deadline = time.monotonic() + timeout_s
@@ -78,3 +80,14 @@ def test_progress_only_on_a_terminal(name: str) -> None:
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "\n", screen.replace("\r", "\n"))  # cursor/colour codes
     results = [x for x in plain.splitlines() if x.startswith("{")]
     assert len(results) == 1 and isinstance(json.loads(results[0]), dict), screen[-2000:]
+
+
+def test_results_stay_on_stdout_when_only_stderr_is_a_terminal(tmp_path: Path) -> None:
+    """``bench ... --json > file`` typed at a terminal: the bar shows, the file gets the JSON line."""
+    args, description = COMMANDS["bench bus"]
+    with (tmp_path / "out.jsonl").open("wb") as out:
+        rc, screen = _on_a_pty([sys.executable, "-m", "emostream", *args], stdout=out.fileno())
+    assert rc == 0 and description in screen, screen[-2000:]
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["bus"] == "memory", lines
+    assert '"messages_per_s"' not in screen
