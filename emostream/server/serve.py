@@ -32,6 +32,25 @@ from emostream.server.whip import mount_call
 log = logging.getLogger("emostream.server")
 
 
+class _BadRequests(logging.Filter):
+    """aiohttp logs a malformed request (a request line over 8 KiB, a broken header) at ERROR with a
+    traceback; it is the client's fault and answered 400, so log one warning line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            reason = str(exc.message or type(exc).__name__).replace("\n", " ")
+            record.msg, record.args = "bad HTTP request: %s (answered %s)", (reason, exc.code)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_BAD_REQUESTS = _BadRequests()
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -134,6 +153,7 @@ async def start(settings: Settings, host: str, port: int, stages: list[Stage], s
 
     tasks.append(asyncio.create_task(mark_ready()))
     app = build_app(state)
+    logging.getLogger("aiohttp.server").addFilter(_BAD_REQUESTS)  # once: filters are a set
     # WHIP ingest and the room page; the WHIP sessions close (open utterances flushed) on the
     # runner's cleanup in Server.close, before the stages are told to stop.
     mount_call(app, settings, bus, auth.check, secret)
