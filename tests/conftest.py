@@ -12,7 +12,6 @@ import pytest
 import redis
 from hypothesis import settings
 
-
 from emostream.bus import Bus, open_bus
 from emostream.config import BusSettings
 from emostream.testing.redis_server import free_port, start_redis

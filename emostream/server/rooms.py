@@ -124,7 +124,9 @@ class Filter:
             labels = frozenset(x.strip() for x in query["labels"].split(",") if x.strip())
             unknown = labels - set(EMOTIONS)
             if unknown:
-                raise ValueError(f"unknown label(s) {', '.join(map(repr, sorted(unknown)))}: use {', '.join(EMOTIONS)}")
+                raise ValueError(
+                    f"unknown label(s) {', '.join(map(repr, sorted(unknown)))}: use {', '.join(EMOTIONS)}"
+                )
         return cls(speaker=query.get("speaker") or None, min_confidence=min_conf, labels=labels)
 
     def accepts(self, event: EmotionEvent) -> bool:

@@ -41,7 +41,9 @@ class Problems(logging.Handler):
 class LiveServe:
     """A started server plus its loop; ``run(coro)`` executes a coroutine on that loop."""
 
-    def __init__(self, server: Server, loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, server: Server, loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession
+    ) -> None:
         self.server, self.loop, self.session = server, loop, session
         self.url = server.url
         self.problems = Problems()
