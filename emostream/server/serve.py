@@ -21,7 +21,7 @@ from aiohttp import web
 from emostream.bus import open_bus
 from emostream.config import Settings
 from emostream.errors import UserError
-from emostream.runtime.pipeline import Pipeline, default_consumer, install_stop_signals
+from emostream.runtime.pipeline import Pipeline, default_consumer, install_stop_signals, warn_if_open
 from emostream.runtime.stage import Stage
 from emostream.server import auth
 from emostream.server.app import ServerState, build_app, rooms_of
@@ -110,6 +110,7 @@ async def start(settings: Settings, host: str, port: int, stages: list[Stage], s
     """Connect the bus, start the stages and the fan-out, and listen on ``host:port``."""
     bus = open_bus(settings.bus.url, settings.bus)
     await bus.ping()
+    await warn_if_open(bus)  # as every worker does: serve reads the same transcripts and events
     api = settings.api
     state = ServerState(
         settings=settings,
