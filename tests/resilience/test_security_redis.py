@@ -35,9 +35,17 @@ from .live_serve import live_serve
 
 ADMIN_PASSWORD = "admin-0123456789-abcdef"
 USER, PASSWORD = "emo", "emo-0123456789-abcdef"
-ACL = ["on", f">{PASSWORD}", "resetkeys", "~emostream:*", "resetchannels", "+@all", "-@dangerous"]
-"""What docs/operations.md tells operators to create: every command but the dangerous ones, on
-emostream's keys only."""
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def documented_acl() -> list[str]:
+    """The ``ACL SETUSER emostream ...`` rules docs/operations.md tells operators to create."""
+    (line,) = {
+        ln.strip() for ln in (DOCS / "operations.md").read_text().splitlines() if ln.strip().startswith("ACL SETUSER")
+    }
+    rules = line.split()[3:]
+    assert "~emostream:*" in rules and "-@dangerous" in rules, line
+    return [f">{PASSWORD}" if r.startswith(">") else r for r in rules]
 
 
 @pytest.fixture
@@ -45,7 +53,7 @@ def acl_redis(tmp_path: Path) -> Iterator[tuple[Redis, str]]:
     server = Redis(port=free_port(), dir=tmp_path, password=ADMIN_PASSWORD)
     server.start()
     admin = redis.Redis(port=server.port, password=ADMIN_PASSWORD)
-    admin.execute_command("ACL", "SETUSER", USER, *ACL)
+    admin.execute_command("ACL", "SETUSER", USER, "resetkeys", "resetchannels", *documented_acl())
     admin.close()
     yield server, f"redis://{USER}:{PASSWORD}@127.0.0.1:{server.port}/0"
     server.stop()
