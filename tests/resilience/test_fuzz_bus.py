@@ -41,7 +41,7 @@ from emostream.testing.harness import fast_settings
 from tests.runtime.test_schema import struct_strategy
 
 # no shrinking: an example starts a stage on a bus (a second), and a failure prints its example as is
-FUZZ = settings(max_examples=10, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate])
+FUZZ = settings(max_examples=8, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate])
 _RUN = itertools.count()
 KINDS = tuple(k for k in MESSAGE_TYPES if k is not Dropped)
 """Every type a stage consumes (``dropped`` is where the runtime itself announces dead-lettered

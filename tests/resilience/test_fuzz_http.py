@@ -29,7 +29,7 @@ from emostream.server import whip
 from .live_serve import SECRET, LiveServe, live_serve
 
 ROOM = "fuzz-room"
-FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 CHARS = st.characters(exclude_categories=["Cs"])  # any code point a URL can carry
 VISIBLE = st.characters(min_codepoint=0x20, max_codepoint=0x7E)
 PRINTABLE = st.characters(min_codepoint=0x21, max_codepoint=0x7E)

@@ -11,7 +11,6 @@ check the converters on their own; this drives them through the pump a call uses
 from __future__ import annotations
 
 import asyncio
-import time as _time
 from typing import Any
 
 import av
@@ -269,46 +268,3 @@ def test_media_time_jumps_keep_utterances_ordered_and_unique(
     for e in ends:
         assert np.isfinite(e.start) and np.isfinite(e.end) and e.end > e.start
         assert e.end - e.start == pytest.approx(len(e.audio) / SAMPLE_RATE, abs=0.05)
-
-
-class SteppedClock:
-    """The ``time`` module as the ingest modules see it, with the wall clock stepped ``step_s`` forward
-    from ``at`` on (what NTP or an operator does to a running host); monotonic time is untouched. A
-    stand-in for the system clock, which a test cannot step."""
-
-    def __init__(self, step_s: float, after_s: float) -> None:
-        self.step_s, self.at = step_s, _time.time() + after_s
-
-    def time(self) -> float:
-        now = _time.time()
-        return now + self.step_s if now >= self.at else now
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(_time, name)
-
-
-@pytest.mark.parametrize("step_s", [120.0, -120.0])
-async def test_a_clock_step_mid_call_keeps_video_with_its_speech(
-    media_settings: Settings, monkeypatch: pytest.MonkeyPatch, step_s: float
-) -> None:
-    """Regression: video frames were stamped with ``time.time()`` at arrival while the audio timeline
-    counts samples from the first one, so a clock step during a call left every later utterance without
-    its frames (forwards) or dropped the frames as going back in time (backwards)."""
-    from emostream.bench.call_media import FaceTrack, Program, SpeechTrack, load_prompt, transcripts
-    from emostream.ingest import participant
-
-    clock = SteppedClock(step_s, after_s=0.4)  # before the speech starts (lead 1 s)
-    monkeypatch.setattr(tracks, "time", clock, raising=False)
-    monkeypatch.setattr(participant, "time", clock)
-    bus = open_bus("memory://", media_settings.bus)
-    pump = TrackPump(open_participant(bus, media_settings, "room", "alice"), media_settings.call, "step")
-    speech = SpeechTrack(Program([load_prompt("conf-onlyperson", transcripts())], pause_s=1.0, lead_s=1.0))
-    pump.add_track(speech)
-    pump.add_track(FaceTrack(fps=10))
-    await asyncio.sleep(speech.program.duration + 0.3)
-    await pump.close()
-    got = [decode(e.data, Utterance) for e in await bus.tail({"utterances": "0"}, 10, 10)]
-    await bus.close()
-    assert len(got) == 1, got
-    assert len(got[0].frames) >= 3, f"the utterance lost its video after a {step_s:+g} s clock step"
-    assert pump.ingest.frames.stats.bad == 0  # type: ignore[attr-defined]
