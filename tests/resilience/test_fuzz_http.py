@@ -440,3 +440,18 @@ def test_publish_bodies_are_delivered_or_one_line_400(app: LiveServe, body: byte
         _one_line_error(status, text)
         assert status == 400
     assert not app.problems.take()
+
+
+def test_a_newer_schema_event_is_refused_not_accepted_then_dead_lettered(app: LiveServe) -> None:
+    """Regression found by the fuzzer: POST answered 200 ``accepted: 1`` for an event of a newer schema
+    version, which the fan-out then dead-lettered, so no subscriber ever saw it."""
+    body = msgspec.json.encode([{**msgspec.to_builtins(_an_event()), "v": 99}])
+
+    async def post() -> tuple[int, str]:
+        headers = {"Authorization": f"Bearer {app.token(ROOM, 'publish')}"}
+        async with app.session.post(f"{app.url}/v1/rooms/{ROOM}/events", data=body, headers=headers) as r:
+            return r.status, await r.text()
+
+    status, text = app.run(post())
+    _one_line_error(status, text)
+    assert status == 400 and "schema version 99" in text and "upgrade it first" in text
