@@ -5,14 +5,23 @@ A missing redis-server fails the run loudly (no skips): install it with `apt-get
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
+from hypothesis import settings
 
 from emostream.bus import Bus, open_bus
 from emostream.config import BusSettings
 from emostream.testing.redis_server import free_port, start_redis
+
+# Property tests run the same examples every time (CI and laptops alike): derandomized, no example
+# database, no per-example deadline (a shared CI machine is slow at times). HYPOTHESIS_PROFILE=explore
+# searches with fresh random examples instead, for a longer local hunt.
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("explore", deadline=None, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture

@@ -109,6 +109,12 @@ class RedisBus(Bus):
         a missing stream or group (Redis ``NOGROUP``, e.g. after FLUSHALL) into GroupMissing."""
         try:
             return await command
+        except rexc.NoPermissionError as exc:  # an ACL user limited to other keys or commands
+            raise UserError(
+                f"Redis at {self.where} refused (NOPERM: {exc}): the URL's user may not use these keys "
+                f"or commands; its ACL needs ~{self.prefix}* (bus.prefix = {self.prefix!r}) and the "
+                "stream, string and scripting commands (see docs/operations.md)"
+            ) from None
         except rexc.ResponseError as exc:
             if _code(exc) == "NOGROUP":
                 raise GroupMissing(f"Redis at {self.where}: {exc}") from None

@@ -36,6 +36,17 @@ from emostream.schema import (
     utterance_key,
 )
 
+_WALL0, _MONO0 = time.time(), time.monotonic()
+
+
+def media_clock() -> float:
+    """Wall-clock seconds that never step: the wall clock at start-up plus monotonic time since. A live
+    participant's audio (its first sample) and video (each frame's arrival) are both stamped with it, so
+    an NTP step or a manual clock change mid-call cannot pull the two timelines apart (with
+    ``time.time()`` for video, a step left utterances without their frames)."""
+    return _WALL0 + (time.monotonic() - _MONO0)
+
+
 FrameSource = Callable[[str, float, float], Awaitable[list[FrameRef]]]
 """``(utterance key, start, end) -> frame refs`` (e.g. :func:`store_frames` of a FrameBuffer's window)."""
 
@@ -90,7 +101,7 @@ class SpeechIngest:
         if audio.size == 0:
             return []
         if not self._clock_set:
-            self.segmenter.t0 = time.time()
+            self.segmenter.t0 = media_clock()
             self._clock_set = True
         if audio.size > _INLINE_SAMPLES:
             events = await asyncio.to_thread(self.segmenter.push, audio)

@@ -133,6 +133,8 @@ class Segmenter:
         """Make the next sample pushed be at media time ``t`` (a jump in the timeline, e.g. replay)."""
         if self._active:
             raise ValueError("set_time during an utterance: call flush() first")
+        if not math.isfinite(t):  # every later utterance would carry a NaN/inf span into its events
+            raise ValueError(f"set_time({t}): media time must be a finite number of seconds")
         self.t0 = t - self._pushed / SAMPLE_RATE
 
     @property

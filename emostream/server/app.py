@@ -155,7 +155,7 @@ async def _catch_up(request: web.Request, room: str, filt: Filter) -> web.Respon
     state = request.app[STATE]
     since = _since(request) or "0-0"
     raw = request.query.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
         raise ValueError(f"limit={raw!r}: use a whole number from 1 to 1000")
     limit = int(raw)
     out: list[bytes] = []
@@ -362,6 +362,12 @@ async def publish(request: web.Request) -> web.Response:
     wrong = [e.room for e in items if e.room != room]
     if wrong:
         return _json_error(400, f"event for room {wrong[0]!r} posted to room {room!r}")
+    newer = [e.v for e in items if e.v > schema.SCHEMA_VERSION]
+    if newer:  # the fan-out would dead-letter it after a 200: refuse it here instead
+        return _json_error(
+            400,
+            f"event schema version {newer[0]}; this server reads up to {schema.SCHEMA_VERSION}: upgrade it first",
+        )
     ids = await request.app[STATE].bus.publish_many(
         schema.EmotionEvent.stream, [schema.encode(e) for e in items]
     )

@@ -34,12 +34,16 @@ def id_key(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+_MAX_ID_PART = 2**64 - 1
+
+
 def valid_id(entry_id: str) -> bool:
-    try:
-        id_key(entry_id)
-    except ValueError:
-        return False
-    return True
+    """``ms`` or ``ms-seq`` in ASCII digits, each part within 64 bits: what Redis accepts as a stream id
+    (``int()`` alone also takes ``+5``, ``1_000``, non-ASCII digits and 20-digit numbers, which Redis
+    refuses with an error)."""
+    ms, sep, seq = entry_id.partition("-")
+    parts = (ms, seq) if sep else (ms,)
+    return all(p.isascii() and p.isdigit() and int(p) <= _MAX_ID_PART for p in parts)
 
 
 GROUP = "rooms"
@@ -112,13 +116,17 @@ class Filter:
         try:
             min_conf = float(conf) if conf not in (None, "") else 0.0
         except ValueError:
-            raise ValueError(f"min_confidence={conf!r} is not a number in [0, 1]") from None
+            min_conf = -1.0
+        if not 0.0 <= min_conf <= 1.0:  # NaN too
+            raise ValueError(f"min_confidence={conf!r} is not a number in [0, 1]")
         labels = None
         if query.get("labels"):
             labels = frozenset(x.strip() for x in query["labels"].split(",") if x.strip())
             unknown = labels - set(EMOTIONS)
             if unknown:
-                raise ValueError(f"unknown label(s) {', '.join(sorted(unknown))}: use {', '.join(EMOTIONS)}")
+                raise ValueError(
+                    f"unknown label(s) {', '.join(map(repr, sorted(unknown)))}: use {', '.join(EMOTIONS)}"
+                )
         return cls(speaker=query.get("speaker") or None, min_confidence=min_conf, labels=labels)
 
     def accepts(self, event: EmotionEvent) -> bool:

@@ -21,7 +21,7 @@ from aiohttp import web
 from emostream.bus import open_bus
 from emostream.config import Settings
 from emostream.errors import UserError
-from emostream.runtime.pipeline import Pipeline, default_consumer, install_stop_signals
+from emostream.runtime.pipeline import Pipeline, default_consumer, install_stop_signals, warn_if_open
 from emostream.runtime.stage import Stage
 from emostream.server import auth
 from emostream.server.app import ServerState, build_app, rooms_of
@@ -30,6 +30,25 @@ from emostream.server.rooms import PREFIX, RoomHub, fan_out
 from emostream.server.whip import mount_call
 
 log = logging.getLogger("emostream.server")
+
+
+class _BadRequests(logging.Filter):
+    """aiohttp logs a malformed request (a request line over 8 KiB, a broken header) at ERROR with a
+    traceback; it is the client's fault and answered 400, so log one warning line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            reason = str(exc.message or type(exc).__name__).replace("\n", " ")
+            record.msg, record.args = "bad HTTP request: %s (answered %s)", (reason, exc.code)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_BAD_REQUESTS = _BadRequests()
 
 
 def is_loopback(host: str) -> bool:
@@ -91,6 +110,7 @@ async def start(settings: Settings, host: str, port: int, stages: list[Stage], s
     """Connect the bus, start the stages and the fan-out, and listen on ``host:port``."""
     bus = open_bus(settings.bus.url, settings.bus)
     await bus.ping()
+    await warn_if_open(bus)  # as every worker does: serve reads the same transcripts and events
     api = settings.api
     state = ServerState(
         settings=settings,
@@ -134,6 +154,7 @@ async def start(settings: Settings, host: str, port: int, stages: list[Stage], s
 
     tasks.append(asyncio.create_task(mark_ready()))
     app = build_app(state)
+    logging.getLogger("aiohttp.server").addFilter(_BAD_REQUESTS)  # once: filters are a set
     # WHIP ingest and the room page; the WHIP sessions close (open utterances flushed) on the
     # runner's cleanup in Server.close, before the stages are told to stop.
     mount_call(app, settings, bus, auth.check, secret)

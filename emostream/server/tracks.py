@@ -8,8 +8,9 @@ Utterance's frames are sampled from. Under overload video is dropped before audi
 backlogged, queued video frames are discarded; a full queue drops its oldest frame. Every drop is
 counted (``emostream_call_dropped``) and kept in :class:`PumpStats`.
 
-Media time is the wall clock: audio from the first sample's arrival plus the samples since (the
-segmenter's clock), video at each frame's arrival, so both tracks of a participant share one timeline.
+Media time is the wall clock without its steps (``participant.media_clock``): audio from the first
+sample's arrival plus the samples since (the segmenter's clock), video at each frame's arrival, so both
+tracks of a participant share one timeline even when the system clock is stepped mid-call.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +28,7 @@ from prometheus_client import Counter
 from emostream.bus.base import Bus
 from emostream.config import CallSettings, Settings
 from emostream.ingest.frames import FrameBuffer
-from emostream.ingest.participant import SpeechIngest, store_frames
+from emostream.ingest.participant import SpeechIngest, media_clock, store_frames
 from emostream.schema import FrameRef, Message
 
 log = logging.getLogger("emostream.call")
@@ -169,7 +169,7 @@ class TrackPump:
             except MediaStreamError:
                 return
             if video:
-                self.offer_video(frame, time.time())
+                self.offer_video(frame, media_clock())
             else:
                 self.offer_audio(frame)
 
