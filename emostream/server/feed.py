@@ -60,7 +60,12 @@ async def feed(
                         yield []  # heartbeat
                     continue
                 floor = id_key(last)
-                batch = [e for e in sub.take() if id_key(e.id) > floor]
+                batch = []
+                for e in sub.take():  # strictly increasing even if an entry were handed over twice
+                    key = id_key(e.id)
+                    if key > floor:
+                        batch.append(e)
+                        floor = key
                 if batch:
                     last = batch[-1].id
                     yield batch

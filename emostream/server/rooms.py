@@ -190,20 +190,41 @@ class RoomHub:
         self.on_lag = on_lag or (lambda _: None)
         self._subs: dict[str, set[Subscriber]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._started: dict[str, asyncio.Future[None]] = {}
+        """Per room, the start of its reader (shared by the joins that arrive while it starts)."""
 
     @property
     def subscribers(self) -> int:
         return sum(len(s) for s in self._subs.values())
 
     async def join(self, room: str, limit: int) -> Subscriber:
-        """Register a subscriber; entries published from now on reach its buffer."""
+        """Register a subscriber; entries published from now on reach its buffer.
+
+        The first join of a room starts its one reader at the stream's newest id; joins arriving
+        during that round trip wait for the same start instead of starting a second reader (two
+        readers would hand every entry to every buffer twice)."""
         sub = Subscriber(limit)
-        subs = self._subs.setdefault(room, set())
-        subs.add(sub)
-        if room not in self._tasks:
-            start = await self.bus.last_id(room_stream(room))
-            self._tasks[room] = asyncio.create_task(self._read(room, start))
+        self._subs.setdefault(room, set()).add(sub)
+        try:
+            started = self._started.get(room)
+            if started is None:
+                started = self._started[room] = asyncio.ensure_future(self._start(room))
+            await asyncio.shield(started)
+        except BaseException:
+            self.leave(room, sub)
+            raise
         return sub
+
+    async def _start(self, room: str) -> None:
+        try:
+            start = await self.bus.last_id(room_stream(room))
+        except BaseException:
+            self._started.pop(room, None)
+            raise
+        if room in self._subs:  # everyone may have left during the round trip
+            self._tasks[room] = asyncio.create_task(self._read(room, start))
+        else:
+            self._started.pop(room, None)
 
     def leave(self, room: str, sub: Subscriber) -> None:
         subs = self._subs.get(room)
@@ -212,6 +233,8 @@ class RoomHub:
         subs.discard(sub)
         if not subs:
             del self._subs[room]
+            if room in self._tasks:
+                self._started.pop(room, None)
             task = self._tasks.pop(room, None)
             if task is not None:
                 task.cancel()
@@ -240,4 +263,5 @@ class RoomHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        self._started.clear()
         self._subs.clear()
