@@ -2,8 +2,8 @@
 subscriber filters, and the per-room hub that reads a room stream once for all its live subscribers.
 
 A room stream is ``events:<room>``, capped like every stream at ``bus.maxlen`` entries (the retention);
-its entry ids are the SSE ``id:`` values and the ``since=`` cursors. Delivery into it is at-least-once
-(a fan-out handler that crashed after publishing may file an event twice, with the same event ``id``).
+its entry ids are the SSE ``id:`` values and the ``since=`` cursors. It holds the ``events``
+stream's order for that room, each event once (see :func:`fan_out`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,49 +50,53 @@ async def fan_out(
     stop: asyncio.Event,
     ready: asyncio.Event,
     block_ms: int = 200,
-    claim_idle_ms: int = 30_000,
+    batch: int = 500,
 ) -> int:
-    """``events`` -> ``events:<room>`` through the ``rooms`` consumer group, shared by every serve
-    process. Not a Stage: the stage runtime handles one message per handler, and a room needs its order
-    kept at 1,000 events/s, so this reads batches, files them in order (one ``publish_many`` per room)
-    and acks the batch after. Entries left pending by a crashed consumer are claimed first, like stages
-    do. Returns how many events were filed."""
+    """``events`` -> ``events:<room>``, in the ``events`` order, each event once, for any number of
+    serve processes. Not a Stage and not a consumer group's deliveries: those are split between
+    consumers and reclaimed when idle, so two processes (or one that stalled past the claim time)
+    would file a room's batches out of order or twice. Instead every process reads the stream after
+    the ``rooms`` group's cursor and files a batch with a compare-and-set of that cursor
+    (:meth:`Bus.advance_group`): the first writer of a range wins, the others skip to where it got.
+    The cursor holds trimming like any group. ``consumer`` names this process in logs. Returns how
+    many events this process filed."""
     stream = EmotionEvent.stream
     await bus.ensure_group(stream, GROUP, "$")
+    cursor = await bus.group_cursor(stream, GROUP)
     ready.set()
     filed = 0
-    next_claim = 0.0
     while not stop.is_set():
         try:
-            batch: list[Delivery] = []
-            if time.monotonic() >= next_claim:
-                next_claim = time.monotonic() + max(0.1, claim_idle_ms / 2000)
-                batch = await bus.claim_stale(stream, GROUP, consumer, claim_idle_ms, 500)
-            if not batch:
-                batch = await bus.read_group([stream], GROUP, consumer, 500, block_ms)
-            if not batch:
+            entries = await bus.tail({stream: cursor}, count=batch, block_ms=block_ms)
+            entries = [e for e in entries if id_key(e.id) > id_key(cursor)]
+            if not entries:
                 continue
-            per_room: dict[str, list[bytes]] = {}
-            bad: list[Delivery] = []
-            for d in batch:
+            outputs: list[tuple[str, bytes]] = []
+            bad: list[tuple[Entry, str]] = []
+            for e in entries:
                 try:
-                    room = decode_checked(d.data, EmotionEvent).room
+                    if e.error:
+                        raise SchemaError(e.error)
+                    outputs.append((room_stream(decode_checked(e.data, EmotionEvent).room), e.data))
                 except SchemaError as exc:
-                    bad.append(d)
-                    log.warning("bad event", extra={"id": d.id, "error": str(exc)})
-                    continue
-                per_room.setdefault(room, []).append(d.data)
-            for room, items in per_room.items():
-                await bus.publish_many(room_stream(room), items)
-                filed += len(items)
-            for d in bad:
-                await bus.dead_letter(d, GROUP, "not an EmotionEvent")
-            await bus.ack(stream, GROUP, [d.id for d in batch if d not in bad])
+                    bad.append((e, str(exc)))
+            moved = await bus.advance_group(stream, GROUP, cursor, entries[-1].id, outputs)
+            if moved is not None:  # another serve process filed this range first
+                cursor = moved
+                continue
+            cursor = entries[-1].id
+            filed += len(outputs)
+            for e, why in bad:  # only the writer that won the range files its bad entries
+                log.warning("bad event", extra={"id": e.id, "error": why, "consumer": consumer})
+                await bus.dead_letter(Delivery(e.stream, e.id, e.data, 1, e.error), GROUP, why)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # bus down: keep trying until stopped
-            log.error("room fan-out failed", extra={"error": str(exc)})
+        except Exception as exc:  # bus down, or its streams flushed: start again from the group
+            log.error("room fan-out failed", extra={"error": str(exc), "consumer": consumer})
             await asyncio.sleep(1.0)
+            with contextlib.suppress(Exception):
+                await bus.ensure_group(stream, GROUP, "$")
+                cursor = await bus.group_cursor(stream, GROUP)
     return filed
 
 
