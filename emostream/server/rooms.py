@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from emostream.bus.base import Bus, Delivery, Entry
@@ -155,31 +155,59 @@ async def read_range(bus: Bus, room: str, since: str, limit: int) -> list[Entry]
     return out
 
 
+class Chunk(list[Entry]):
+    """Entries the room reader got in one read, handed as one object to every live subscriber of the
+    room, so what is derived from them (``sse``: their SSE frames, ``events`` of them) is computed
+    once per room, not once per subscriber. ``parts``: the chunks a merged chunk was made of (a
+    subscriber that took several at once). Never mutated."""
+
+    __slots__ = ("events", "parts", "sse")
+
+    def __init__(self, entries: Iterable[Entry] = (), parts: list[Chunk] | None = None) -> None:
+        super().__init__(entries)
+        self.parts = parts
+        self.sse: bytes | None = None
+        self.events = 0
+
+    @classmethod
+    def merge(cls, chunks: list[Chunk]) -> Chunk:
+        if len(chunks) == 1:
+            return chunks[0]
+        merged = cls(parts=chunks)
+        for c in chunks:
+            merged.extend(c)
+        return merged
+
+
 @dataclass(eq=False)
 class Subscriber:
-    """One connection's bounded buffer of live entries; ``lagged`` is set when it overflowed.
+    """One connection's bounded buffer of live entries (``size`` of them, in chunks shared with the
+    room's other subscribers); ``lagged`` is set when it overflowed.
 
-    A deque and an Event rather than an asyncio.Queue: the hub appends every entry for every
-    subscriber (50,000 appends/s in ``bench events``) and the writer takes all of them at once."""
+    A deque and an Event rather than an asyncio.Queue: the hub appends every chunk for every
+    subscriber and the writer takes all of them at once."""
 
     limit: int
-    items: deque[Entry] = field(default_factory=deque)
+    items: deque[Chunk] = field(default_factory=deque)
+    size: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     lagged: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def offer(self, entry: Entry) -> bool:
-        """Buffer ``entry``; False (and ``lagged`` set) when the buffer is full."""
-        if len(self.items) >= self.limit:
+    def offer(self, chunk: Chunk) -> bool:
+        """Buffer ``chunk``; False (and ``lagged`` set) when it does not fit."""
+        if self.size + len(chunk) > self.limit:
             self.lagged.set()
             self.wake.set()
             return False
-        self.items.append(entry)
+        self.items.append(chunk)
+        self.size += len(chunk)
         self.wake.set()
         return True
 
-    def take(self) -> list[Entry]:
+    def take(self) -> list[Chunk]:
         batch = list(self.items)
         self.items.clear()
+        self.size = 0
         self.wake.clear()
         return batch
 
@@ -253,11 +281,13 @@ class RoomHub:
                 log.error("room read failed", extra={"room": room, "error": str(exc)})
                 await asyncio.sleep(1.0)
                 continue
-            for entry in entries:
-                last = entry.id
-                for sub in list(self._subs.get(room, ())):
-                    if not sub.lagged.is_set() and not sub.offer(entry):
-                        self.on_lag(room)
+            if not entries:
+                continue
+            last = entries[-1].id
+            chunk = Chunk(entries)
+            for sub in list(self._subs.get(room, ())):
+                if not sub.lagged.is_set() and not sub.offer(chunk):
+                    self.on_lag(room)
 
     async def close(self) -> None:
         for task in self._tasks.values():
