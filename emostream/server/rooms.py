@@ -68,7 +68,8 @@ async def fan_out(
     while not stop.is_set():
         try:
             entries = await bus.tail({stream: cursor}, count=batch, block_ms=block_ms)
-            entries = [e for e in entries if id_key(e.id) > id_key(cursor)]
+            after = id_key(cursor)
+            entries = [e for e in entries if id_key(e.id) > after]
             if not entries:
                 continue
             outputs: list[tuple[str, bytes]] = []
