@@ -180,6 +180,20 @@ class Bus(abc.ABC):
             await self.publish(target, data)
         await self.ack(stream, group, [entry_id])
 
+    @abc.abstractmethod
+    async def group_cursor(self, stream: str, group: str) -> str:
+        """The id of the last entry delivered to ``group`` ("0-0" when none); GroupMissing if absent."""
+
+    @abc.abstractmethod
+    async def advance_group(
+        self, stream: str, group: str, expected: str, last: str, outputs: list[tuple[str, bytes]]
+    ) -> str | None:
+        """Publish ``outputs`` in order and move ``group``'s cursor from ``expected`` to ``last``, as one
+        step and only while the cursor is still at ``expected`` (compare-and-set). None when done; else
+        the group's cursor now (another writer filed that range first) and nothing is published. An
+        ordered, exactly-once copy of a stream for any number of writers, with no pending entries to
+        reclaim; the cursor still holds the stream's trimming like any group."""
+
     async def last_id(self, stream: str) -> str:
         """Id of the newest entry ("0-0" when empty): a race-free start for ``tail`` ("$" is not)."""
         return "$"

@@ -39,6 +39,8 @@ class _Group:
     next_index: int
     """Absolute index of the first entry never delivered to this group."""
     pel: dict[str, _Pending] = field(default_factory=dict)
+    cursor: str = "0-0"
+    """The ``last`` of the latest :meth:`MemoryBus.advance_group` (its entry may be trimmed since)."""
 
 
 @dataclass(slots=True)
@@ -126,6 +128,8 @@ class MemoryBus(Bus):
         self._blob_puts = 0
         self._waiters: dict[str, set[asyncio.Future[bool]]] = {}
         """Futures of blocked readers/publishers per stream, resolved by a publish or ack there."""
+        self._advancing: dict[tuple[str, str], asyncio.Lock] = {}
+        """advance_group's compare-and-set holds across its publishes (which may wait for room)."""
 
     def _stream(self, name: str) -> _Stream:
         s = self._streams.get(name)
@@ -255,6 +259,27 @@ class MemoryBus(Bus):
             p = g.pel.get(entry_id)
             if p is not None:
                 p.delivered_at = float("-inf")
+
+    async def group_cursor(self, stream: str, group: str) -> str:
+        g, s = self._group(stream, group), self._streams[stream]
+        return s.at(g.next_index - 1)[0] if g.next_index > s.first else g.cursor
+
+    async def advance_group(
+        self, stream: str, group: str, expected: str, last: str, outputs: list[tuple[str, bytes]]
+    ) -> str | None:
+        async with self._advancing.setdefault((stream, group), asyncio.Lock()):
+            now = await self.group_cursor(stream, group)
+            if now != expected:
+                return now
+            for target, data in outputs:
+                self.check_size(target, data)
+            for target, data in outputs:
+                await self.publish(target, data)
+            g, s = self._group(stream, group), self._streams[stream]
+            g.next_index = max(g.next_index, s.index_after(last))
+            g.cursor = last
+            self._notify(stream)
+        return None
 
     async def pending_count(self, stream: str, group: str) -> int:
         return len(self._group(stream, group).pel)

@@ -23,7 +23,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from emostream.bus.base import Bus, Delivery, Entry
-from emostream.bus.redis_lua import COMMIT_SCRIPT, PUBLISH_SCRIPT, TRIM_SCRIPT
+from emostream.bus.redis_lua import ADVANCE_SCRIPT, COMMIT_SCRIPT, PUBLISH_SCRIPT, TRIM_SCRIPT
 from emostream.config import redact_url
 from emostream.errors import UserError
 from emostream.runtime.errors import GroupMissing
@@ -91,6 +91,7 @@ class RedisBus(Bus):
         self._commit = self._committer.register_script(COMMIT_SCRIPT)
         self._publish = self._r.register_script(PUBLISH_SCRIPT)
         self._trim = self._r.register_script(TRIM_SCRIPT)
+        self._advance = self._r.register_script(ADVANCE_SCRIPT)
         self._readers: dict[tuple[str, str], aioredis.Redis] = {}
         self._outbox: list[_Commit] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -224,6 +225,34 @@ class RedisBus(Bus):
             reply = await self._call(self._commit(keys=keys, args=args))
             if int(reply[0]) >= 0:
                 return
+            if time.monotonic() >= deadline:
+                raise self.full(self._name(reply[1]))
+            await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(0.5, pause * 2)
+
+    async def group_cursor(self, stream: str, group: str) -> str:
+        for g in await self._call(self._r.xinfo_groups(self._k(stream))):
+            if _s(g["name"]) == group:
+                return _s(g["last-delivered-id"])
+        raise GroupMissing(f"Redis at {self.where}: no consumer group {group} on stream {stream}")
+
+    async def advance_group(
+        self, stream: str, group: str, expected: str, last: str, outputs: list[tuple[str, bytes]]
+    ) -> str | None:
+        """One Lua script (ADVANCE_SCRIPT); while an output stream is full, wait for room (bounded)."""
+        for target, data in outputs:
+            self.check_size(target, data)
+        keys = [self._k(stream), *[self._k(t) for t, _ in outputs]]
+        args: list[Any] = [group, expected, last, self.maxlen, *[self._ret_ms(t) for t, _ in outputs]]
+        args += [d for _, d in outputs]
+        deadline = time.monotonic() + self.publish_timeout_s
+        pause = 0.01
+        while True:
+            reply = await self._call(self._advance(keys=keys, args=args))
+            if int(reply[0]) == 1:
+                return None
+            if int(reply[0]) == 0:
+                return _s(reply[1])
             if time.monotonic() >= deadline:
                 raise self.full(self._name(reply[1]))
             await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))

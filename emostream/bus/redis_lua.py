@@ -117,3 +117,36 @@ return {acked}
 """Publish outputs then ack inputs, atomically; nothing at all when an output stream is full (returns
 {-1, key}). KEYS: output streams, then input streams. ARGV: maxlen, number of outputs, retention ms per
 output, one payload per output, then per input stream: group, n, n ids."""
+
+ADVANCE_SCRIPT = (
+    LUA_ROOM
+    + """
+local group, expected, last, maxlen = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local cur = false
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local f = {}
+  for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+  if f['name'] == group then cur = f['last-delivered-id'] end
+end
+if not cur then return redis.error_reply('NOGROUP no consumer group ' .. group .. ' on ' .. KEYS[1]) end
+if cur ~= expected then return {0, cur} end
+local n = #KEYS - 1
+local need, ret = {}, {}
+for i = 1, n do
+  need[KEYS[i + 1]] = (need[KEYS[i + 1]] or 0) + 1
+  ret[KEYS[i + 1]] = tonumber(ARGV[4 + i])
+end
+for key, k in pairs(need) do
+  if not room(key, maxlen, ret[key], k) then return {-1, key} end
+end
+for i = 1, n do
+  redis.call('XADD', KEYS[i + 1], '*', 'd', ARGV[4 + n + i])
+end
+redis.call('XGROUP', 'SETID', KEYS[1], group, last)
+return {1}
+"""
+)
+"""Compare-and-set a group's cursor with publishing (Bus.advance_group): while ``group`` of KEYS[1] is
+still at ``expected``, append the outputs and set the cursor to ``last``; {0, cursor} when it moved,
+{-1, key} when an output stream is full (nothing done). KEYS: source, then one per output. ARGV:
+group, expected, last, maxlen, retention ms per output, payload per output."""

@@ -25,7 +25,16 @@ from emostream.bus.base import Bus, Entry
 from emostream.config import Settings
 from emostream.server import auth
 from emostream.server.feed import FeedOptions, Lagged, feed
-from emostream.server.rooms import PREFIX, Filter, RoomHub, decode_entry, read_range, room_stream, valid_id
+from emostream.server.rooms import (
+    PREFIX,
+    Chunk,
+    Filter,
+    RoomHub,
+    decode_entry,
+    read_range,
+    room_stream,
+    valid_id,
+)
 from emostream.server.summary import summarize
 
 SUBSCRIBERS = Gauge("emostream_api_subscribers", "Live event subscriptions", ["transport"])
@@ -213,6 +222,19 @@ def _decoded(entry: Entry) -> tuple[schema.EmotionEvent | None, bytes]:
     return hit
 
 
+def _chunk_frames(chunk: Chunk) -> tuple[bytes, int]:
+    """The SSE frames of a live chunk and how many events they hold, made once for every unfiltered
+    subscriber of the room (a merged chunk joins its parts' frames)."""
+    if chunk.sse is None:
+        if chunk.parts:
+            parts = [_chunk_frames(p) for p in chunk.parts]
+            chunk.sse, chunk.events = b"".join(d for d, _ in parts), sum(n for _, n in parts)
+        else:
+            frames = [f for f in (_decoded(e)[1] for e in chunk) if f]
+            chunk.sse, chunk.events = b"".join(frames), len(frames)
+    return chunk.sse, chunk.events
+
+
 async def _sse(request: web.Request, room: str, filt: Filter) -> web.StreamResponse:
     state = request.app[STATE]
     since = _since(request)
@@ -228,19 +250,24 @@ async def _sse(request: web.Request, room: str, filt: Filter) -> web.StreamRespo
     gauge.inc()
     last = start
     timeout = state.opts.heartbeat_s * 2
+    everything = filt == Filter()
     try:
         async for batch in feed(state.bus, state.hub, room, start, state.opts, state.stop):
             if not batch:
                 await asyncio.wait_for(resp.write(b": heartbeat\n\n"), timeout)
                 continue
-            frames = []
-            for entry in batch:
-                event, frame = _decoded(entry)
-                if event is not None and filt.accepts(event):
-                    frames.append(frame)
-            if frames:
-                await _write(resp, request, b"".join(frames), timeout)
-                delivered.inc(len(frames))
+            if everything and isinstance(batch, Chunk):
+                data, n = _chunk_frames(batch)
+            else:
+                frames = []
+                for entry in batch:
+                    event, frame = _decoded(entry)
+                    if event is not None and filt.accepts(event):
+                        frames.append(frame)
+                data, n = b"".join(frames), len(frames)
+            if n:
+                await _write(resp, request, data, timeout)
+                delivered.inc(n)
             last = batch[-1].id  # filtered-out entries move the cursor too
         with contextlib.suppress(ConnectionError, TimeoutError):
             await asyncio.wait_for(resp.write(_control("shutdown", last, "server draining: reconnect")), 2)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from emostream.bus.base import Bus, Entry
-from emostream.server.rooms import RoomHub, id_key, read_range
+from emostream.server.rooms import Chunk, RoomHub, id_key, read_range
 
 
 class Lagged(Exception):
@@ -35,7 +35,8 @@ async def feed(
     bus: Bus, hub: RoomHub, room: str, since: str, opts: FeedOptions, stop: asyncio.Event
 ) -> AsyncIterator[list[Entry]]:
     """Batches of entries after ``since`` in id order (an empty batch = heartbeat) until ``stop``;
-    raises Lagged. Start "now" with ``since = await bus.last_id(room_stream(room))``."""
+    raises Lagged. Start "now" with ``since = await bus.last_id(room_stream(room))``. Live batches are
+    :class:`Chunk` objects, shared with the room's other subscribers: read, never mutate."""
     sub = await hub.join(room, opts.buffer)
     last = since
     try:
@@ -60,8 +61,15 @@ async def feed(
                         yield []  # heartbeat
                     continue
                 floor = id_key(last)
-                batch = [e for e in sub.take() if id_key(e.id) > floor]
-                if batch:
+                fresh: list[Chunk] = []
+                for chunk in sub.take():  # a chunk is in id order; only one at the seam overlaps
+                    if id_key(chunk[0].id) <= floor:
+                        chunk = Chunk(e for e in chunk if id_key(e.id) > floor)
+                    if chunk:
+                        fresh.append(chunk)
+                        floor = id_key(chunk[-1].id)
+                if fresh:
+                    batch = Chunk.merge(fresh)
                     last = batch[-1].id
                     yield batch
         finally:

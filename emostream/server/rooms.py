@@ -2,8 +2,8 @@
 subscriber filters, and the per-room hub that reads a room stream once for all its live subscribers.
 
 A room stream is ``events:<room>``, capped like every stream at ``bus.maxlen`` entries (the retention);
-its entry ids are the SSE ``id:`` values and the ``since=`` cursors. Delivery into it is at-least-once
-(a fan-out handler that crashed after publishing may file an event twice, with the same event ``id``).
+its entry ids are the SSE ``id:`` values and the ``since=`` cursors. It holds the ``events``
+stream's order for that room, each event once (see :func:`fan_out`).
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from emostream.bus.base import Bus, Delivery, Entry
@@ -55,49 +54,54 @@ async def fan_out(
     stop: asyncio.Event,
     ready: asyncio.Event,
     block_ms: int = 200,
-    claim_idle_ms: int = 30_000,
+    batch: int = 500,
 ) -> int:
-    """``events`` -> ``events:<room>`` through the ``rooms`` consumer group, shared by every serve
-    process. Not a Stage: the stage runtime handles one message per handler, and a room needs its order
-    kept at 1,000 events/s, so this reads batches, files them in order (one ``publish_many`` per room)
-    and acks the batch after. Entries left pending by a crashed consumer are claimed first, like stages
-    do. Returns how many events were filed."""
+    """``events`` -> ``events:<room>``, in the ``events`` order, each event once, for any number of
+    serve processes. Not a Stage and not a consumer group's deliveries: those are split between
+    consumers and reclaimed when idle, so two processes (or one that stalled past the claim time)
+    would file a room's batches out of order or twice. Instead every process reads the stream after
+    the ``rooms`` group's cursor and files a batch with a compare-and-set of that cursor
+    (:meth:`Bus.advance_group`): the first writer of a range wins, the others skip to where it got.
+    The cursor holds trimming like any group. ``consumer`` names this process in logs. Returns how
+    many events this process filed."""
     stream = EmotionEvent.stream
     await bus.ensure_group(stream, GROUP, "$")
+    cursor = await bus.group_cursor(stream, GROUP)
     ready.set()
     filed = 0
-    next_claim = 0.0
     while not stop.is_set():
         try:
-            batch: list[Delivery] = []
-            if time.monotonic() >= next_claim:
-                next_claim = time.monotonic() + max(0.1, claim_idle_ms / 2000)
-                batch = await bus.claim_stale(stream, GROUP, consumer, claim_idle_ms, 500)
-            if not batch:
-                batch = await bus.read_group([stream], GROUP, consumer, 500, block_ms)
-            if not batch:
+            entries = await bus.tail({stream: cursor}, count=batch, block_ms=block_ms)
+            after = id_key(cursor)
+            entries = [e for e in entries if id_key(e.id) > after]
+            if not entries:
                 continue
-            per_room: dict[str, list[bytes]] = {}
-            bad: list[Delivery] = []
-            for d in batch:
+            outputs: list[tuple[str, bytes]] = []
+            bad: list[tuple[Entry, str]] = []
+            for e in entries:
                 try:
-                    room = decode_checked(d.data, EmotionEvent).room
+                    if e.error:
+                        raise SchemaError(e.error)
+                    outputs.append((room_stream(decode_checked(e.data, EmotionEvent).room), e.data))
                 except SchemaError as exc:
-                    bad.append(d)
-                    log.warning("bad event", extra={"id": d.id, "error": str(exc)})
-                    continue
-                per_room.setdefault(room, []).append(d.data)
-            for room, items in per_room.items():
-                await bus.publish_many(room_stream(room), items)
-                filed += len(items)
-            for d in bad:
-                await bus.dead_letter(d, GROUP, "not an EmotionEvent")
-            await bus.ack(stream, GROUP, [d.id for d in batch if d not in bad])
+                    bad.append((e, str(exc)))
+            moved = await bus.advance_group(stream, GROUP, cursor, entries[-1].id, outputs)
+            if moved is not None:  # another serve process filed this range first
+                cursor = moved
+                continue
+            cursor = entries[-1].id
+            filed += len(outputs)
+            for e, why in bad:  # only the writer that won the range files its bad entries
+                log.warning("bad event", extra={"id": e.id, "error": why, "consumer": consumer})
+                await bus.dead_letter(Delivery(e.stream, e.id, e.data, 1, e.error), GROUP, why)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # bus down: keep trying until stopped
-            log.error("room fan-out failed", extra={"error": str(exc)})
+        except Exception as exc:  # bus down, or its streams flushed: start again from the group
+            log.error("room fan-out failed", extra={"error": str(exc), "consumer": consumer})
             await asyncio.sleep(1.0)
+            with contextlib.suppress(Exception):
+                await bus.ensure_group(stream, GROUP, "$")
+                cursor = await bus.group_cursor(stream, GROUP)
     return filed
 
 
@@ -160,31 +164,59 @@ async def read_range(bus: Bus, room: str, since: str, limit: int) -> list[Entry]
     return out
 
 
+class Chunk(list[Entry]):
+    """Entries the room reader got in one read, handed as one object to every live subscriber of the
+    room, so what is derived from them (``sse``: their SSE frames, ``events`` of them) is computed
+    once per room, not once per subscriber. ``parts``: the chunks a merged chunk was made of (a
+    subscriber that took several at once). Never mutated."""
+
+    __slots__ = ("events", "parts", "sse")
+
+    def __init__(self, entries: Iterable[Entry] = (), parts: list[Chunk] | None = None) -> None:
+        super().__init__(entries)
+        self.parts = parts
+        self.sse: bytes | None = None
+        self.events = 0
+
+    @classmethod
+    def merge(cls, chunks: list[Chunk]) -> Chunk:
+        if len(chunks) == 1:
+            return chunks[0]
+        merged = cls(parts=chunks)
+        for c in chunks:
+            merged.extend(c)
+        return merged
+
+
 @dataclass(eq=False)
 class Subscriber:
-    """One connection's bounded buffer of live entries; ``lagged`` is set when it overflowed.
+    """One connection's bounded buffer of live entries (``size`` of them, in chunks shared with the
+    room's other subscribers); ``lagged`` is set when it overflowed.
 
-    A deque and an Event rather than an asyncio.Queue: the hub appends every entry for every
-    subscriber (50,000 appends/s in ``bench events``) and the writer takes all of them at once."""
+    A deque and an Event rather than an asyncio.Queue: the hub appends every chunk for every
+    subscriber and the writer takes all of them at once."""
 
     limit: int
-    items: deque[Entry] = field(default_factory=deque)
+    items: deque[Chunk] = field(default_factory=deque)
+    size: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     lagged: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def offer(self, entry: Entry) -> bool:
-        """Buffer ``entry``; False (and ``lagged`` set) when the buffer is full."""
-        if len(self.items) >= self.limit:
+    def offer(self, chunk: Chunk) -> bool:
+        """Buffer ``chunk``; False (and ``lagged`` set) when it does not fit."""
+        if self.size + len(chunk) > self.limit:
             self.lagged.set()
             self.wake.set()
             return False
-        self.items.append(entry)
+        self.items.append(chunk)
+        self.size += len(chunk)
         self.wake.set()
         return True
 
-    def take(self) -> list[Entry]:
+    def take(self) -> list[Chunk]:
         batch = list(self.items)
         self.items.clear()
+        self.size = 0
         self.wake.clear()
         return batch
 
@@ -198,20 +230,41 @@ class RoomHub:
         self.on_lag = on_lag or (lambda _: None)
         self._subs: dict[str, set[Subscriber]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._started: dict[str, asyncio.Future[None]] = {}
+        """Per room, the start of its reader (shared by the joins that arrive while it starts)."""
 
     @property
     def subscribers(self) -> int:
         return sum(len(s) for s in self._subs.values())
 
     async def join(self, room: str, limit: int) -> Subscriber:
-        """Register a subscriber; entries published from now on reach its buffer."""
+        """Register a subscriber; entries published from now on reach its buffer.
+
+        The first join of a room starts its one reader at the stream's newest id; joins arriving
+        during that round trip wait for the same start instead of starting a second reader (two
+        readers would hand every entry to every buffer twice)."""
         sub = Subscriber(limit)
-        subs = self._subs.setdefault(room, set())
-        subs.add(sub)
-        if room not in self._tasks:
-            start = await self.bus.last_id(room_stream(room))
-            self._tasks[room] = asyncio.create_task(self._read(room, start))
+        self._subs.setdefault(room, set()).add(sub)
+        try:
+            started = self._started.get(room)
+            if started is None:
+                started = self._started[room] = asyncio.ensure_future(self._start(room))
+            await asyncio.shield(started)
+        except BaseException:
+            self.leave(room, sub)
+            raise
         return sub
+
+    async def _start(self, room: str) -> None:
+        try:
+            start = await self.bus.last_id(room_stream(room))
+        except BaseException:
+            self._started.pop(room, None)
+            raise
+        if room in self._subs:  # everyone may have left during the round trip
+            self._tasks[room] = asyncio.create_task(self._read(room, start))
+        else:
+            self._started.pop(room, None)
 
     def leave(self, room: str, sub: Subscriber) -> None:
         subs = self._subs.get(room)
@@ -220,6 +273,8 @@ class RoomHub:
         subs.discard(sub)
         if not subs:
             del self._subs[room]
+            if room in self._tasks:
+                self._started.pop(room, None)
             task = self._tasks.pop(room, None)
             if task is not None:
                 task.cancel()
@@ -235,11 +290,13 @@ class RoomHub:
                 log.error("room read failed", extra={"room": room, "error": str(exc)})
                 await asyncio.sleep(1.0)
                 continue
-            for entry in entries:
-                last = entry.id
-                for sub in list(self._subs.get(room, ())):
-                    if not sub.lagged.is_set() and not sub.offer(entry):
-                        self.on_lag(room)
+            if not entries:
+                continue
+            last = entries[-1].id
+            chunk = Chunk(entries)
+            for sub in list(self._subs.get(room, ())):
+                if not sub.lagged.is_set() and not sub.offer(chunk):
+                    self.on_lag(room)
 
     async def close(self) -> None:
         for task in self._tasks.values():
@@ -248,4 +305,5 @@ class RoomHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        self._started.clear()
         self._subs.clear()

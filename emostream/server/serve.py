@@ -134,7 +134,6 @@ async def start(settings: Settings, host: str, port: int, stages: list[Stage], s
                 pipeline_stop,
                 fan_ready,
                 settings.bus.block_ms,
-                settings.bus.claim_idle_ms,
             )
         )
     ]

@@ -7,12 +7,15 @@ a free port (the README's port and password are swapped for the test's); command
 (lines ending in ``&``, ``emostream worker``, ``emostream events``) run in the background, must still be
 alive (or have exited 0) after a few seconds, and are stopped with SIGTERM at the end.
 
-Not covered yet: the event API block (``emostream serve``, tokens in shell variables, ``analyze``),
-which needs one bash session per block; it landed from [events] just before this test's deadline.
+A block that keeps shell state (tokens in variables, ``serve &`` then ``kill %1``: the event API
+block) runs as one ``bash`` script with ``set -euo pipefail``, exactly as written but for the port
+(a free one instead of 8765, given to ``serve`` as ``EMOSTREAM_API_PORT``), within a bound.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shlex
@@ -34,17 +37,31 @@ SERVICE_GRACE_S = 4.0
 pytestmark = pytest.mark.slow
 
 
+SCRIPT_BOUND_S = 900.0
+"""Upper bound for the event API block as a whole (models load, a two-speaker analysis, a 5 s bench)."""
+
+
 def needs_a_shell(body: str) -> bool:
     """A block that keeps shell state between lines ($(...), VAR=, line continuations): the event API
-    block of [events], which starts ``emostream serve``. Not run here yet (see the module docstring)."""
+    block, which starts ``emostream serve``; it runs as one script (:func:`shell_blocks`)."""
     return "$(" in body or "\\\n" in body
 
 
-def tour_blocks(readme: str) -> list[list[str]]:
-    """The shell lines of the code blocks between "## A 60-second tour" and the next "## " heading."""
+def _tour_bodies(readme: str) -> list[str]:
+    """The code blocks between "## A 60-second tour" and the next "## " heading."""
     section = readme.split("## A 60-second tour", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```[a-z]*\n(.*?)```", section, re.S)
+
+
+def shell_blocks(readme: str) -> list[str]:
+    """The tour's blocks that run as one bash script each."""
+    return [body for body in _tour_bodies(readme) if needs_a_shell(body)]
+
+
+def tour_blocks(readme: str) -> list[list[str]]:
+    """The shell lines of the tour's other blocks, run one command at a time."""
     blocks: list[list[str]] = []
-    for body in re.findall(r"```[a-z]*\n(.*?)```", section, re.S):
+    for body in _tour_bodies(readme):
         if needs_a_shell(body):
             continue
         lines = []
@@ -138,3 +155,39 @@ def test_readme_tour_runs_as_written(tmp_path: Path) -> None:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def test_event_api_block_runs_as_one_script(tmp_path: Path) -> None:
+    """serve, token, events --url, a POST, analyze and bench events, as a user pastes them."""
+    (block,) = shell_blocks((ROOT / "README.md").read_text())
+    assert "emostream serve &" in block and "emostream analyze" in block and "kill %1 %2" in block
+    port = free_port()
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["PYTHONPATH"] = str(ROOT)
+    env["EMOSTREAM_API_PORT"] = str(port)
+    for key in ("EMOSTREAM_BUS_URL", "EMOSTREAM_API_SECRET"):
+        env.pop(key, None)
+    out_path = tmp_path / "tour.out"
+    with out_path.open("wb") as out:
+        proc = subprocess.Popen(
+            ["bash", "-c", "set -euo pipefail\n" + block.replace("8765", str(port))],
+            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            code = proc.wait(SCRIPT_BOUND_S)
+        except subprocess.TimeoutExpired:
+            code = None
+        finally:  # serve and the subscriber, should the script have stopped before its `kill`
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(20)
+    text = out_path.read_text(errors="replace")
+    assert code == 0, f"the event API block exited {code} (bound {SCRIPT_BOUND_S:.0f} s): {text[-3000:]}"
+    assert "Traceback" not in text, text[-3000:]
+    lines = [ln for ln in text.splitlines() if ln.startswith("{")]
+    posted = [json.loads(ln) for ln in lines if '"id":"e0"' in ln.replace(" ", "")]
+    assert posted and posted[0]["speaker"] == "alice", text[-3000:]  # `events --url` got the POST
+    bench = [json.loads(ln) for ln in lines if ln.startswith('{"subscribers"')]
+    assert bench and bench[0]["subscribers"] == 50 and bench[0]["lost"] >= 0, text[-3000:]
+    assert "alice" in text and "bob" in text  # analyze's events and per-speaker summary

@@ -131,7 +131,7 @@ async def subscribers(url: str) -> float:
     )
 
 
-async def wait_subscribers(url: str, n: int, timeout_s: float = 10) -> None:
+async def wait_subscribers(url: str, n: float, timeout_s: float = 10) -> None:
     deadline = time.monotonic() + timeout_s
     while await subscribers(url) < n:
         assert time.monotonic() < deadline, f"fewer than {n} subscribers connected"
@@ -139,4 +139,4 @@ async def wait_subscribers(url: str, n: int, timeout_s: float = 10) -> None:
 
 
 def decode_event(data: bytes) -> dict[str, Any]:
-    return msgspec.json.decode(data)  # type: ignore[no-any-return]
+    return msgspec.json.decode(data)
