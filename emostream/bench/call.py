@@ -38,6 +38,7 @@ from emostream.bench.call_media import (
 from emostream.client import Subscription, subscribe
 from emostream.config import Settings, load_settings
 from emostream.evaluation.scores import edit_distance
+from emostream.ingest.segmenter import close_delay_s
 from emostream.runtime.topology import build
 from emostream.schema import EmotionEvent, Utterance, decode
 from emostream.server import auth, serve
@@ -59,6 +60,8 @@ class Spoken:
     text: str
     voiced_end: float
     """Wall-clock second of the prompt's last voiced sample."""
+    send_lag: float = 0.0
+    """Seconds the publisher sent that sample later than its wall-clock slot (a busy bench process)."""
 
 
 @dataclass
@@ -67,6 +70,10 @@ class CallRun:
     events: list[tuple[float, EmotionEvent]]
     utterances: list[Utterance]
     matched: list[dict[str, Any]] = field(default_factory=list)
+    server: dict[str, Any] = field(default_factory=dict)
+    """The server process's own figures, read from its ``/metrics`` (:func:`server_figures`)."""
+    decide_after_s: float = 0.0
+    """Media seconds from an utterance's audio end to the window that closes it (hangover - tail)."""
 
     def match(self) -> None:
         """Each event -> the prompt of its speaker whose last voiced sample lies in its span."""
@@ -84,6 +91,12 @@ class CallRun:
             # emit time less its eos -> emit latency (a subprocess server's utterances are not here)
             end = eos.get((ev.speaker, ev.utterance)) or ev.emitted_at - ev.latency_ms.get("total", 0) / 1000
             stages = {"vad": (end - s.voiced_end) * 1000}
+            # the vad stage split: the publisher's own lag, then (server clock) the wait for the
+            # closing window, then how late the server processed that window (its ingest lag)
+            decided = ev.end + self.decide_after_s
+            stages["vad_send_lag"] = s.send_lag * 1000
+            stages["vad_ingest_lag"] = (end - decided) * 1000
+            stages["vad_wait"] = (decided - s.voiced_end - s.send_lag) * 1000
             stages |= {k: v for k, v in ev.latency_ms.items() if k != "total"}
             stages["delivery"] = (arrived - ev.emitted_at) * 1000 if ev.emitted_at else 0.0
             ref, hyp = _words(s.text), _words(ev.transcript)
@@ -116,6 +129,7 @@ class CallRun:
                 n: _pct([m["stages"][n] for m in self.matched if n in m["stages"]], 50) for n in names
             },
             "wer": round(sum(m["errors"] for m in self.matched) / words, 4) if words else None,
+            "server": self.server,
         }
 
 
@@ -161,6 +175,7 @@ async def run_call(
         tail.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await tail
+        figures = await server_figures(url)
         utts: list[Utterance] = []
         if child is not None:
             await child.stop()
@@ -168,9 +183,42 @@ async def run_call(
             bus = server.state.bus
             utts = [decode(e.data, Utterance) for e in await bus.tail({"utterances": "0"}, 10_000, 10)]
             await server.close(settings.api.drain_s)
-    result = CallRun(spoken, events, utts)
+    result = CallRun(spoken, events, utts, server=figures)
+    result.decide_after_s = close_delay_s(settings.vad)
     result.match()
     return result
+
+
+async def server_figures(url: str) -> dict[str, Any]:
+    """From the server's ``/metrics``: its event-loop lag (mean, share over 50 ms, max) and each stage's
+    mean handler time (decode -> outputs published), so queue waits show as stage latency minus these."""
+    import aiohttp
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as r:
+            text = await r.text()
+    except aiohttp.ClientError as exc:
+        return {"error": f"/metrics unreadable: {exc}"}
+    samples = [s for fam in text_string_to_metric_families(text) for s in fam.samples]
+
+    def value(name: str, **labels: str) -> float:
+        return sum(s.value for s in samples if s.name == name and labels.items() <= s.labels.items())
+
+    out: dict[str, Any] = {}
+    n = value("emostream_loop_lag_seconds_count")
+    if n:
+        over = n - value("emostream_loop_lag_seconds_bucket", le="0.05")
+        out["loop_lag_mean_ms"] = round(value("emostream_loop_lag_seconds_sum") / n * 1000, 1)
+        out["loop_lag_over_50ms"] = round(over / n, 3)
+        out["loop_lag_max_ms"] = round(value("emostream_loop_lag_max_seconds") * 1000, 1)
+    handle = {}
+    for st in sorted({s.labels["stage"] for s in samples if s.name == "emostream_handle_seconds_count"}):
+        c = value("emostream_handle_seconds_count", stage=st)
+        if c:
+            handle[st] = round(value("emostream_handle_seconds_sum", stage=st) / c * 1000, 1)
+    out["handler_mean_ms"] = handle
+    return out
 
 
 async def _speak(
@@ -198,9 +246,9 @@ async def _speak(
             await pub.stop()
     await asyncio.sleep(1.0)
     return [
-        Spoken(name, p.name, p.text, end)
+        Spoken(name, p.name, p.text, end, lag)
         for name, t in tracks
-        for p, end in zip(t.program.prompts, t.voiced_end_walls(), strict=True)
+        for p, end, lag in zip(t.program.prompts, t.voiced_end_walls(), t.send_lags(), strict=True)
     ]
 
 

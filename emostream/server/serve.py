@@ -21,6 +21,7 @@ from aiohttp import web
 from emostream.bus import open_bus
 from emostream.config import Settings
 from emostream.errors import UserError
+from emostream.runtime import looplag
 from emostream.runtime.pipeline import Pipeline, default_consumer, install_stop_signals
 from emostream.runtime.stage import Stage
 from emostream.server import auth
@@ -116,7 +117,8 @@ async def start(settings: Settings, host: str, port: int, stages: list[Stage], s
                 settings.bus.block_ms,
                 settings.bus.claim_idle_ms,
             )
-        )
+        ),
+        asyncio.create_task(looplag.monitor(pipeline_stop)),
     ]
     if stages:
         pipeline = Pipeline(bus, settings)
