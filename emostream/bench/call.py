@@ -39,7 +39,7 @@ from emostream.client import Subscription, subscribe
 from emostream.config import Settings, load_settings
 from emostream.evaluation.scores import edit_distance
 from emostream.ingest.segmenter import close_delay_s
-from emostream.runtime.topology import build
+from emostream.runtime.topology import PIPELINE, build
 from emostream.schema import EmotionEvent, Utterance, decode
 from emostream.server import auth, serve
 from emostream.server.whip_client import WhipPublisher
@@ -91,12 +91,13 @@ class CallRun:
             # emit time less its eos -> emit latency (a subprocess server's utterances are not here)
             end = eos.get((ev.speaker, ev.utterance)) or ev.emitted_at - ev.latency_ms.get("total", 0) / 1000
             stages = {"vad": (end - s.voiced_end) * 1000}
-            # the vad stage split: the publisher's own lag, then (server clock) the wait for the
-            # closing window, then how late the server processed that window (its ingest lag)
+            # the vad stage split (server clock: first sample arrival + samples since): the wait for
+            # the closing window, then how late it was processed (ingest lag, the publisher's own
+            # send lag included: a late sample is late for the server too)
             decided = ev.end + self.decide_after_s
             stages["vad_send_lag"] = s.send_lag * 1000
             stages["vad_ingest_lag"] = (end - decided) * 1000
-            stages["vad_wait"] = (decided - s.voiced_end - s.send_lag) * 1000
+            stages["vad_wait"] = (decided - s.voiced_end) * 1000  # vad = vad_wait + vad_ingest_lag
             stages |= {k: v for k, v in ev.latency_ms.items() if k != "total"}
             stages["delivery"] = (arrived - ev.emitted_at) * 1000 if ev.emitted_at else 0.0
             ref, hyp = _words(s.text), _words(ev.transcript)
@@ -150,13 +151,22 @@ async def run_call(
     drain_s: float = 4.0,
     subprocess: bool = False,
     config: str | None = None,
+    redis: str | None = None,
 ) -> CallRun:
     """Run one call against ``emostream serve`` (embedded bus, every stage): in-process, or with
-    ``subprocess`` a child process of its own; its events are read by an SSE subscriber
-    (``emostream.client``). Call inside ``netns.private_network()``."""
+    ``subprocess`` a child process of its own; with ``redis`` (a bus URL) that child only runs the API
+    and the call ingest, and every stage is an ``emostream worker`` process. Its events are read by an
+    SSE subscriber (``emostream.client``). Call inside ``netns.private_network()``."""
     child = None
-    if subprocess:
-        child = await serve_proc.start_serve(SECRET, config)
+    workers: list[serve_proc.WorkerProcess] = []
+    if redis:
+        workers = await serve_proc.start_workers(PIPELINE, redis, config)
+    if subprocess or redis:
+        try:
+            child = await serve_proc.start_serve(SECRET, config, redis=redis)
+        except BaseException:
+            await serve_proc.stop_workers(workers)
+            raise
         url = child.url
     else:
         settings = msgspec.structs.replace(
@@ -175,10 +185,11 @@ async def run_call(
         tail.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await tail
-        figures = await server_figures(url)
+        figures = await server_figures(url, [w.metrics_url for w in workers])
         utts: list[Utterance] = []
         if child is not None:
             await child.stop()
+            await serve_proc.stop_workers(workers)
         else:
             bus = server.state.bus
             utts = [decode(e.data, Utterance) for e in await bus.tail({"utterances": "0"}, 10_000, 10)]
@@ -189,29 +200,37 @@ async def run_call(
     return result
 
 
-async def server_figures(url: str) -> dict[str, Any]:
-    """From the server's ``/metrics``: its event-loop lag (mean, share over 50 ms, max) and each stage's
-    mean handler time (decode -> outputs published), so queue waits show as stage latency minus these."""
+async def server_figures(url: str, workers: list[str] | None = None) -> dict[str, Any]:
+    """From the server's ``/metrics`` (and its workers'): the serve process's event-loop lag (mean,
+    share over 50 ms, max) and each stage's mean handler time (decode -> outputs published, the first
+    call's model warm-up included), so queue waits show as stage latency minus these."""
     import aiohttp
     from prometheus_client.parser import text_string_to_metric_families
 
-    try:
-        async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as r:
-            text = await r.text()
-    except aiohttp.ClientError as exc:
-        return {"error": f"/metrics unreadable: {exc}"}
-    samples = [s for fam in text_string_to_metric_families(text) for s in fam.samples]
+    texts = []
+    async with aiohttp.ClientSession() as http:
+        for u in [url, *(workers or [])]:
+            try:
+                async with http.get(u + "/metrics") as r:
+                    texts.append(await r.text())
+            except aiohttp.ClientError as exc:
+                return {"error": f"{u}/metrics unreadable: {exc}"}
+    serve_samples = [s for fam in text_string_to_metric_families(texts[0]) for s in fam.samples]
+    samples = [s for t in texts for fam in text_string_to_metric_families(t) for s in fam.samples]
 
     def value(name: str, **labels: str) -> float:
         return sum(s.value for s in samples if s.name == name and labels.items() <= s.labels.items())
 
+    def serve_value(name: str, **labels: str) -> float:
+        return sum(s.value for s in serve_samples if s.name == name and labels.items() <= s.labels.items())
+
     out: dict[str, Any] = {}
-    n = value("emostream_loop_lag_seconds_count")
+    n = serve_value("emostream_loop_lag_seconds_count")
     if n:
-        over = n - value("emostream_loop_lag_seconds_bucket", le="0.05")
-        out["loop_lag_mean_ms"] = round(value("emostream_loop_lag_seconds_sum") / n * 1000, 1)
+        over = n - serve_value("emostream_loop_lag_seconds_bucket", le="0.05")
+        out["loop_lag_mean_ms"] = round(serve_value("emostream_loop_lag_seconds_sum") / n * 1000, 1)
         out["loop_lag_over_50ms"] = round(over / n, 3)
-        out["loop_lag_max_ms"] = round(value("emostream_loop_lag_max_seconds") * 1000, 1)
+        out["loop_lag_max_ms"] = round(serve_value("emostream_loop_lag_max_seconds") * 1000, 1)
     handle = {}
     for st in sorted({s.labels["stage"] for s in samples if s.name == "emostream_handle_seconds_count"}):
         c = value("emostream_handle_seconds_count", stage=st)
@@ -269,25 +288,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "running here do not share the server's event loop and GIL)",
     )
     parser.add_argument("--details", action="store_true", help="also print one JSON line per event")
+    parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="the Redis topology: a private redis-server, `emostream serve --redis` (API + call ingest "
+        "only) and one `emostream worker` process per stage",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from emostream.bench.netns import private_network
     from emostream.errors import UserError
+    from emostream.testing.redis_server import redis_server
 
     if args.participants < 1:
         raise UserError("--participants must be at least 1", exit_code=2)
     settings = load_settings(getattr(args, "config", None))
-    with private_network("emo-bench"):
+    if args.redis and args.in_process:
+        raise UserError("--redis runs the server and the stages as processes: drop --in-process", exit_code=2)
+    with private_network("emo-bench"), contextlib.ExitStack() as stack:
         config = getattr(args, "config", None)
+        redis = stack.enter_context(redis_server()) if args.redis else None
         result = asyncio.run(
             run_call(
-                settings, args.participants, pause_s=args.pause, subprocess=not args.in_process, config=config
+                settings,
+                args.participants,
+                pause_s=args.pause,
+                subprocess=not args.in_process,
+                config=config,
+                redis=redis,
             )
         )
     if args.details:
         for m in result.matched:
             print(json.dumps({k: (round(v, 1) if isinstance(v, float) else v) for k, v in m.items()}))
-    line = result.summary(args.participants)
+    line = result.summary(args.participants) | {"topology": "redis" if args.redis else "embedded"}
     print(json.dumps(line) if args.json else "\n".join(f"{k}: {v}" for k, v in line.items()))
     return 0
