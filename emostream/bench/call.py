@@ -152,9 +152,11 @@ async def run_call(
     subprocess: bool = False,
     config: str | None = None,
     redis: str | None = None,
+    settle_s: float = 30.0,
 ) -> CallRun:
     """Run one call against ``emostream serve`` (embedded bus, every stage): in-process, or with
-    ``subprocess`` a child process of its own; with ``redis`` (a bus URL) that child only runs the API
+    ``subprocess`` a child process of its own (events still missing after the call are waited for up
+    to ``settle_s``, so a slow server's latencies are measured, not cut off); with ``redis`` (a bus URL) that child only runs the API
     and the call ingest, and every stage is an ``emostream worker`` process. Its events are read by an
     SSE subscriber (``emostream.client``). Call inside ``netns.private_network()``."""
     child = None
@@ -181,6 +183,10 @@ async def run_call(
     await asyncio.sleep(0.3)  # the subscriber is connected before anyone speaks
     try:
         spoken = await _speak(f"{url}/whip/{room}", room, participants, prompts, pause_s, drain_s)
+        # a slow server's last events still count (late, not lost): wait for one per prompt, bounded
+        deadline = time.monotonic() + settle_s
+        while len(events) < len(spoken) and time.monotonic() < deadline:  # noqa: ASYNC110 - a count
+            await asyncio.sleep(0.1)
     finally:
         tail.cancel()
         with contextlib.suppress(asyncio.CancelledError):
