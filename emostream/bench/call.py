@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +131,7 @@ class CallRun:
                 n: _pct([m["stages"][n] for m in self.matched if n in m["stages"]], 50) for n in names
             },
             "wer": round(sum(m["errors"] for m in self.matched) / words, 4) if words else None,
+            "visual": dict(Counter(m["visual"] for m in self.matched)),
             "server": self.server,
         }
 

@@ -75,7 +75,12 @@ async def start_serve(
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise UserError(f"emostream serve did not become ready within {ready_s:.0f} s: see {log}")
+                why = (
+                    f"exited with {proc.wait()}"
+                    if proc.returncode is not None
+                    else f"not ready in {ready_s:.0f} s"
+                )
+                raise UserError(f"emostream serve {why} (last line: {_last_line(log)!r}): see {log}")
             await asyncio.sleep(0.2)
 
 
@@ -133,3 +138,11 @@ async def stop_workers(workers: list[WorkerProcess], timeout_s: float = 60) -> N
                 os.unlink(w.log)
         else:
             print(f"emostream worker {w.name} exited with {rc}: see {w.log}", file=sys.stderr)
+
+
+def _last_line(log: str) -> str:
+    try:
+        lines = Path(log).read_text(errors="replace").strip().splitlines()
+    except OSError as exc:
+        return f"log unreadable: {exc}"
+    return lines[-1][-300:] if lines else "(empty)"
