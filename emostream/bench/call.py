@@ -267,7 +267,12 @@ async def _speak(
             await pub.start()
             pubs.append(pub)
             tracks.append((name, speech))
-        await asyncio.sleep(max(t.program.duration for _, t in tracks) + drain_s)
+        await asyncio.sleep(max(t.program.duration for _, t in tracks))
+        # a publisher starved of CPU sends late: stop only once every program has really been sent
+        deadline = time.monotonic() + 60.0
+        while not all(t.finished for _, t in tracks) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(drain_s)
     finally:
         for pub in pubs:
             await pub.stop()

@@ -152,6 +152,11 @@ class SpeechTrack(_tracks_base()):  # type: ignore[misc]
         self._sent_at.append(time.time())
         return frame
 
+    @property
+    def finished(self) -> bool:
+        """Whether the whole program has been handed to the encoder."""
+        return self._sent >= self.program.audio.size
+
     def voiced_end_walls(self) -> list[float]:
         start = self.started or 0.0
         return [start + t for t in self.program.voiced_ends()]
