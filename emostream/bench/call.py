@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,8 +39,9 @@ from emostream.bench.call_media import (
 from emostream.client import Subscription, subscribe
 from emostream.config import Settings, load_settings
 from emostream.evaluation.scores import edit_distance
+from emostream.ingest.segmenter import close_delay_s
 from emostream.progress import Steps
-from emostream.runtime.topology import build
+from emostream.runtime.topology import PIPELINE, build
 from emostream.schema import EmotionEvent, Utterance, decode
 from emostream.server import auth, serve
 from emostream.server.whip_client import WhipPublisher
@@ -60,6 +62,8 @@ class Spoken:
     text: str
     voiced_end: float
     """Wall-clock second of the prompt's last voiced sample."""
+    send_lag: float = 0.0
+    """Seconds the publisher sent that sample later than its wall-clock slot (a busy bench process)."""
 
 
 @dataclass
@@ -68,6 +72,10 @@ class CallRun:
     events: list[tuple[float, EmotionEvent]]
     utterances: list[Utterance]
     matched: list[dict[str, Any]] = field(default_factory=list)
+    server: dict[str, Any] = field(default_factory=dict)
+    """The server process's own figures, read from its ``/metrics`` (:func:`server_figures`)."""
+    decide_after_s: float = 0.0
+    """Media seconds from an utterance's audio end to the window that closes it (hangover - tail)."""
 
     def match(self) -> None:
         """Each event -> the prompt of its speaker whose last voiced sample lies in its span."""
@@ -85,6 +93,13 @@ class CallRun:
             # emit time less its eos -> emit latency (a subprocess server's utterances are not here)
             end = eos.get((ev.speaker, ev.utterance)) or ev.emitted_at - ev.latency_ms.get("total", 0) / 1000
             stages = {"vad": (end - s.voiced_end) * 1000}
+            # the vad stage split (server clock: first sample arrival + samples since): the wait for
+            # the closing window, then how late it was processed (ingest lag, the publisher's own
+            # send lag included: a late sample is late for the server too)
+            decided = ev.end + self.decide_after_s
+            stages["vad_send_lag"] = s.send_lag * 1000
+            stages["vad_ingest_lag"] = (end - decided) * 1000
+            stages["vad_wait"] = (decided - s.voiced_end) * 1000  # vad = vad_wait + vad_ingest_lag
             stages |= {k: v for k, v in ev.latency_ms.items() if k != "total"}
             stages["delivery"] = (arrived - ev.emitted_at) * 1000 if ev.emitted_at else 0.0
             ref, hyp = _words(s.text), _words(ev.transcript)
@@ -117,6 +132,8 @@ class CallRun:
                 n: _pct([m["stages"][n] for m in self.matched if n in m["stages"]], 50) for n in names
             },
             "wer": round(sum(m["errors"] for m in self.matched) / words, 4) if words else None,
+            "visual": dict(Counter(m["visual"] for m in self.matched)),
+            "server": self.server,
         }
 
 
@@ -137,16 +154,28 @@ async def run_call(
     drain_s: float = 4.0,
     subprocess: bool = False,
     config: str | None = None,
+    redis: str | None = None,
+    settle_s: float = 30.0,
     bar: Steps | None = None,
 ) -> CallRun:
     """Run one call against ``emostream serve`` (embedded bus, every stage): in-process, or with
-    ``subprocess`` a child process of its own; its events are read by an SSE subscriber
-    (``emostream.client``). Call inside ``netns.private_network()``."""
+    ``subprocess`` a child process of its own (events still missing after the call are waited for up
+    to ``settle_s``, so a slow server's latencies are measured, not cut off); with ``redis`` (a bus
+    URL) that child only runs the API and the call ingest, and every stage is an ``emostream worker``
+    process. Its events are read by an SSE subscriber (``emostream.client``). Call inside
+    ``netns.private_network()``."""
     bar = bar or Steps("", show=False)
     bar.update(description="bench call: starting emostream serve (every stage)")
     child = None
-    if subprocess:
-        child = await serve_proc.start_serve(SECRET, config)
+    workers: list[serve_proc.WorkerProcess] = []
+    if redis:
+        workers = await serve_proc.start_workers(PIPELINE, redis, config)
+    if subprocess or redis:
+        try:
+            child = await serve_proc.start_serve(SECRET, config, redis=redis)
+        except BaseException:
+            await serve_proc.stop_workers(workers)
+            raise
         url = child.url
     else:
         settings = msgspec.structs.replace(
@@ -161,20 +190,67 @@ async def run_call(
     await asyncio.sleep(0.3)  # the subscriber is connected before anyone speaks
     try:
         spoken = await _speak(f"{url}/whip/{room}", room, participants, prompts, pause_s, drain_s, bar)
+        # a slow server's last events still count (late, not lost): wait for one per prompt, bounded
+        deadline = time.monotonic() + settle_s
+        while len(events) < len(spoken) and time.monotonic() < deadline:  # noqa: ASYNC110 - a count
+            await asyncio.sleep(0.1)
     finally:
         tail.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await tail
+        figures = await server_figures(url, [w.metrics_url for w in workers])
         utts: list[Utterance] = []
         if child is not None:
             await child.stop()
+            await serve_proc.stop_workers(workers)
         else:
             bus = server.state.bus
             utts = [decode(e.data, Utterance) for e in await bus.tail({"utterances": "0"}, 10_000, 10)]
             await server.close(settings.api.drain_s)
-    result = CallRun(spoken, events, utts)
+    result = CallRun(spoken, events, utts, server=figures)
+    result.decide_after_s = close_delay_s(settings.vad)
     result.match()
     return result
+
+
+async def server_figures(url: str, workers: list[str] | None = None) -> dict[str, Any]:
+    """From the server's ``/metrics`` (and its workers'): the serve process's event-loop lag (mean,
+    share over 50 ms, max) and each stage's mean handler time (decode -> outputs published, the first
+    call's model warm-up included), so queue waits show as stage latency minus these."""
+    import aiohttp
+    from prometheus_client.parser import text_string_to_metric_families
+
+    texts = []
+    async with aiohttp.ClientSession() as http:
+        for u in [url, *(workers or [])]:
+            try:
+                async with http.get(u + "/metrics") as r:
+                    texts.append(await r.text())
+            except aiohttp.ClientError as exc:
+                return {"error": f"{u}/metrics unreadable: {exc}"}
+    serve_samples = [s for fam in text_string_to_metric_families(texts[0]) for s in fam.samples]
+    samples = [s for t in texts for fam in text_string_to_metric_families(t) for s in fam.samples]
+
+    def value(name: str, **labels: str) -> float:
+        return sum(s.value for s in samples if s.name == name and labels.items() <= s.labels.items())
+
+    def serve_value(name: str, **labels: str) -> float:
+        return sum(s.value for s in serve_samples if s.name == name and labels.items() <= s.labels.items())
+
+    out: dict[str, Any] = {}
+    n = serve_value("emostream_loop_lag_seconds_count")
+    if n:
+        over = n - serve_value("emostream_loop_lag_seconds_bucket", le="0.05")
+        out["loop_lag_mean_ms"] = round(serve_value("emostream_loop_lag_seconds_sum") / n * 1000, 1)
+        out["loop_lag_over_50ms"] = round(over / n, 3)
+        out["loop_lag_max_ms"] = round(serve_value("emostream_loop_lag_max_seconds") * 1000, 1)
+    handle = {}
+    for st in sorted({s.labels["stage"] for s in samples if s.name == "emostream_handle_seconds_count"}):
+        c = value("emostream_handle_seconds_count", stage=st)
+        if c:
+            handle[st] = round(value("emostream_handle_seconds_sum", stage=st) / c * 1000, 1)
+    out["handler_mean_ms"] = handle
+    return out
 
 
 async def _speak(
@@ -202,24 +278,30 @@ async def _speak(
             await pub.start()
             pubs.append(pub)
             tracks.append((name, speech))
-        call_s = max(t.program.duration for _, t in tracks) + drain_s
+        program_s = max(t.program.duration for _, t in tracks)
         bar.update(
             completed=0,
-            total=round(call_s),
+            total=round(program_s + drain_s),
             description=f"bench call: {participants} publishers speaking (s)",
         )
         t0 = time.monotonic()
-        while (left := t0 + call_s - time.monotonic()) > 0:
+        while (left := t0 + program_s - time.monotonic()) > 0:
             await asyncio.sleep(min(0.5, left))
-            bar.update(completed=round(min(call_s, time.monotonic() - t0)))
+            bar.update(completed=round(min(program_s, time.monotonic() - t0)))
+        # a publisher starved of CPU sends late: stop only once every program has really been sent
+        deadline = time.monotonic() + 60.0
+        while not all(t.finished for _, t in tracks) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(drain_s)
+        bar.update(completed=round(program_s + drain_s))
     finally:
         for pub in pubs:
             await pub.stop()
     await asyncio.sleep(1.0)
     return [
-        Spoken(name, p.name, p.text, end)
+        Spoken(name, p.name, p.text, end, lag)
         for name, t in tracks
-        for p, end in zip(t.program.prompts, t.voiced_end_walls(), strict=True)
+        for p, end, lag in zip(t.program.prompts, t.voiced_end_walls(), t.send_lags(), strict=True)
     ]
 
 
@@ -240,17 +322,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "running here do not share the server's event loop and GIL)",
     )
     parser.add_argument("--details", action="store_true", help="also print one JSON line per event")
+    parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="the Redis topology: a private redis-server, `emostream serve --redis` (API + call ingest "
+        "only) and one `emostream worker` process per stage",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from emostream.bench.netns import private_network
     from emostream.errors import UserError
+    from emostream.testing.redis_server import redis_server
 
     if args.participants < 1:
         raise UserError("--participants must be at least 1", exit_code=2)
     settings = load_settings(getattr(args, "config", None))
-    with private_network("emo-bench"), Steps("bench call") as bar:
+    if args.redis and args.in_process:
+        raise UserError("--redis runs the server and the stages as processes: drop --in-process", exit_code=2)
+    with private_network("emo-bench"), contextlib.ExitStack() as stack, Steps("bench call") as bar:
         config = getattr(args, "config", None)
+        redis = stack.enter_context(redis_server()) if args.redis else None
         result = asyncio.run(
             run_call(
                 settings,
@@ -259,11 +351,12 @@ def run(args: argparse.Namespace) -> int:
                 subprocess=not args.in_process,
                 config=config,
                 bar=bar,
+                redis=redis,
             )
         )
     if args.details:
         for m in result.matched:
             print(json.dumps({k: (round(v, 1) if isinstance(v, float) else v) for k, v in m.items()}))
-    line = result.summary(args.participants)
+    line = result.summary(args.participants) | {"topology": "redis" if args.redis else "embedded"}
     print(json.dumps(line) if args.json else "\n".join(f"{k}: {v}" for k, v in line.items()))
     return 0

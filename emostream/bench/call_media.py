@@ -130,6 +130,8 @@ class SpeechTrack(_tracks_base()):  # type: ignore[misc]
         self.started: float | None = None
         """Wall-clock second of the program's sample 0 (set by the first recv)."""
         self._sent = 0
+        self._sent_at: list[float] = []
+        """Wall-clock second each 20 ms frame was actually handed to the encoder."""
 
     async def recv(self) -> av.AudioFrame:
         n = int(RATE * PTIME)
@@ -147,11 +149,28 @@ class SpeechTrack(_tracks_base()):  # type: ignore[misc]
         frame.pts = self._sent
         frame.time_base = fractions.Fraction(1, RATE)
         self._sent += n
+        self._sent_at.append(time.time())
         return frame
+
+    @property
+    def finished(self) -> bool:
+        """Whether the whole program has been handed to the encoder."""
+        return self._sent >= self.program.audio.size
 
     def voiced_end_walls(self) -> list[float]:
         start = self.started or 0.0
         return [start + t for t in self.program.voiced_ends()]
+
+    def send_lags(self) -> list[float]:
+        """Per prompt, seconds its last voiced frame left later than its wall-clock slot (the publisher's
+        own lag on a busy machine: a real microphone is never late)."""
+        start = self.started or 0.0
+        n = int(RATE * PTIME)
+        out = []
+        for t in self.program.voiced_ends():
+            i = int(t * RATE) // n
+            out.append(self._sent_at[i] - (start + i * n / RATE) if i < len(self._sent_at) else 0.0)
+        return out
 
 
 class FaceTrack(_tracks_base()):  # type: ignore[misc]

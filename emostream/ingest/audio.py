@@ -39,6 +39,9 @@ RATE_CHANGES = Counter(
     "emostream_audio_rate_changes", "Sample-rate changes seen mid-stream (resampler restarted)"
 )
 
+_OK = FRAMES.labels("ok")
+"""Resolved once: ``labels()`` per 20 ms frame is measurable."""
+
 _INT_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0, np.dtype(np.uint8): 128.0}
 _EMPTY: Audio = np.zeros(0, np.float32)
 
@@ -66,18 +69,44 @@ class AudioNormalizer:
 
     def push(self, frame: Any, sample_rate: int | None = None) -> Audio:
         """Convert one frame (``av.AudioFrame`` or numpy array + ``sample_rate``); may return 0 samples."""
+        return self.push_many([frame], sample_rate)
+
+    def push_many(self, frames: list[Any], sample_rate: int | None = None) -> Audio:
+        """Convert consecutive frames; runs at one rate go through the resampler as one chunk (the
+        resampler call and its frame wrapping are most of the cost of a 20 ms frame)."""
+        out: list[Audio] = []
+        run: list[Audio] = []
+        run_rate = 0
+        for frame in frames:
+            mono = self._mono(frame, sample_rate)
+            if mono is None:
+                continue
+            x, rate = mono
+            if run and rate != run_rate:
+                out.append(self._resample(_cat(run), run_rate))
+                run = []
+            run.append(x)
+            run_rate = rate
+        if run:
+            out.append(self._resample(_cat(run), run_rate))
+        result = _cat(out)
+        self.stats.samples_out += result.size
+        return result
+
+    def _mono(self, frame: Any, sample_rate: int | None) -> tuple[Audio, int] | None:
+        """One frame as sanitized mono float32 and its rate; None (counted) when skipped."""
         self.stats.frames += 1
         try:
-            mono, rate = _to_mono(frame, sample_rate)
+            mono, rate, exact = _to_mono(frame, sample_rate)
         except (ValueError, TypeError, av.error.FFmpegError) as exc:
-            return self._skip("bad", exc)
+            self._skip("bad", exc)
+            return None
         if mono.size == 0:
-            return self._skip("empty")
-        FRAMES.labels("ok").inc()
-        mono = self._sanitize(mono)
-        out = self._resample(mono, rate)
-        self.stats.samples_out += out.size
-        return out
+            self._skip("empty")
+            return None
+        _OK.inc()
+        # integer PCM scaled by its full range is always finite and within [-1, 1]
+        return (mono if exact else self._sanitize(mono)), rate
 
     def flush(self) -> Audio:
         """The resampler's buffered tail (call at end of stream)."""
@@ -138,6 +167,12 @@ class AudioNormalizer:
             return _EMPTY
 
 
+def _cat(parts: list[Audio]) -> Audio:
+    if not parts:
+        return _EMPTY
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 def _join(frames: list[av.AudioFrame]) -> Audio:
     if not frames:
         return _EMPTY
@@ -145,17 +180,22 @@ def _join(frames: list[av.AudioFrame]) -> Audio:
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def _to_mono(frame: Any, sample_rate: int | None) -> tuple[Audio, int]:
-    """(mono float32 samples, their rate) of an AudioFrame or a numpy array."""
+def _to_mono(frame: Any, sample_rate: int | None) -> tuple[Audio, int, bool]:
+    """(mono float32 samples, their rate, whether they came from integer PCM: finite and in range)."""
     if isinstance(frame, av.AudioFrame):
         rate = int(frame.sample_rate or 0)
         if frame.samples == 0:
-            return _EMPTY, rate
+            return _EMPTY, rate, True
         arr = frame.to_ndarray()
         channels = len(frame.layout.channels)
-        if not frame.format.is_planar:
-            arr = arr.reshape(-1, channels).T
-        x = _as_float(arr).mean(axis=0) if channels > 1 else _as_float(arr).reshape(-1)
+        if arr.dtype == np.int16 and not frame.format.is_planar:
+            # the WebRTC case (Opus decoded to interleaved s16): one pass, no per-channel float copies
+            x = arr.reshape(-1, channels).astype(np.float32).sum(axis=1) if channels > 1 else arr.reshape(-1)
+            x = np.multiply(x, np.float32(1.0 / (32768.0 * channels)), dtype=np.float32)
+        else:
+            if not frame.format.is_planar:
+                arr = arr.reshape(-1, channels).T
+            x = _as_float(arr).mean(axis=0) if channels > 1 else _as_float(arr).reshape(-1)
     else:
         rate = SAMPLE_RATE if sample_rate is None else int(sample_rate)
         arr = np.asarray(frame)
@@ -169,7 +209,8 @@ def _to_mono(frame: Any, sample_rate: int | None) -> tuple[Audio, int]:
             raise ValueError(f"audio array must be 1-D or 2-D, got shape {arr.shape}")
     if not 1000 <= rate <= 384_000:
         raise ValueError(f"unusable sample rate {rate}")
-    return np.ascontiguousarray(x, dtype=np.float32), rate
+    exact = arr.dtype.kind in "iu"
+    return np.ascontiguousarray(x, dtype=np.float32), rate, exact
 
 
 def _as_float(arr: npt.NDArray[Any]) -> Audio:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,17 @@ def media_clock() -> float:
 FrameSource = Callable[[str, float, float], Awaitable[list[FrameRef]]]
 """``(utterance key, start, end) -> frame refs`` (e.g. :func:`store_frames` of a FrameBuffer's window)."""
 
-_INLINE_SAMPLES = SAMPLE_RATE // 4
-"""Chunks longer than this run VAD in a worker thread instead of on the event loop."""
+_INGEST: ThreadPoolExecutor | None = None
+
+
+def _ingest_pool() -> ThreadPoolExecutor:
+    """One thread per process for every participant's normalizer and VAD: off the event loop (which
+    must keep reading RTP packets and running the stages), FIFO, and not queued behind model work in
+    the default executor. Each participant awaits its chunk, so its own order is kept."""
+    global _INGEST
+    if _INGEST is None:
+        _INGEST = ThreadPoolExecutor(1, thread_name_prefix="ingest")
+    return _INGEST
 
 
 class SpeechIngest:
@@ -86,28 +96,33 @@ class SpeechIngest:
 
     async def push(self, frame: Any, sample_rate: int | None = None) -> list[Message]:
         """One frame of any kind (PyAV AudioFrame, numpy + rate); returns the messages published."""
-        return await self.push_audio(self.normalizer.push(frame, sample_rate))
+        return await self.push_many([frame], sample_rate)
 
-    async def push_many(self, frames: list[Any]) -> list[Message]:
-        """A backlog of frames as one chunk: one VAD pass (off the event loop when it is long)
-        instead of a loop turn per 20 ms frame, so a participant that fell behind catches up."""
-        parts = [a for a in (self.normalizer.push(f) for f in frames) if a.size]
-        if not parts:
-            return []
-        return await self.push_audio(parts[0] if len(parts) == 1 else np.concatenate(parts))
+    async def push_many(self, frames: list[Any], sample_rate: int | None = None) -> list[Message]:
+        """Frames as one chunk (one resampler call, one VAD pass) in the ingest thread, so a participant
+        that fell behind catches up and the event loop never runs the normalizer or VAD."""
+        self._start_clock()
+        loop = asyncio.get_running_loop()
+        events = await loop.run_in_executor(_ingest_pool(), self._segment, frames, sample_rate)
+        return await self.publish(events)
 
     async def push_audio(self, audio: Audio) -> list[Message]:
         """Already-normalized 16 kHz mono float32 audio."""
         if audio.size == 0:
             return []
+        self._start_clock()
+        loop = asyncio.get_running_loop()
+        events = await loop.run_in_executor(_ingest_pool(), self.segmenter.push, audio)
+        return await self.publish(events)
+
+    def _start_clock(self) -> None:
         if not self._clock_set:
             self.segmenter.t0 = media_clock()
             self._clock_set = True
-        if audio.size > _INLINE_SAMPLES:
-            events = await asyncio.to_thread(self.segmenter.push, audio)
-        else:
-            events = self.segmenter.push(audio)
-        return await self.publish(events)
+
+    def _segment(self, frames: list[Any], sample_rate: int | None) -> list[SpeechEvent]:
+        audio = self.normalizer.push_many(frames, sample_rate)
+        return self.segmenter.push(audio) if audio.size else []
 
     async def flush(self) -> list[Message]:
         """End of the track (or a forced boundary): close the utterance in progress."""

@@ -92,6 +92,13 @@ def _windows(ms: float) -> int:
     return max(0, math.ceil(ms / 1000 / WINDOW_S - 1e-9))
 
 
+def close_delay_s(options: VadSettings) -> float:
+    """Media seconds from a silence-closed utterance's audio end (last speech + tail) to the end of the
+    window that closes it (hangover reached): the part of the hangover after the utterance's audio."""
+    tail = max(1, _windows(options.tail_ms))
+    return (max(tail, _windows(options.hangover_ms)) - tail) * WINDOW_S
+
+
 class Segmenter:
     """One participant's VAD state machine. Feed 16 kHz mono float32 with :meth:`push`."""
 

@@ -114,10 +114,11 @@ class Stage:
 
     async def process(self, message: Message, ctx: StageContext) -> list[Emit]:
         """:meth:`handle`, then stamp ``trace[name]`` (the wall clock at publish) on every output."""
-        stamp = now()
+        emits = await self.handle(message, ctx)
+        stamp = now()  # after the handler: a stage's stamp is when its output was ready, not when it began
         return [
             Emit(msgspec.structs.replace(e.message, trace={**e.message.trace, self.name: stamp}), e.stream)
-            for e in await self.handle(message, ctx)
+            for e in emits
         ]
 
     async def close(self) -> None:

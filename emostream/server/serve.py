@@ -21,6 +21,7 @@ from aiohttp import web
 from emostream.bus import open_bus
 from emostream.config import Settings
 from emostream.errors import UserError
+from emostream.runtime import looplag
 from emostream.runtime.pipeline import Pipeline, default_consumer, install_stop_signals, warn_if_open
 from emostream.runtime.stage import Stage
 from emostream.server import auth
@@ -135,7 +136,8 @@ async def start(settings: Settings, host: str, port: int, stages: list[Stage], s
                 fan_ready,
                 settings.bus.block_ms,
             )
-        )
+        ),
+        asyncio.create_task(looplag.monitor(pipeline_stop)),
     ]
     if stages:
         pipeline = Pipeline(bus, settings)
