@@ -110,11 +110,9 @@ class CallRun:
             "utterances": len(self.spoken),
             "events": len(self.events),
             "matched": len(self.matched),
-            "speech_end_to_event_p50_ms": _pct(lat, 50),
-            "speech_end_to_event_p95_ms": _pct(lat, 95),
-            "stages": {
-                n: _pct([m["stages"][n] for m in self.matched if n in m["stages"]], 50) for n in names
-            },
+            "speech_end_to_event_p50_ms": pct(lat, 50),
+            "speech_end_to_event_p95_ms": pct(lat, 95),
+            "stages": {n: pct([m["stages"][n] for m in self.matched if n in m["stages"]], 50) for n in names},
             "wer": round(sum(m["errors"] for m in self.matched) / words, 4) if words else None,
         }
 
@@ -123,7 +121,7 @@ def _words(text: str) -> list[str]:
     return "".join(c.lower() if c.isalnum() or c.isspace() else " " for c in text).split()
 
 
-def _pct(xs: list[float], q: float) -> float | None:
+def pct(xs: list[float], q: float) -> float | None:
     return round(float(np.percentile(xs, q)), 1) if xs else None
 
 
@@ -153,7 +151,7 @@ async def run_call(
         url = server.url
     events: list[tuple[float, EmotionEvent]] = []
     viewer = auth.create(SECRET, room, "subscribe", name="bench", ttl_s=3600)
-    tail = asyncio.create_task(_follow(subscribe(url, room, viewer), events))
+    tail = asyncio.create_task(follow(subscribe(url, room, viewer), events))
     await asyncio.sleep(0.3)  # the subscriber is connected before anyone speaks
     try:
         spoken = await _speak(f"{url}/whip/{room}", room, participants, prompts, pause_s, drain_s)
@@ -204,8 +202,8 @@ async def _speak(
     ]
 
 
-async def _follow(sub: Subscription, out: list[tuple[float, EmotionEvent]]) -> None:
-    """Arrival time at the SSE subscriber of each event."""
+async def follow(sub: Subscription, out: list[tuple[float, EmotionEvent]]) -> None:
+    """(Shared with ``bench soak``.) Arrival time at the SSE subscriber of each event."""
     async for event in sub:
         out.append((time.time(), event))
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHES: tuple[str, ...] = ("bus", "asr", "voices", "visual", "quant", "events", "call")
+BENCHES: tuple[str, ...] = ("bus", "asr", "voices", "visual", "quant", "events", "call", "soak")
 
 HELP = (
-    "Benchmarks: bus, asr, voices, visual, quant, events, call (medians in one run, JSON lines with --json)."
+    "Benchmarks: bus, asr, voices, visual, quant, events, call, soak (medians in one run, JSON lines with --json)."
 )
 
 
