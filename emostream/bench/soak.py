@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from emostream.bench.call import SECRET, Spoken, follow, publish_token
 from emostream.bench.call_media import (
     DEFAULT_PROMPTS,
@@ -88,10 +90,14 @@ class Participant:
     program: Program
     portrait: Path
     url: str
+    fps: float = 15.0
     tracks: list[SpeechTrack] = field(default_factory=list)
     pub: WhipPublisher | None = None
     log: list[tuple[float, str]] = field(default_factory=list)
     rejoining: asyncio.Task[None] | None = None
+    rtp: list[tuple[float, str, int, int]] = field(default_factory=list)
+    """(wall second, kind, packets sent, packets the server reported lost): this session's counters
+    from the server's RTCP receiver reports (what reached it), polled while talking."""
     """(wall second, what): connection states, planned drops, unplanned losses of the call."""
 
     async def join(self, timeout_s: float = 60) -> None:
@@ -99,7 +105,9 @@ class Participant:
         deadline = time.monotonic() + timeout_s
         while True:
             speech = SpeechTrack(self.program, loop=True)
-            pub = WhipPublisher(self.url, publish_token(ROOM, self.name), [speech, FaceTrack(self.portrait)])
+            pub = WhipPublisher(
+                self.url, publish_token(ROOM, self.name), [speech, FaceTrack(self.portrait, self.fps)]
+            )
             try:
                 await pub.start()
             except WhipError as exc:
@@ -121,6 +129,20 @@ class Participant:
             await self.join()
         finally:
             self.rejoining = None
+
+    async def poll_rtp(self) -> None:
+        if self.pub is None or self.pub.pc is None or self.pub.pc.connectionState != "connected":
+            return
+        sent: dict[str, int] = {}
+        lost: dict[str, int] = {}
+        for st in (await self.pub.pc.getStats()).values():
+            if st.type == "outbound-rtp":
+                sent[st.kind] = st.packetsSent
+            elif st.type == "remote-inbound-rtp":
+                lost[st.kind] = st.packetsLost
+        now = time.time()
+        for kind, n in sent.items():
+            self.rtp.append((now, kind, n, lost.get(kind, 0)))
 
     def lost_call(self) -> bool:
         """Whether the call ended without this participant leaving (what a person would notice)."""
@@ -170,6 +192,9 @@ class SoakRun:
     calls: dict[str, list[tuple[float, str]]]
     """Per participant: (second of the talk, connection state / drop / unplanned loss)."""
     bench_errors: list[str]
+    loop_lag_ms: list[float]
+    fps: float
+    rtp: dict[str, list[tuple[float, str, int, int]]] = field(default_factory=dict)
 
 
 class Tail:
@@ -236,6 +261,7 @@ class Options:
     drain_s: float = 180.0
     only: frozenset[str] | None = None
     """Fault kinds to run (None: all)."""
+    fps: float = 15.0
 
 
 async def run_soak(out: Path, opts: Options) -> SoakRun:
@@ -262,7 +288,7 @@ async def _talk(stack: SoakStack, opts: Options) -> SoakRun:
         order = prompts[i % len(prompts) :] + prompts[: i % len(prompts)]
         name = f"speaker{i + 1}"
         program = Program(order, pause_s=1.5, lead_s=1.0 + 0.37 * i)
-        people[name] = Participant(name, program, portraits[i % len(portraits)], url)
+        people[name] = Participant(name, program, portraits[i % len(portraits)], url, opts.fps)
     faults = schedule(talk_s, warmup_s, stop_s, participants, opts.only)
     events: list[tuple[float, EmotionEvent]] = []
     sub = subscribe(stack.api_url, ROOM, auth.create(SECRET, ROOM, "subscribe", name="soak", ttl_s=86_400))
@@ -272,7 +298,12 @@ async def _talk(stack: SoakStack, opts: Options) -> SoakRun:
         lambda _, ctx: errors.append(str(ctx.get("exception") or ctx["message"]))
     )
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(follow(sub, events)), asyncio.create_task(tail.run(stop))]
+    lag: list[float] = []
+    tasks = [
+        asyncio.create_task(follow(sub, events)),
+        asyncio.create_task(tail.run(stop)),
+        asyncio.create_task(_loop_lag(lag)),
+    ]
     await asyncio.sleep(0.5)
     started = time.time()
     try:
@@ -306,7 +337,17 @@ async def _talk(stack: SoakStack, opts: Options) -> SoakRun:
         participants, started, talk_s, warmup_s, faults, spoken, events, tail.utterances, tail.dropped,
         dead, metrics, stack.rss, stack.restarted_at, stack.crashes, sub.reconnects, _load(),
         {p.name: [(round(t - started, 1), what) for t, what in p.log] for p in people.values()}, errors,
+        lag, opts.fps, {p.name: p.rtp for p in people.values()},
     )  # fmt: skip
+
+
+async def _loop_lag(out: list[float], every_s: float = 0.1) -> None:
+    """How late this process's event loop wakes (the participants' ICE/RTP run on it): a lag near
+    aioice's 0.5 s consent timeout would make the *bench* drop calls, not the server."""
+    while True:
+        t = time.monotonic()
+        await asyncio.sleep(every_s)
+        out.append((time.monotonic() - t - every_s) * 1000)
 
 
 async def _tick(stack: SoakStack, seconds: float, people: dict[str, Participant] | None = None) -> None:
@@ -316,6 +357,8 @@ async def _tick(stack: SoakStack, seconds: float, people: dict[str, Participant]
         stack.sample()
     stack.watch()
     for p in (people or {}).values():
+        with contextlib.suppress(Exception):
+            await p.poll_rtp()
         if p.lost_call() and p.rejoining is None:
             p.log.append((time.time(), "call lost (unplanned): rejoining"))
             p.rejoining = asyncio.create_task(p.rejoin())
@@ -354,6 +397,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--faults", metavar="KINDS", help=f"only these fault kinds, comma-separated ({', '.join(KINDS)})"
     )
+    parser.add_argument("--fps", type=float, default=15.0, metavar="F", help="face video rate (default 15)")
+    parser.add_argument("--report", metavar="DIR", help="only rebuild the report of an earlier soak's DIR")
     parser.add_argument("--json", action="store_true", help="one JSON line")
 
 
@@ -361,17 +406,26 @@ def run(args: argparse.Namespace) -> int:
     from emostream.bench import soak_report
     from emostream.bench.netns import private_network
 
+    if args.report:
+        raw = Path(args.report) / "run.json"
+        if not raw.is_file():
+            raise UserError(f"{raw} not found: --report takes the folder of an earlier soak", exit_code=2)
+        earlier = msgspec.json.decode(raw.read_bytes(), type=SoakRun)
+        summary: dict[str, Any] = soak_report.write(earlier, Path(args.report))
+        print(json.dumps(summary) if args.json else json.dumps(summary, indent=1))
+        return 0 if summary["silent_losses"] == 0 and summary["duplicates"] == 0 else 1
     if args.participants < 1 or args.minutes <= 0:
         raise UserError("--participants must be >= 1 and --minutes > 0", exit_code=2)
     only = frozenset(k.strip() for k in args.faults.split(",")) if args.faults else None
     if only is not None and not only <= set(KINDS):
         raise UserError(f"--faults {args.faults!r}: choose from {', '.join(KINDS)}", exit_code=2)
-    opts = Options(args.participants, args.minutes, args.warmup, args.stop_s, args.drain, only)
+    opts = Options(args.participants, args.minutes, args.warmup, args.stop_s, args.drain, only, args.fps)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _client_logs(out / "bench.log")
     with private_network("emo-soak"):
         result = asyncio.run(run_soak(out, opts))
-    summary: dict[str, Any] = soak_report.write(result, out)
+    (out / "run.json").write_bytes(msgspec.json.encode(result))
+    summary = soak_report.write(result, out)
     print(json.dumps(summary) if args.json else json.dumps(summary, indent=1))
     return 0 if summary["silent_losses"] == 0 and summary["duplicates"] == 0 else 1

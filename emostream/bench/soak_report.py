@@ -63,9 +63,13 @@ def account(run: SoakRun) -> tuple[list[dict[str, Any]], int, int]:
             reasons = [
                 dropped[(u.speaker, u.utterance)].reason for u in utts if (u.speaker, u.utterance) in dropped
             ]
+            transit = "" if utts else _transit(run, s)
             if reasons:
                 row["status"] = "stated"
                 row["reason"] = reasons[0]
+            elif transit:
+                row["status"] = "transit"
+                row["reason"] = transit
             else:
                 row["status"] = "silent"
                 row["reason"] = "utterance published, no event" if utts else "no utterance published"
@@ -73,9 +77,25 @@ def account(run: SoakRun) -> tuple[list[dict[str, Any]], int, int]:
     return rows, repeats, unmatched
 
 
+def _transit(run: SoakRun, s: Spoken) -> str:
+    """Why the server never heard a prompt, when the transport says so: the server's RTCP receiver
+    reports counted audio packets of that speaker lost around it, or its call died (ICE consent
+    expired) soon after it, so what was sent in between never arrived."""
+    lo, hi = s.voiced_end - 6.0, s.voiced_end + 2.0
+    rtp = [(t, lost) for t, kind, _, lost in run.rtp.get(s.speaker, []) if kind == "audio"]
+    for (t0, l0), (t1, l1) in zip(rtp, rtp[1:], strict=False):
+        if t1 >= lo and t0 <= hi and l1 > l0:
+            return f"audio lost before the server (RTCP receiver report: +{l1 - l0} packets)"
+    for t, what in run.calls.get(s.speaker, []):
+        at = run.started + t
+        if "unplanned" in what and s.voiced_end - 6.0 <= at <= s.voiced_end + 36.0:
+            return "call lost (ICE consent expired): media sent before it never arrived"
+    return ""
+
+
 def _window(rows: list[dict[str, Any]], lo: float, hi: float) -> dict[str, Any]:
     mine = [r for r in rows if lo <= r["t"] < hi]
-    stated = Counter(r["reason"] for r in mine if r["status"] == "stated")
+    stated = Counter(r["reason"] for r in mine if r["status"] in ("stated", "transit"))
     silent = Counter(r["reason"] for r in mine if r["status"] == "silent")
     return {
         "spoken": len(mine),
@@ -174,6 +194,7 @@ def summarize(run: SoakRun, rows: list[dict[str, Any]], repeats: int, unmatched:
         "events_per_s": round(events / run.talk_s, 3),
         "with_event": sum(1 for r in rows if r["status"] == "event"),
         "stated_losses": sum(1 for r in rows if r["status"] == "stated"),
+        "lost_in_transit": sum(1 for r in rows if r["status"] == "transit"),
         "silent_losses": sum(1 for r in rows if r["status"] == "silent"),
         "duplicates": repeats + sum(max(0, len(r["events"]) - 1) for r in rows),
         "unmatched_events": unmatched,
@@ -190,6 +211,12 @@ def summarize(run: SoakRun, rows: list[dict[str, Any]], repeats: int, unmatched:
         "calls_lost_unplanned": sum(1 for log in run.calls.values() for _, w in log if "unplanned" in w),
         "calls": run.calls,
         "bench_errors": run.bench_errors[:20],
+        "bench_loop_lag_ms": {
+            "p50": pct(run.loop_lag_ms, 50),
+            "p99": pct(run.loop_lag_ms, 99),
+            "max": pct(run.loop_lag_ms, 100),
+        },
+        "face_fps": run.fps,
     }
 
 

@@ -25,7 +25,7 @@ def test_short_soak_loses_nothing_silently_and_repeats_nothing(tmp_path: Path) -
         pytest.fail(f"the soak needs a private network namespace (run as root with iproute2): {why}")
     out = tmp_path / "soak"
     cmd = [sys.executable, "-m", "emostream", "bench", "soak", "--json", "--out", str(out)]
-    cmd += ["--minutes", "1.25", "--participants", "2", "--warmup", "12", "--stop-s", "8", "--drain", "90"]
+    cmd += ["--minutes", "1.25", "--participants", "2", "--warmup", "12", "--stop-s", "8", "--drain", "90", "--fps", "5"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=420, check=False)
     assert proc.stdout.strip(), f"no JSON line; stderr: {proc.stderr[-2000:]}"
     line = json.loads(proc.stdout.strip().splitlines()[-1])
