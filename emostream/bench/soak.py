@@ -262,6 +262,8 @@ class Options:
     only: frozenset[str] | None = None
     """Fault kinds to run (None: all)."""
     fps: float = 15.0
+    quiet_s: float = 60.0
+    """After the talk, stop waiting once no event came for this long."""
 
 
 async def run_soak(out: Path, opts: Options) -> SoakRun:
@@ -318,8 +320,8 @@ async def _talk(stack: SoakStack, opts: Options) -> SoakRun:
         for p in people.values():
             await p.leave()
         spoken = [s for p in people.values() for s in p.spoken()]
-        deadline = time.time() + drain_s
-        while time.time() < deadline and len({e.id for _, e in events}) + len(tail.dropped) < len(spoken):
+        ended = time.time()
+        while not _settled(ended, drain_s, opts.quiet_s, events, len(tail.dropped), len(spoken)):
             await _tick(stack, 1.0)
         await _tick(stack, 3.0)  # late duplicates, if any, arrive too
         stack.sample()
@@ -339,6 +341,20 @@ async def _talk(stack: SoakStack, opts: Options) -> SoakRun:
         {p.name: [(round(t - started, 1), what) for t, what in p.log] for p in people.values()}, errors,
         lag, opts.fps, {p.name: p.rtp for p in people.values()},
     )  # fmt: skip
+
+
+def _settled(
+    ended: float,
+    drain_s: float,
+    quiet_s: float,
+    events: list[tuple[float, EmotionEvent]],
+    dropped: int,
+    spoken: int,
+) -> bool:
+    """Stop waiting for late events: all accounted for, ``drain_s`` passed, or none came for ``quiet_s``."""
+    now = time.time()
+    last = max([ended, *(t for t, _ in events[-1:])])
+    return len({e.id for _, e in events}) + dropped >= spoken or now > ended + drain_s or now > last + quiet_s
 
 
 async def _loop_lag(out: list[float], every_s: float = 0.1) -> None:
@@ -397,6 +413,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--faults", metavar="KINDS", help=f"only these fault kinds, comma-separated ({', '.join(KINDS)})"
     )
+    parser.add_argument(
+        "--quiet", type=float, default=60.0, metavar="S", help="stop draining after S without events"
+    )
     parser.add_argument("--fps", type=float, default=15.0, metavar="F", help="face video rate (default 15)")
     parser.add_argument("--report", metavar="DIR", help="only rebuild the report of an earlier soak's DIR")
     parser.add_argument("--json", action="store_true", help="one JSON line")
@@ -419,7 +438,9 @@ def run(args: argparse.Namespace) -> int:
     only = frozenset(k.strip() for k in args.faults.split(",")) if args.faults else None
     if only is not None and not only <= set(KINDS):
         raise UserError(f"--faults {args.faults!r}: choose from {', '.join(KINDS)}", exit_code=2)
-    opts = Options(args.participants, args.minutes, args.warmup, args.stop_s, args.drain, only, args.fps)
+    opts = Options(
+        args.participants, args.minutes, args.warmup, args.stop_s, args.drain, only, args.fps, args.quiet
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _client_logs(out / "bench.log")
