@@ -86,7 +86,7 @@ class CallRun:
             stages = {"vad": (end - s.voiced_end) * 1000}
             stages |= {k: v for k, v in ev.latency_ms.items() if k != "total"}
             stages["delivery"] = (arrived - ev.emitted_at) * 1000 if ev.emitted_at else 0.0
-            ref, hyp = _words(s.text), _words(ev.transcript)
+            ref, hyp = words(s.text), words(ev.transcript)
             self.matched.append(
                 {
                     "speaker": ev.speaker,
@@ -117,7 +117,7 @@ class CallRun:
         }
 
 
-def _words(text: str) -> list[str]:
+def words(text: str) -> list[str]:
     return "".join(c.lower() if c.isalnum() or c.isspace() else " " for c in text).split()
 
 

@@ -2,7 +2,8 @@
 loss; per fault, per minute and per process; written as JSON, a per-utterance JSONL and a PNG.
 
 An event belongs to the spoken prompt of its speaker whose last voiced sample lies in the event's span
-(``bench call``'s rule). A prompt without an event is *stated* when the pipeline said why: a
+(``bench call``'s rule), else
+(media lost on the way shifts the server's clock) the prompt its transcript reads as, shortly before. A prompt without an event is *stated* when the pipeline said why: a
 ``Dropped`` record for the utterance the segmenter published over it (the dead letter's reason).
 Anything else is a silent loss: no utterance was published for it, or one was and nothing came back.
 """
@@ -14,11 +15,31 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from emostream.bench.call import Spoken, pct
+from emostream.bench.call import Spoken, pct, words
 from emostream.bench.soak import SoakRun
+from emostream.evaluation.scores import edit_distance
 from emostream.schema import EmotionEvent
 
 SLACK_S = 0.3
+DRIFT_S = 20.0
+
+
+def _by_text(ev: EmotionEvent, free: list[Spoken]) -> Spoken | None:
+    """The not yet matched prompt an event is about when its span misses every voiced end: the
+    server's media clock counts samples received, so audio lost on the way puts its spans up to
+    ``DRIFT_S`` before wall time. Among prompts ending in that window, the one its transcript reads
+    as (word error rate under 0.5), nearest first."""
+    hyp = words(ev.transcript)
+    best: tuple[float, float, Spoken] | None = None
+    for s in free:
+        if not ev.start - SLACK_S <= s.voiced_end <= ev.end + DRIFT_S:
+            continue
+        ref = words(s.text)
+        wer = edit_distance(ref, hyp) / max(1, len(ref))
+        key = (wer, abs(s.voiced_end - ev.end), s)
+        if wer < 0.5 and (best is None or key[:2] < best[:2]):
+            best = key
+    return best[2] if best else None
 
 
 def _covers(start: float, end: float, t: float) -> bool:
@@ -35,14 +56,22 @@ def account(run: SoakRun) -> tuple[list[dict[str, Any]], int, int]:
     for s in run.spoken:
         by_speaker.setdefault(s.speaker, []).append(s)
     got: dict[int, list[tuple[float, EmotionEvent]]] = {}
-    unmatched = 0
+    late: list[tuple[float, EmotionEvent]] = []
     for arrived, ev in first.values():
         cands = [s for s in by_speaker.get(ev.speaker, []) if _covers(ev.start, ev.end, s.voiced_end)]
         if not cands:
-            unmatched += 1
+            late.append((arrived, ev))
             continue
         s = min(cands, key=lambda c: abs(c.voiced_end - ev.end))
         got.setdefault(id(s), []).append((arrived, ev))
+    unmatched, by_text = 0, set()
+    for arrived, ev in late:  # media clock behind wall time: packets lost before the server
+        hit = _by_text(ev, [c for c in by_speaker.get(ev.speaker, []) if id(c) not in got])
+        if hit is None:
+            unmatched += 1
+        else:
+            got[id(hit)] = [(arrived, ev)]
+            by_text.add(id(hit))
     dropped = {(d.speaker, d.utterance): d for d in run.dropped if d.room}
     rows = []
     for s in sorted(run.spoken, key=lambda x: x.voiced_end):
@@ -53,7 +82,10 @@ def account(run: SoakRun) -> tuple[list[dict[str, Any]], int, int]:
             "t": round(s.voiced_end - run.started, 2),
             "events": [e.id for _, e in evs],
         }
-        if evs:
+        if evs and id(s) in by_text:  # its wall time is unknown (media lost): no latency
+            row["status"] = "event"
+            row["matched"] = "by transcript"
+        elif evs:
             row["status"] = "event"
             row["latency_ms"] = round((evs[0][0] - s.voiced_end) * 1000, 1)
         else:
