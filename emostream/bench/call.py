@@ -102,7 +102,7 @@ class CallRun:
             stages["vad_wait"] = (decided - s.voiced_end) * 1000  # vad = vad_wait + vad_ingest_lag
             stages |= {k: v for k, v in ev.latency_ms.items() if k != "total"}
             stages["delivery"] = (arrived - ev.emitted_at) * 1000 if ev.emitted_at else 0.0
-            ref, hyp = _words(s.text), _words(ev.transcript)
+            ref, hyp = words(s.text), words(ev.transcript)
             self.matched.append(
                 {
                     "speaker": ev.speaker,
@@ -126,22 +126,20 @@ class CallRun:
             "utterances": len(self.spoken),
             "events": len(self.events),
             "matched": len(self.matched),
-            "speech_end_to_event_p50_ms": _pct(lat, 50),
-            "speech_end_to_event_p95_ms": _pct(lat, 95),
-            "stages": {
-                n: _pct([m["stages"][n] for m in self.matched if n in m["stages"]], 50) for n in names
-            },
+            "speech_end_to_event_p50_ms": pct(lat, 50),
+            "speech_end_to_event_p95_ms": pct(lat, 95),
+            "stages": {n: pct([m["stages"][n] for m in self.matched if n in m["stages"]], 50) for n in names},
             "wer": round(sum(m["errors"] for m in self.matched) / words, 4) if words else None,
             "visual": dict(Counter(m["visual"] for m in self.matched)),
             "server": self.server,
         }
 
 
-def _words(text: str) -> list[str]:
+def words(text: str) -> list[str]:
     return "".join(c.lower() if c.isalnum() or c.isspace() else " " for c in text).split()
 
 
-def _pct(xs: list[float], q: float) -> float | None:
+def pct(xs: list[float], q: float) -> float | None:
     return round(float(np.percentile(xs, q)), 1) if xs else None
 
 
@@ -186,7 +184,7 @@ async def run_call(
         url = server.url
     events: list[tuple[float, EmotionEvent]] = []
     viewer = auth.create(SECRET, room, "subscribe", name="bench", ttl_s=3600)
-    tail = asyncio.create_task(_follow(subscribe(url, room, viewer), events))
+    tail = asyncio.create_task(follow(subscribe(url, room, viewer), events))
     await asyncio.sleep(0.3)  # the subscriber is connected before anyone speaks
     try:
         spoken = await _speak(f"{url}/whip/{room}", room, participants, prompts, pause_s, drain_s, bar)
@@ -305,8 +303,8 @@ async def _speak(
     ]
 
 
-async def _follow(sub: Subscription, out: list[tuple[float, EmotionEvent]]) -> None:
-    """Arrival time at the SSE subscriber of each event."""
+async def follow(sub: Subscription, out: list[tuple[float, EmotionEvent]]) -> None:
+    """(Shared with ``bench soak``.) Arrival time at the SSE subscriber of each event."""
     async for event in sub:
         out.append((time.time(), event))
 

@@ -120,13 +120,15 @@ def _tracks_base() -> type:
 
 
 class SpeechTrack(_tracks_base()):  # type: ignore[misc]
-    """Audio track playing a Program in 20 ms frames at wall-clock pace, then silence."""
+    """Audio track playing a Program in 20 ms frames at wall-clock pace, then silence (or, with
+    ``loop``, the Program again and again: a soak's endless talk from one Program's memory)."""
 
     kind = "audio"
 
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Program, loop: bool = False) -> None:
         super().__init__()
         self.program = program
+        self.loop = loop
         self.started: float | None = None
         """Wall-clock second of the program's sample 0 (set by the first recv)."""
         self._sent = 0
@@ -141,7 +143,10 @@ class SpeechTrack(_tracks_base()):  # type: ignore[misc]
             delay = self.started + self._sent / RATE - time.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-        chunk = self.program.audio[self._sent : self._sent + n]
+        if self.loop:
+            chunk = np.take(self.program.audio, np.arange(self._sent, self._sent + n), mode="wrap")
+        else:
+            chunk = self.program.audio[self._sent : self._sent + n]
         if chunk.size < n:
             chunk = np.concatenate([chunk, np.zeros(n - chunk.size, np.int16)])
         frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
@@ -170,6 +175,19 @@ class SpeechTrack(_tracks_base()):  # type: ignore[misc]
         for t in self.program.voiced_ends():
             i = int(t * RATE) // n
             out.append(self._sent_at[i] - (start + i * n / RATE) if i < len(self._sent_at) else 0.0)
+        return out
+
+    def spoken(self) -> list[tuple[Prompt, float]]:
+        """Each prompt whose last voiced sample has been sent so far, with its wall-clock second
+        (looping: every pass over the Program)."""
+        if self.started is None:
+            return []
+        sent_s, dur = self._sent / RATE, self.program.duration
+        out = []
+        for k in range(int(sent_s // dur) + 1):
+            for p, t in zip(self.program.prompts, self.program.voiced_ends(), strict=True):
+                if k * dur + t <= sent_s:
+                    out.append((p, self.started + k * dur + t))
         return out
 
 

@@ -14,10 +14,10 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-BENCHES: tuple[str, ...] = ("bus", "asr", "voices", "visual", "quant", "events", "call")
+BENCHES: tuple[str, ...] = ("bus", "asr", "voices", "visual", "quant", "events", "call", "soak")
 
 HELP = (
-    "Benchmarks: bus, asr, voices, visual, quant, events, call (medians in one run, JSON lines with --json)."
+    "Benchmarks: bus, asr, voices, visual, quant, events, call, soak (medians in one run, JSON lines with --json)."
 )
 
 

@@ -68,11 +68,26 @@ class ParticipantIngest:
     """
 
     def __init__(
-        self, bus: Bus, settings: Settings, room: str, speaker: str, t0: float | None = None
+        self,
+        bus: Bus,
+        settings: Settings,
+        room: str,
+        speaker: str,
+        t0: float | None = None,
+        first_utterance: int = 0,
+        on_close: Callable[[ParticipantIngest], None] | None = None,
     ) -> None:
         self.bus, self.settings = bus, settings
+        self.on_close = on_close
         self.frames = FrameBuffer(settings.frames)
-        self.speech = SpeechIngest(bus, settings, room, speaker, t0=t0, frames=self._sample)
+        self.speech = SpeechIngest(
+            bus, settings, room, speaker, t0=t0, first_utterance=first_utterance, frames=self._sample
+        )
+
+    @property
+    def next_utterance(self) -> int:
+        """The number the next utterance of this participant gets."""
+        return self.speech.segmenter.next_utterance
 
     async def _sample(self, key: str, start: float, end: float) -> list[FrameRef]:
         return await store_frames(self.bus, key, self.frames.encode(start, end), self.settings.bus.blob_ttl_s)
@@ -93,6 +108,8 @@ class ParticipantIngest:
         finally:
             self.speech.close()
             self.frames.clear()
+            if self.on_close is not None:
+                self.on_close(self)
 
 
 def open_participant(
@@ -231,8 +248,35 @@ class TrackPump:
 def call_sink(bus: Bus, settings: Settings) -> Callable[[str, str], TrackPump]:
     """The WHIP/Janus sink factory: ``(room, participant) -> TrackPump`` over the participant ingest."""
 
+    numbering = Numbering()
+
     def make(room: str, participant: str) -> TrackPump:
-        ingest = open_participant(bus, settings, room, participant)
+        ingest = numbering.open(bus, settings, room, participant)
         return TrackPump(ingest, settings.call, f"{room}/{participant}")
 
     return make
+
+
+class Numbering:
+    """Utterance numbers that go on across a participant's sessions: a participant who rejoins (a
+    dropped network, a reload) must not restart at 0, or its new utterances would take the event ids
+    of its earlier ones (``schema.event_id`` is room/speaker/number) and be dropped as duplicates.
+    Kept per server process; a rejoin while the old session still flushes skips one number."""
+
+    def __init__(self) -> None:
+        self._live: dict[tuple[str, str], ParticipantIngest] = {}
+        self._next: dict[tuple[str, str], int] = {}
+
+    def open(self, bus: Bus, settings: Settings, room: str, participant: str) -> ParticipantIngest:
+        key = (room, participant)
+        prev = self._live.get(key)
+        first = prev.next_utterance + 1 if prev is not None else self._next.get(key, 0)
+        ingest = ParticipantIngest(bus, settings, room, participant, None, first, self._closed)
+        self._live[key] = ingest
+        return ingest
+
+    def _closed(self, ingest: ParticipantIngest) -> None:
+        key = (ingest.speech.room, ingest.speech.speaker)
+        self._next[key] = max(self._next.get(key, 0), ingest.next_utterance)
+        if self._live.get(key) is ingest:
+            del self._live[key]

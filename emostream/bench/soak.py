@@ -1,0 +1,452 @@
+"""``emostream bench soak``: a long call under faults, and an account of every utterance spoken.
+
+N aiortc WHIP participants say the [call] prompts (``bench call``'s media, looped) and show a face at
+wall-clock pace into ``emostream serve --redis``; the five stages run as separate ``emostream worker``
+processes (two asr replicas) over a real redis-server with AOF, all started like ``emostream up``
+(:mod:`emostream.bench.soak_stack`). While they talk, a fault schedule spread over the run kills -9
+each worker type once (restarted at once), restarts Redis (kill -9, AOF reload), drops one
+participant's peer connection and rejoins it, and SIGSTOPs one worker for 30 s.
+
+Every utterance spoken must end as exactly one EmotionEvent at the SSE subscriber or a stated reason
+(a ``Dropped`` record / dead letter); anything else is a silent loss. The report
+(:mod:`emostream.bench.soak_report`) is one JSON line plus a folder with the JSON, a per-utterance
+account and a PNG of latency and RSS over time with the faults marked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from emostream.bench.call import SECRET, Spoken, follow, publish_token
+from emostream.bench.call_media import (
+    DEFAULT_PROMPTS,
+    PORTRAITS,
+    FaceTrack,
+    Program,
+    SpeechTrack,
+    load_prompt,
+    transcripts,
+)
+from emostream.bench.soak_stack import SoakStack
+from emostream.client import subscribe
+from emostream.errors import UserError
+from emostream.schema import STREAM_TYPES, Dropped, EmotionEvent, Utterance, decode
+from emostream.server import auth
+from emostream.server.whip_client import WhipError, WhipPublisher
+
+HELP = (
+    "Soak: N WHIP participants talk for M minutes into serve --redis + worker processes while workers "
+    "are killed, Redis restarts, a peer drops and a worker hangs; every utterance accounted for."
+)
+ROOM = "soak"
+KINDS = ("kill9", "redis_restart", "rejoin", "sigstop")
+
+
+@dataclass
+class Fault:
+    kind: str
+    """``kill9``, ``redis_restart``, ``rejoin`` or ``sigstop``."""
+    target: str
+    at: float = 0.0
+    """Planned offset (s) from the start of talk; ``started``/``ended`` are wall seconds."""
+    started: float = 0.0
+    ended: float = 0.0
+
+
+def schedule(
+    talk_s: float, warmup_s: float, stop_s: float, participants: int, only: frozenset[str] | None = None
+) -> list[Fault]:
+    """Every fault once (or those of the kinds in ``only``), spread evenly between the end of warm-up
+    and 85 % of the talk."""
+    faults = [
+        Fault("kill9", "asr-1"),
+        Fault("kill9", "fec-1"),
+        Fault("redis_restart", "redis"),
+        Fault("kill9", "vlm-1"),
+        Fault("rejoin", f"speaker{min(2, participants)}"),
+        Fault("kill9", "context-1"),
+        Fault("sigstop", "asr-2"),
+        Fault("kill9", "fusion-1"),
+    ]
+    faults = [f for f in faults if only is None or f.kind in only]
+    span = max(talk_s * 0.85 - warmup_s - stop_s, 1.0)
+    for i, f in enumerate(faults):
+        f.at = warmup_s + span * i / max(1, len(faults) - 1)
+    return faults
+
+
+@dataclass
+class Participant:
+    name: str
+    program: Program
+    portrait: Path
+    url: str
+    fps: float = 15.0
+    tracks: list[SpeechTrack] = field(default_factory=list)
+    pub: WhipPublisher | None = None
+    log: list[tuple[float, str]] = field(default_factory=list)
+    rejoining: asyncio.Task[None] | None = None
+    rtp: list[tuple[float, str, int, int]] = field(default_factory=list)
+    """(wall second, kind, packets sent, packets the server reported lost): this session's counters
+    from the server's RTCP receiver reports (what reached it), polled while talking."""
+    """(wall second, what): connection states, planned drops, unplanned losses of the call."""
+
+    async def join(self, timeout_s: float = 60) -> None:
+        """A new WHIP session (a 409 while the server still closes the old one is retried)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            speech = SpeechTrack(self.program, loop=True)
+            pub = WhipPublisher(
+                self.url, publish_token(ROOM, self.name), [speech, FaceTrack(self.portrait, self.fps)]
+            )
+            try:
+                await pub.start()
+            except WhipError as exc:
+                await pub.stop()  # its HTTP session
+                if exc.status not in (409, 429) or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+                continue
+            self.tracks.append(speech)
+            self.pub = pub
+            pub.pc.on(
+                "connectionstatechange", lambda pc=pub.pc: self.log.append((time.time(), pc.connectionState))
+            )
+            return
+
+    async def rejoin(self) -> None:
+        try:
+            await self.drop(planned=False)
+            await self.join()
+        finally:
+            self.rejoining = None
+
+    async def poll_rtp(self) -> None:
+        if self.pub is None or self.pub.pc is None or self.pub.pc.connectionState != "connected":
+            return
+        sent: dict[str, int] = {}
+        lost: dict[str, int] = {}
+        for st in (await self.pub.pc.getStats()).values():
+            if st.type == "outbound-rtp":
+                sent[st.kind] = st.packetsSent
+            elif st.type == "remote-inbound-rtp":
+                lost[st.kind] = st.packetsLost
+        now = time.time()
+        for kind, n in sent.items():
+            self.rtp.append((now, kind, n, lost.get(kind, 0)))
+
+    def lost_call(self) -> bool:
+        """Whether the call ended without this participant leaving (what a person would notice)."""
+        return self.pub is not None and self.pub.pc.connectionState in ("failed", "closed")
+
+    async def drop(self, planned: bool = True) -> None:
+        """The network goes: the peer connection closes without a WHIP DELETE."""
+        if planned:
+            self.log.append((time.time(), "dropped (planned)"))
+        if self.pub is not None:
+            if self.pub.pc is not None:
+                await self.pub.pc.close()
+            if self.pub._http is not None:
+                await self.pub._http.close()
+            self.pub = None
+
+    async def leave(self) -> None:
+        if self.pub is not None:
+            with contextlib.suppress(Exception):
+                await self.pub.stop()
+            self.pub = None
+
+    def spoken(self) -> list[Spoken]:
+        return [Spoken(self.name, p.name, p.text, t) for tr in self.tracks for p, t in tr.spoken()]
+
+
+@dataclass
+class SoakRun:
+    """What happened, for :mod:`emostream.bench.soak_report`."""
+
+    participants: int
+    started: float
+    talk_s: float
+    warmup_s: float
+    faults: list[Fault]
+    spoken: list[Spoken]
+    events: list[tuple[float, EmotionEvent]]
+    utterances: list[Utterance]
+    dropped: list[Dropped]
+    dead_letters: dict[str, int]
+    serve_metrics: str
+    rss: list[tuple[float, str, float]]
+    restarted_at: dict[str, float]
+    crashes: list[str]
+    reconnects: int
+    load: str
+    calls: dict[str, list[tuple[float, str]]]
+    """Per participant: (second of the talk, connection state / drop / unplanned loss)."""
+    bench_errors: list[str]
+    loop_lag_ms: list[float]
+    fps: float
+    rtp: dict[str, list[tuple[float, str, int, int]]] = field(default_factory=dict)
+
+
+class Tail:
+    """Follows ``utterances`` and ``dropped`` on Redis (no group), riding out its restart."""
+
+    def __init__(self, redis_url: str) -> None:
+        from emostream.bus import open_bus
+
+        self.bus = open_bus(redis_url)
+        self.last = {"utterances": "0", "dropped": "0"}
+        self.utterances: list[Utterance] = []
+        self.dropped: list[Dropped] = []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                entries = await self.bus.tail(dict(self.last), 500, 500)
+            except Exception:  # noqa: BLE001 - Redis is restarting (a scheduled fault): try again
+                await asyncio.sleep(0.5)
+                continue
+            for e in entries:
+                self.last[e.stream] = e.id
+                if e.error:
+                    continue
+                if e.stream == "utterances":
+                    self.utterances.append(decode(e.data, Utterance))
+                else:
+                    self.dropped.append(decode(e.data, Dropped))
+
+    async def dead_letters(self) -> dict[str, int]:
+        out = {}
+        for s in STREAM_TYPES:
+            with contextlib.suppress(Exception):
+                n = await self.bus.length(f"{s}:dead")
+                if n:
+                    out[f"{s}:dead"] = n
+        return out
+
+
+async def _apply(fault: Fault, stack: SoakStack, people: dict[str, Participant], stop_s: float) -> None:
+    fault.started = time.time()
+    if fault.kind == "kill9":
+        await stack.kill9(fault.target)
+    elif fault.kind == "redis_restart":
+        await stack.restart_redis()
+    elif fault.kind == "sigstop":
+        await stack.pause(fault.target, stop_s)
+    elif fault.kind == "rejoin":
+        who = people[fault.target]
+        if who.rejoining is not None:
+            await who.rejoining
+        await who.drop()
+        await asyncio.sleep(5.0)  # offline for a moment, then the same participant comes back
+        await who.join()
+    fault.ended = time.time()
+
+
+@dataclass(frozen=True)
+class Options:
+    participants: int = 8
+    minutes: float = 10.0
+    warmup_s: float = 60.0
+    stop_s: float = 30.0
+    drain_s: float = 180.0
+    only: frozenset[str] | None = None
+    """Fault kinds to run (None: all)."""
+    fps: float = 15.0
+    quiet_s: float = 60.0
+    """After the talk, stop waiting once no event came for this long."""
+
+
+async def run_soak(out: Path, opts: Options) -> SoakRun:
+    from emostream.bench import soak_stack
+
+    stack = soak_stack.start(out / "stack", SECRET)
+    try:
+        await stack.ready()
+        return await _talk(stack, opts)
+    finally:
+        await asyncio.to_thread(stack.stop)
+
+
+async def _talk(stack: SoakStack, opts: Options) -> SoakRun:
+    participants, talk_s, warmup_s, stop_s, drain_s = (
+        opts.participants, opts.minutes * 60, opts.warmup_s, opts.stop_s, opts.drain_s
+    )  # fmt: skip
+    texts = transcripts()
+    prompts = [load_prompt(n, texts) for n in DEFAULT_PROMPTS]
+    portraits = sorted(PORTRAITS.glob("*.jpg"))
+    url = f"{stack.api_url}/whip/{ROOM}"
+    people = {}
+    for i in range(participants):
+        order = prompts[i % len(prompts) :] + prompts[: i % len(prompts)]
+        name = f"speaker{i + 1}"
+        program = Program(order, pause_s=1.5, lead_s=1.0 + 0.37 * i)
+        people[name] = Participant(name, program, portraits[i % len(portraits)], url, opts.fps)
+    faults = schedule(talk_s, warmup_s, stop_s, participants, opts.only)
+    events: list[tuple[float, EmotionEvent]] = []
+    sub = subscribe(stack.api_url, ROOM, auth.create(SECRET, ROOM, "subscribe", name="soak", ttl_s=86_400))
+    tail = Tail(stack.redis_url)
+    errors: list[str] = []
+    asyncio.get_running_loop().set_exception_handler(
+        lambda _, ctx: errors.append(str(ctx.get("exception") or ctx["message"]))
+    )
+    stop = asyncio.Event()
+    lag: list[float] = []
+    tasks = [
+        asyncio.create_task(follow(sub, events)),
+        asyncio.create_task(tail.run(stop)),
+        asyncio.create_task(_loop_lag(lag)),
+    ]
+    await asyncio.sleep(0.5)
+    started = time.time()
+    try:
+        for p in people.values():
+            await p.join()
+        for fault in faults:
+            while time.time() < started + fault.at:
+                await _tick(stack, 1.0, people)
+            await _apply(fault, stack, people, stop_s)
+        while time.time() < started + talk_s:
+            await _tick(stack, 1.0, people)
+        for p in people.values():
+            await p.leave()
+        spoken = [s for p in people.values() for s in p.spoken()]
+        ended = time.time()
+        while not _settled(ended, drain_s, opts.quiet_s, events, len(tail.dropped), len(spoken)):
+            await _tick(stack, 1.0)
+        await _tick(stack, 3.0)  # late duplicates, if any, arrive too
+        stack.sample()
+        metrics = await _scrape(stack.api_url)
+        dead = await tail.dead_letters()
+    finally:
+        stop.set()
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        await tail.bus.close()
+    return SoakRun(
+        participants, started, talk_s, warmup_s, faults, spoken, events, tail.utterances, tail.dropped,
+        dead, metrics, stack.rss, stack.restarted_at, stack.crashes, sub.reconnects, _load(),
+        {p.name: [(round(t - started, 1), what) for t, what in p.log] for p in people.values()}, errors,
+        lag, opts.fps, {p.name: p.rtp for p in people.values()},
+    )  # fmt: skip
+
+
+def _settled(
+    ended: float,
+    drain_s: float,
+    quiet_s: float,
+    events: list[tuple[float, EmotionEvent]],
+    dropped: int,
+    spoken: int,
+) -> bool:
+    """Stop waiting for late events: all accounted for, ``drain_s`` passed, or none came for ``quiet_s``."""
+    now = time.time()
+    last = max([ended, *(t for t, _ in events[-1:])])
+    return len({e.id for _, e in events}) + dropped >= spoken or now > ended + drain_s or now > last + quiet_s
+
+
+async def _loop_lag(out: list[float], every_s: float = 0.1) -> None:
+    """How late this process's event loop wakes (the participants' ICE/RTP run on it): a lag near
+    aioice's 0.5 s consent timeout would make the *bench* drop calls, not the server."""
+    while True:
+        t = time.monotonic()
+        await asyncio.sleep(every_s)
+        out.append((time.monotonic() - t - every_s) * 1000)
+
+
+async def _tick(stack: SoakStack, seconds: float, people: dict[str, Participant] | None = None) -> None:
+    """Sample RSS (every 5 s), restart crashed processes and rejoin participants whose call ended
+    unasked (logged: a real client would redial) while waiting."""
+    if not stack.rss or time.time() - stack.rss[-1][0] >= 5.0:
+        stack.sample()
+    stack.watch()
+    for p in (people or {}).values():
+        with contextlib.suppress(Exception):
+            await p.poll_rtp()
+        if p.lost_call() and p.rejoining is None:
+            p.log.append((time.time(), "call lost (unplanned): rejoining"))
+            p.rejoining = asyncio.create_task(p.rejoin())
+    await asyncio.sleep(seconds)
+
+
+async def _scrape(api_url: str) -> str:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.get(f"{api_url}/metrics") as r:
+        return await r.text()
+
+
+def _client_logs(path: Path) -> None:
+    """The participants' WebRTC warnings (ICE consent lost, DTLS errors) go to ``bench.log``."""
+    import logging
+
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    for name in ("aioice", "aiortc"):
+        logging.getLogger(name).setLevel(logging.INFO)
+        logging.getLogger(name).addHandler(handler)
+
+
+def _load() -> str:
+    return Path("/proc/loadavg").read_text().strip()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--minutes", type=float, default=10.0, metavar="M", help="talk time (default 10)")
+    parser.add_argument("--participants", type=int, default=8, metavar="N", help="publishers (default 8)")
+    parser.add_argument("--out", default="out/soak", metavar="DIR", help="report folder (default out/soak)")
+    parser.add_argument("--warmup", type=float, default=60.0, metavar="S", help="before faults and RSS start")
+    parser.add_argument("--stop-s", type=float, default=30.0, metavar="S", help="SIGSTOP length (default 30)")
+    parser.add_argument("--drain", type=float, default=180.0, metavar="S", help="wait for late events")
+    parser.add_argument(
+        "--faults", metavar="KINDS", help=f"only these fault kinds, comma-separated ({', '.join(KINDS)})"
+    )
+    parser.add_argument(
+        "--quiet", type=float, default=60.0, metavar="S", help="stop draining after S without events"
+    )
+    parser.add_argument("--fps", type=float, default=15.0, metavar="F", help="face video rate (default 15)")
+    parser.add_argument("--report", metavar="DIR", help="only rebuild the report of an earlier soak's DIR")
+    parser.add_argument("--json", action="store_true", help="one JSON line")
+
+
+def run(args: argparse.Namespace) -> int:
+    from emostream.bench import soak_report
+    from emostream.bench.netns import private_network
+
+    if args.report:
+        raw = Path(args.report) / "run.json"
+        if not raw.is_file():
+            raise UserError(f"{raw} not found: --report takes the folder of an earlier soak", exit_code=2)
+        earlier = msgspec.json.decode(raw.read_bytes(), type=SoakRun)
+        summary: dict[str, Any] = soak_report.write(earlier, Path(args.report))
+        print(json.dumps(summary) if args.json else json.dumps(summary, indent=1))
+        return 0 if summary["silent_losses"] == 0 and summary["duplicates"] == 0 else 1
+    if args.participants < 1 or args.minutes <= 0:
+        raise UserError("--participants must be >= 1 and --minutes > 0", exit_code=2)
+    only = frozenset(k.strip() for k in args.faults.split(",")) if args.faults else None
+    if only is not None and not only <= set(KINDS):
+        raise UserError(f"--faults {args.faults!r}: choose from {', '.join(KINDS)}", exit_code=2)
+    opts = Options(
+        args.participants, args.minutes, args.warmup, args.stop_s, args.drain, only, args.fps, args.quiet
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _client_logs(out / "bench.log")
+    with private_network("emo-soak"):
+        result = asyncio.run(run_soak(out, opts))
+    (out / "run.json").write_bytes(msgspec.json.encode(result))
+    summary = soak_report.write(result, out)
+    print(json.dumps(summary) if args.json else json.dumps(summary, indent=1))
+    return 0 if summary["silent_losses"] == 0 and summary["duplicates"] == 0 else 1
