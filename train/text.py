@@ -101,15 +101,31 @@ class TextConfig:
     select_on: str = "gold"
     """Dev selection score: ``gold`` wF1, or ``mean`` of gold and ``flat`` (punctuation-flattened) wF1."""
     stop_at: str = ""
-    """Optional UTC wall-clock "HH:MM": past it, the current epoch ends early and is scored and saved."""
+    """Optional UTC wall-clock "HH:MM" (its next occurrence after the run starts): past it, the current epoch
+    ends early and is scored and saved."""
 
 
-def _past(stop_at: str) -> bool:
+def stop_deadline(stop_at: str, now: float) -> float | None:
+    """Epoch seconds of the next UTC ``HH:MM`` after ``now`` (None when unset).
+
+    Fixed once when the run (or its resume) starts, so a stop time past midnight ("01:30" set at 23:50)
+    means tomorrow's 01:30, not "already past" today.
+    """
     if not stop_at:
-        return False
-    now = time.gmtime()
-    hh, mm = (int(x) for x in stop_at.split(":"))
-    return now.tm_hour * 60 + now.tm_min >= hh * 60 + mm
+        return None
+    try:
+        hh, mm = (int(x) for x in stop_at.split(":"))
+    except ValueError:
+        hh = mm = -1
+    if not (0 <= hh < 24 and 0 <= mm < 60):
+        raise UserError(f'stop_at must be a UTC time HH:MM (e.g. "01:30"), not {stop_at!r}')
+    t = time.gmtime(now)
+    deadline = now - (t.tm_hour * 3600 + t.tm_min * 60 + t.tm_sec) + hh * 3600 + mm * 60
+    return deadline if deadline > now else deadline + 86400
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.time() >= deadline
 
 
 def seed_everything(seed: int) -> None:
@@ -168,6 +184,7 @@ def train_text(
     cfg: TextConfig, settings: Settings, resume: bool = True, progress: bool = True
 ) -> dict[str, Any]:
     """Run (or resume) a text-teacher training; returns the final metrics dict (also metrics.json)."""
+    deadline = stop_deadline(cfg.stop_at, time.time())  # before any work: a bad value fails at once
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     run = Path(cfg.run_dir).resolve()
@@ -272,7 +289,7 @@ def train_text(
             loss_sum += loss.item()
             if bar is not None:
                 bar.update(1)
-            if _past(cfg.stop_at):
+            if _past(deadline):
                 log.warning(
                     "stop_at %s reached: ending epoch %d after %d/%d steps",
                     cfg.stop_at,
@@ -353,7 +370,7 @@ def train_text(
             f"run {run}: epoch {epoch}/{len(cfg.curriculum)} done; best so far {best.get('which')} "
             f"epoch {best.get('epoch')} wF1 {best['weighted_f1']} acc {best.get('accuracy')}; best/ = {run / 'best'}",
         )
-        if _past(cfg.stop_at):
+        if _past(deadline):
             break
     result = {
         "config": asdict(cfg),

@@ -1,4 +1,4 @@
-"""`emostream train text|visual|fusion|quantize`: train emostream's models (needs the `train` extra).
+"""`emostream train text|visual|fusion|quantize|calibrate|average`: train emostream's models (`train` extra).
 
 torch is imported only inside the chosen subcommand, so `emostream --help` stays light.
 """
@@ -20,6 +20,11 @@ _KINDS = {
     "text": ("emostream.train.text", "TextConfig", "train_text"),
     "visual": ("emostream.train.visual", "VisualConfig", "train_visual"),
     "fusion": ("emostream.train.fusion", "FusionConfig", "train_fusion"),
+}
+
+_POSTHOC = {
+    "calibrate": "fit a per-class logit bias on dev and fold it into a text checkpoint (train/calibrate.py)",
+    "average": "average several text checkpoints' weights into one (train/calibrate.py)",
 }
 
 
@@ -68,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         add_help=False,
     )
     q.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    for name, what in _POSTHOC.items():  # options passed through to emostream.train.calibrate, like quantize
+        c = sub.add_parser(name, help=what, prefix_chars="+", add_help=False)
+        c.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
 
 def bars(args: argparse.Namespace) -> bool:
@@ -138,6 +146,13 @@ def run(args: argparse.Namespace) -> int:
                 "`emostream train quantize` needs the train extra: pip install 'emostream[train]'"
             )
         return int(mod.main(list(args.rest)) or 0)
+    if args.kind in _POSTHOC:
+        mod = _import("emostream.train.calibrate")
+        if mod is None:
+            raise UserError(
+                f"`emostream train {args.kind}` needs the train extra: pip install 'emostream[train]'"
+            )
+        return int(mod.main([args.kind, *args.rest]) or 0)
     if args.kind == "features":
         return _features(args)
     module, cfg_name, fn_name = _KINDS[args.kind]
