@@ -6,8 +6,8 @@ MELD replay, which decides utterance spans per clip itself, and ``bench visual``
 :func:`store_audio`, :func:`store_frames` and :func:`utterance` directly. Audio
 stays in this process except as blobs with the bus TTL: partial and utterance audio is stored with
 ``bus.put_blob`` and only its ref travels in SpeechStarted / PartialAudio / Utterance messages. An
-Utterance whose audio is identical to the preceding pause partial reuses that blob (no second copy), and
-ASR recognises it by the equal ref.
+Utterance whose audio is identical to the preceding pause partial reuses that blob's key (stored again,
+one copy), and ASR recognises it by the equal ref.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ class SpeechIngest:
             model=model or SileroModel.shared(settings),
         )
         self._clock_set = t0 is not None
-        self._pause_blob: dict[int, tuple[int, str]] = {}
+        self._pause_blob: dict[int, int] = {}
+        """Utterance -> seq of its last pause partial (whose audio the Utterance may repeat)."""
 
     async def push(self, frame: Any, sample_rate: int | None = None) -> list[Message]:
         """One frame of any kind (PyAV AudioFrame, numpy + rate); returns the messages published."""
@@ -123,16 +124,17 @@ class SpeechIngest:
         if isinstance(ev, SpeechPartial):
             ref = await self.bus.put_blob(f"{base}/p{ev.seq}", _bytes(ev.audio), ttl)
             if ev.pause:
-                self._pause_blob[ev.utterance] = (ev.seq, ref)
+                self._pause_blob[ev.utterance] = ev.seq
             return PartialAudio(
                 **ids, start=ev.start, end=ev.end, seq=ev.seq, audio=ref, sample_rate=SAMPLE_RATE, trace=trace
             )
         assert isinstance(ev, SpeechEnd)
-        seq_ref = self._pause_blob.pop(ev.utterance, None)
-        if seq_ref is not None and seq_ref[0] == ev.partial_seq:
-            ref = seq_ref[1]
-        else:
-            ref = await self.bus.put_blob(base, _bytes(ev.audio), ttl)
+        pause_seq = self._pause_blob.pop(ev.utterance, None)
+        # The same audio as the pause partial: stored again under that partial's key, because ASR may
+        # already have acked the partial (which deletes an unreferenced blob); the equal ref lets it
+        # reuse the partial's pass.
+        name = f"{base}/p{pause_seq}" if pause_seq is not None and pause_seq == ev.partial_seq else base
+        ref = await self.bus.put_blob(name, _bytes(ev.audio), ttl)
         key = utterance_key(self.room, self.speaker, ev.utterance)
         frames = await self.frames(key, ev.start, ev.end) if self.frames else []
         return utterance(
