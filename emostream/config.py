@@ -223,6 +223,10 @@ class ContextSettings(Section):
     """ONNX Runtime intra-op threads per model (1: no spinning against the other stages on small boxes)."""
     max_rooms: Count = 1024
     """Rooms whose history is kept; the least recently active room is forgotten beyond this."""
+    room_idle_s: Positive = 600.0
+    """A room silent this long (end of speech to end of speech, wall clock) starts a new dialogue: a
+    reused room id never inherits an earlier conversation. Default = ``bus.retention_s``, so a restarted
+    worker, which can only rebuild what is retained, decides like one that never stopped."""
 
 
 class FusionSettings(Section):

@@ -284,14 +284,18 @@ def dropped_notice(delivery: Delivery, group: str, reason: str, dead: str, dead_
     try:
         fields = msgspec.msgpack.decode(delivery.data)
         room, speaker, utterance = fields["room"], fields["speaker"], fields["utterance"]
+        session = fields.get("session", "")
         if not (isinstance(room, str) and isinstance(speaker, str) and isinstance(utterance, int)):
             return None
+        if not isinstance(session, str):
+            session = ""
     except Exception:  # not a msgpack map with an utterance key: nothing to announce
         return None
     return Dropped(
         room=room,
         speaker=speaker,
         utterance=utterance,
+        session=session,
         source=delivery.stream,
         reason=reason,
         group=group,

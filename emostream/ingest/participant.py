@@ -13,6 +13,7 @@ one copy), and ASR recognises it by the equal ref.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -57,9 +58,13 @@ class SpeechIngest:
         first_utterance: int = 0,
         frames: FrameSource | None = None,
         model: SileroModel | None = None,
+        session: str | None = None,
     ) -> None:
         self.bus, self.settings = bus, settings
         self.room, self.speaker = room, speaker
+        self.session = secrets.token_hex(4) if session is None else session
+        """Set on every message (see :attr:`emostream.schema.Keyed.session`): a participant that joins
+        again, or a reused room id, numbers utterances from 0 again without meeting the old ones."""
         self.frames = frames
         self.normalizer = AudioNormalizer()
         self.segmenter = Segmenter(
@@ -115,10 +120,16 @@ class SpeechIngest:
         return out
 
     async def _message(self, ev: SpeechEvent) -> Message | None:
-        ids: dict[str, Any] = {"room": self.room, "speaker": self.speaker, "utterance": ev.utterance}
+        ids: dict[str, Any] = {
+            "room": self.room,
+            "speaker": self.speaker,
+            "utterance": ev.utterance,
+            "session": self.session,
+        }
         trace = {"segmenter": now()}
         ttl = self.settings.bus.blob_ttl_s
-        base = f"audio/{self.room}/{self.speaker}/{ev.utterance}"
+        key = utterance_key(self.room, self.speaker, ev.utterance, self.session)
+        base = f"audio/{key}"
         if isinstance(ev, SpeechStart):
             return SpeechStarted(**ids, start=ev.start, trace=trace)
         if isinstance(ev, SpeechPartial):
@@ -135,7 +146,6 @@ class SpeechIngest:
         # reuse the partial's pass.
         name = f"{base}/p{pause_seq}" if pause_seq is not None and pause_seq == ev.partial_seq else base
         ref = await self.bus.put_blob(name, _bytes(ev.audio), ttl)
-        key = utterance_key(self.room, self.speaker, ev.utterance)
         frames = await self.frames(key, ev.start, ev.end) if self.frames else []
         return utterance(
             self.room,
@@ -147,6 +157,7 @@ class SpeechIngest:
             frames=frames,
             eos_at=ev.eos_at,
             trace=trace,
+            session=self.session,
         )
 
     def close(self) -> None:
@@ -166,6 +177,7 @@ def utterance(
     text: str = "",
     eos_at: float | None = None,
     trace: dict[str, float] | None = None,
+    session: str = "",
 ) -> Utterance:
     """The Utterance message (every producer builds it here): identity, span, blob refs, end of speech
     (``eos_at``, default now) and the producer's ``trace`` stamp."""
@@ -173,6 +185,7 @@ def utterance(
         room=room,
         speaker=speaker,
         utterance=number,
+        session=session,
         start=start,
         end=end,
         sample_rate=SAMPLE_RATE,
