@@ -22,13 +22,12 @@ import numpy as np
 
 from emostream import schema
 from emostream.bench.speech_data import speak
-from emostream.ingest.participant import SpeechIngest
-from emostream.schema import RoomControl, TextContext, Transcript, Utterance
-from emostream.workers.context import ContextStage
 from emostream.bus import open_bus
 from emostream.config import Settings
+from emostream.ingest.participant import SpeechIngest
 from emostream.runtime.stage import StageContext
-from emostream.schema import VisualDescription, encode
+from emostream.schema import RoomControl, TextContext, Transcript, Utterance, VisualDescription, encode
+from emostream.workers.context import ContextStage
 from emostream.workers.fusion import FusionStage
 
 
@@ -132,7 +131,9 @@ async def test_two_sessions_of_one_speaker_in_one_room_never_share_keys_or_media
     assert (a.room, a.speaker, a.utterance) == (b.room, b.speaker, b.utterance) == ("room-1", "alice", 0)
     assert a.session and b.session and a.session != b.session
     assert a.key != b.key and a.audio != b.audio
-    assert schema.event_id(a.room, a.speaker, 0, a.session) != schema.event_id(b.room, b.speaker, 0, b.session)
+    assert schema.event_id(a.room, a.speaker, 0, a.session) != schema.event_id(
+        b.room, b.speaker, 0, b.session
+    )
     assert await bus.get_blob(a.audio) is not None and await bus.get_blob(b.audio) is not None
     await bus.close()
 
@@ -165,8 +166,14 @@ async def test_a_reused_room_id_starts_a_new_dialogue() -> None:
     def line(n: int, session: str, at: float, text: str = "") -> Transcript:
         speaker, said = LINES[n]
         return Transcript(
-            room="room-1", speaker=speaker, utterance=n, session=session, start=float(n), end=n + 0.9,
-            text=text or said, eos_at=at + n,
+            room="room-1",
+            speaker=speaker,
+            utterance=n,
+            session=session,
+            start=float(n),
+            end=n + 0.9,
+            text=text or said,
+            eos_at=at + n,
         )
 
     for n in range(len(LINES)):
