@@ -4,6 +4,9 @@ subscriber filters, and the per-room hub that reads a room stream once for all i
 A room stream is ``events:<room>``, capped like every stream at ``bus.maxlen`` entries (the retention);
 its entry ids are the SSE ``id:`` values and the ``since=`` cursors. Delivery into it is at-least-once
 (a fan-out handler that crashed after publishing may file an event twice, with the same event ``id``).
+Besides EmotionEvents it holds the room's :class:`~emostream.schema.Dropped` records (an utterance that
+was dead-lettered and will have no event), filed from the ``dropped`` stream the same way, so a
+subscriber learns of a lost utterance in order with the events instead of by its silence.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from emostream.bus.base import Bus, Delivery, Entry
-from emostream.schema import EMOTIONS, EmotionEvent, SchemaError, decode_checked
+from emostream.schema import EMOTIONS, Dropped, EmotionEvent, SchemaError, decode_checked
 
 log = logging.getLogger("emostream.server")
 
@@ -53,13 +56,18 @@ async def fan_out(
     block_ms: int = 200,
     claim_idle_ms: int = 30_000,
 ) -> int:
-    """``events`` -> ``events:<room>`` through the ``rooms`` consumer group, shared by every serve
+    """``events`` (and ``dropped``) -> ``events:<room>`` through the ``rooms`` consumer group, shared by every serve
     process. Not a Stage: the stage runtime handles one message per handler, and a room needs its order
     kept at 1,000 events/s, so this reads batches, files them in order (one ``publish_many`` per room)
     and acks the batch after. Entries left pending by a crashed consumer are claimed first, like stages
     do. Returns how many events were filed."""
-    stream = EmotionEvent.stream
-    await bus.ensure_group(stream, GROUP, "$")
+    streams = [EmotionEvent.stream, Dropped.stream]
+    kinds: dict[str, type[EmotionEvent] | type[Dropped]] = {
+        EmotionEvent.stream: EmotionEvent,
+        Dropped.stream: Dropped,
+    }
+    for stream in streams:
+        await bus.ensure_group(stream, GROUP, "$")
     ready.set()
     filed = 0
     next_claim = 0.0
@@ -68,27 +76,31 @@ async def fan_out(
             batch: list[Delivery] = []
             if time.monotonic() >= next_claim:
                 next_claim = time.monotonic() + max(0.1, claim_idle_ms / 2000)
-                batch = await bus.claim_stale(stream, GROUP, consumer, claim_idle_ms, 500)
+                for stream in streams:
+                    batch += await bus.claim_stale(stream, GROUP, consumer, claim_idle_ms, 500)
             if not batch:
-                batch = await bus.read_group([stream], GROUP, consumer, 500, block_ms)
+                batch = await bus.read_group(streams, GROUP, consumer, 500, block_ms)
             if not batch:
                 continue
             per_room: dict[str, list[bytes]] = {}
             bad: list[Delivery] = []
             for d in batch:
                 try:
-                    room = decode_checked(d.data, EmotionEvent).room
+                    room = decode_checked(d.data, kinds[d.stream]).room
                 except SchemaError as exc:
                     bad.append(d)
-                    log.warning("bad event", extra={"id": d.id, "error": str(exc)})
+                    log.warning("bad event", extra={"stream": d.stream, "id": d.id, "error": str(exc)})
                     continue
                 per_room.setdefault(room, []).append(d.data)
             for room, items in per_room.items():
                 await bus.publish_many(room_stream(room), items)
                 filed += len(items)
             for d in bad:
-                await bus.dead_letter(d, GROUP, "not an EmotionEvent")
-            await bus.ack(stream, GROUP, [d.id for d in batch if d not in bad])
+                await bus.dead_letter(d, GROUP, f"not a {kinds[d.stream].__name__}")
+            for stream in streams:
+                done = [d.id for d in batch if d.stream == stream and d not in bad]
+                if done:
+                    await bus.ack(stream, GROUP, done)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # bus down: keep trying until stopped
@@ -121,21 +133,34 @@ class Filter:
                 raise ValueError(f"unknown label(s) {', '.join(sorted(unknown))}: use {', '.join(EMOTIONS)}")
         return cls(speaker=query.get("speaker") or None, min_confidence=min_conf, labels=labels)
 
-    def accepts(self, event: EmotionEvent) -> bool:
+    def accepts(self, event: EmotionEvent | Dropped) -> bool:
+        """A Dropped record passes the ``speaker`` filter only: it has no label or confidence, and a
+        subscriber filtering labels still needs to know that an utterance will have no event."""
         if self.speaker is not None and event.speaker != self.speaker:
             return False
+        if isinstance(event, Dropped):
+            return True
         if event.confidence < self.min_confidence:
             return False
         return self.labels is None or event.label in self.labels
 
 
-def decode_entry(entry: Entry) -> EmotionEvent | None:
-    """The event of a room-stream entry, or None (logged) when it is not one."""
+def decode_entry(entry: Entry) -> EmotionEvent | Dropped | None:
+    """The event (or Dropped record) of a room-stream entry, or None (logged) when it is neither."""
     try:
         return decode_checked(entry.data, EmotionEvent)
     except SchemaError as exc:
-        log.warning("skipped entry", extra={"stream": entry.stream, "id": entry.id, "error": str(exc)})
-        return None
+        try:
+            return decode_checked(entry.data, Dropped)
+        except SchemaError:
+            log.warning("skipped entry", extra={"stream": entry.stream, "id": entry.id, "error": str(exc)})
+            return None
+
+
+def decode_event(entry: Entry) -> EmotionEvent | None:
+    """Only the EmotionEvent of a room-stream entry (summaries skip Dropped records)."""
+    record = decode_entry(entry)
+    return record if isinstance(record, EmotionEvent) else None
 
 
 async def read_range(bus: Bus, room: str, since: str, limit: int) -> list[Entry]:
