@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from emostream.bus.base import Bus, Delivery, Entry
+from emostream.runtime.errors import GroupMissing
 from emostream.schema import EMOTIONS, Dropped, EmotionEvent, SchemaError, decode_checked
 
 log = logging.getLogger("emostream.server")
@@ -103,6 +104,11 @@ async def fan_out(
                     await bus.ack(stream, GROUP, done)
         except asyncio.CancelledError:
             raise
+        except GroupMissing:  # Redis came back without our groups: everything in it now is unfiled
+            log.warning("room fan-out group vanished; recreating it", extra={"group": GROUP})
+            with contextlib.suppress(Exception):
+                for stream in streams:
+                    await bus.ensure_group(stream, GROUP, "0")
         except Exception as exc:  # bus down: keep trying until stopped
             log.error("room fan-out failed", extra={"error": str(exc)})
             await asyncio.sleep(1.0)
