@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from emostream.bus.base import Bus, Delivery, Entry
+from emostream.runtime import metrics
 from emostream.runtime.errors import GroupMissing
 from emostream.schema import EMOTIONS, Dropped, EmotionEvent, SchemaError, decode_checked
 
@@ -159,6 +160,7 @@ def decode_entry(entry: Entry) -> EmotionEvent | Dropped | None:
         try:
             return decode_checked(entry.data, Dropped)
         except SchemaError:
+            metrics.SKIPPED.labels(entry.stream).inc()
             log.warning("skipped entry", extra={"stream": entry.stream, "id": entry.id, "error": str(exc)})
             return None
 
