@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import msgspec
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 from redis.asyncio.retry import Retry
@@ -37,7 +38,7 @@ from emostream.runtime.errors import GroupMissing
 
 FIELD = b"d"
 REFS = b"b"
-"""The entry field listing the blob refs its message holds (space-separated), for the ack script."""
+"""The entry field listing the blob refs its message holds (a msgpack array), for the ack script."""
 BLOB_REF = "blob:"
 """Blob refs in messages are ``blob:<key>``; the Redis key is ``<prefix>blob:<key>``, a hash of the
 bytes (``d``) and the reference count (``n``)."""
@@ -176,7 +177,7 @@ class RedisBus(Bus):
         while len(ids) < len(items):
             args: list[Any] = [self.maxlen, self._ret_ms(stream), self.prefix, self._hold_ms]
             for data in items[len(ids) :]:
-                args += [data, " ".join(blob_refs(data))]
+                args += [data, _refs(data)]
             added = await self._call(self._publish(keys=[self._k(stream)], args=args))
             ids += [_s(i) for i in added]
             if len(ids) < len(items):
@@ -212,7 +213,7 @@ class RedisBus(Bus):
             args += [self._ret_ms(t) for t in targets]
             for c in batch:
                 for _, d in c.outputs:
-                    args += [d, " ".join(blob_refs(d))]
+                    args += [d, _refs(d)]
             acks: dict[tuple[str, str], list[str]] = {}
             for c in batch:
                 acks.setdefault((c.stream, c.group), []).append(c.entry_id)
@@ -302,7 +303,7 @@ class RedisBus(Bus):
         if not claimed:
             return []
         if refs:  # a retry still needs the media: renew its lease
-            await self._call(self._renew(args=[self.prefix, self._hold_ms, b" ".join(refs)]))
+            await self._call(self._renew(args=[self.prefix, self._hold_ms, *refs]))
         counts = await self._delivery_counts(key, group, consumer, [i for i, _, _ in claimed])
         return [Delivery(stream, i, data, counts.get(i, 1), err) for i, data, err in claimed]
 
@@ -414,6 +415,12 @@ class RedisBus(Bus):
             await client.aclose()
         self._readers.clear()
         await self._r.aclose()
+
+
+def _refs(data: bytes) -> bytes:
+    """The ``b`` field of a message's entry: its blob refs as a msgpack array (empty: none)."""
+    refs = blob_refs(data)
+    return msgspec.msgpack.encode(refs) if refs else b""
 
 
 def _payload(fields: dict[bytes, bytes]) -> tuple[bytes, str]:

@@ -59,9 +59,10 @@ local function room(key, maxlen, ret_ms, need)
   redis.call('XTRIM', key, 'MINID', cut)
   return redis.call('XLEN', key) + need <= maxlen
 end
--- Blobs: a hash (d = bytes, n = references). An entry's `b` field lists the refs its message holds.
+-- Blobs: a hash (d = bytes, n = references). An entry's `b` field lists the refs its message holds
+-- (a msgpack array of strings: a ref may contain any byte).
 local function hold(prefix, refs, n, hold_ms)
-  for ref in string.gmatch(refs, '%S+') do
+  for _, ref in ipairs(cmsgpack.unpack(refs)) do
     local bk = prefix .. ref
     if redis.call('EXISTS', bk) == 1 then
       if n > 0 then redis.call('HINCRBY', bk, 'n', n) end
@@ -71,7 +72,7 @@ local function hold(prefix, refs, n, hold_ms)
   end
 end
 local function unref(prefix, refs)
-  for ref in string.gmatch(refs, '%S+') do
+  for _, ref in ipairs(cmsgpack.unpack(refs)) do
     local bk = prefix .. ref
     if redis.call('EXISTS', bk) == 1 and redis.call('HINCRBY', bk, 'n', -1) <= 0 then
       redis.call('DEL', bk)
@@ -134,11 +135,12 @@ return ack(KEYS[1], ARGV[1], ARGV[2], 3, #ARGV)
 RENEW_SCRIPT = (
     LUA_ROOM
     + """
-hold(ARGV[1], ARGV[3], 0, tonumber(ARGV[2]))
+for i = 3, #ARGV do hold(ARGV[1], ARGV[i], 0, tonumber(ARGV[2])) end
 return 1
 """
 )
-"""Renew the lease of blobs whose message was reclaimed. ARGV: key prefix, hold ms, refs."""
+"""Renew the lease of blobs whose messages were reclaimed. ARGV: key prefix, hold ms, then each
+message's refs (its entry's ``b`` field)."""
 
 PUT_SCRIPT = """
 local bk, ttl = KEYS[1], tonumber(ARGV[2])

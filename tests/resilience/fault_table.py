@@ -159,6 +159,7 @@ async def _outputs(bus: Bus, room: str, last: dict[str, str]) -> tuple[list[str]
                 d = schema.decode(e.data, Dropped)
                 if d.room == room:
                     dropped.add(d.utterance)
+                    print(f"  dropped {d.key} (from {d.source}, {d.group}): {d.reason[:200]}", file=sys.stderr)
 
 
 Fault = Callable[[Topology, Bus], Awaitable["asyncio.Task[None] | None"]]

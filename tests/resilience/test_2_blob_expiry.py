@@ -53,7 +53,7 @@ async def test_a_paused_consumer_outliving_the_ttl_still_gets_the_media_and_the_
         for group in ("asr", "fec"):
             await bus.ensure_group(Utterance.stream, group, "0")
         audio = np.ones(1600, dtype=np.float32)
-        msg = await _utterance(bus, 0, audio, opts.blob_ttl_s)
+        msg = await _utterance(bus, 0, audio, opts.blob_ttl_s, room="a room, with spaces")
         orphan = await bus.put_blob("r/alice/orphan.f32", b"x" * 10, opts.blob_ttl_s)  # never published
         (first,) = await bus.read_group([Utterance.stream], "asr", "paused", 10, 100)
         await asyncio.sleep(1.2)  # the consumer "pauses" 3x the TTL
@@ -83,10 +83,10 @@ async def test_a_dead_lettered_utterance_takes_its_media_with_it(bus: Bus) -> No
     assert await _blob_keys(bus) == []
 
 
-async def _utterance(bus: Bus, n: int, audio: np.ndarray, ttl_s: float) -> Utterance:
-    ref = await bus.put_blob(f"r/alice/{n}.f32", audio.astype(np.float32).tobytes(), ttl_s)
+async def _utterance(bus: Bus, n: int, audio: np.ndarray, ttl_s: float, room: str = "r") -> Utterance:
+    ref = await bus.put_blob(f"{room}/alice/{n}.f32", audio.astype(np.float32).tobytes(), ttl_s)
     end = len(audio) / 16_000
-    msg = Utterance(room="r", speaker="alice", utterance=n, start=0.0, end=end, audio=ref, eos_at=time.time())
+    msg = Utterance(room=room, speaker="alice", utterance=n, start=0.0, end=end, audio=ref, eos_at=time.time())
     await bus.publish(Utterance.stream, encode(msg))
     return msg
 
