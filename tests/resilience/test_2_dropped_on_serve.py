@@ -102,7 +102,7 @@ async def test_every_subscriber_transport_carries_a_dropped_utterance(
             assert (await r.json())["dropped"] == []
         # WebSocket
         async with s.ws_connect(f"{serve.url}/v1/rooms/{ROOM}/events/ws?since=0-0") as ws:
-            kinds = []
+            kinds: list[str] = []
             async with asyncio.timeout(30):
                 while len(kinds) < 4:
                     msg = json.loads((await ws.receive()).data)
