@@ -3,7 +3,11 @@
 It follows a room over Server-Sent Events and reconnects by itself (dropped connection, server restart
 or drain, a ``lagged`` cut-off), resuming after the last entry it handed out, so the events it yields
 have no gap and no repeat while the server retains them. Events are the typed
-:class:`emostream.schema.EmotionEvent`. Scripts without asyncio use :func:`iter_events`.
+:class:`emostream.schema.EmotionEvent`. An utterance that will have no event (its message was
+dead-lettered: expired media, too big, failed too often) arrives as a :class:`emostream.schema.Dropped`
+record (reason, utterance, speaker): always counted in ``Subscription.dropped`` and handed to
+``on_dropped``, and yielded among the events with ``dropped=True``. Scripts without asyncio use
+:func:`iter_events`.
 
     from emostream.client import iter_events
     for event in iter_events("http://127.0.0.1:8765", "demo", token):
@@ -14,18 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, Generic, Literal, TypeVar, overload
 from urllib.parse import quote
 
 import aiohttp
 import msgspec
 
-from emostream.schema import EmotionEvent, check_version
+from emostream.schema import Dropped, EmotionEvent, check_version
 
-__all__ = ["ClientError", "EmotionEvent", "Subscription", "iter_events", "subscribe"]
+__all__ = ["ClientError", "Dropped", "EmotionEvent", "Subscription", "iter_events", "subscribe"]
 
 _DECODER = msgspec.json.Decoder(EmotionEvent)
+_DROPPED = msgspec.json.Decoder(Dropped)
+R = TypeVar("R", EmotionEvent, EmotionEvent | Dropped)
 _CONTROL = msgspec.json.Decoder(dict[str, Any])
 
 
@@ -38,8 +44,9 @@ class ClientError(Exception):
         self.reason = reason
 
 
-class Subscription:
-    """An async iterator of a room's events; ``last_id`` is the stream id of the last one yielded."""
+class Subscription(Generic[R]):
+    """An async iterator of a room's events (and, with ``dropped=True``, its Dropped records);
+    ``last_id`` is the stream id of the last record read."""
 
     def __init__(
         self,
@@ -55,6 +62,8 @@ class Subscription:
         retry_s: float = 0.5,
         max_retry_s: float = 10.0,
         session: aiohttp.ClientSession | None = None,
+        dropped: bool = False,
+        on_dropped: Callable[[Dropped], object] | None = None,
     ) -> None:
         self.endpoint = f"{url.rstrip('/')}/v1/rooms/{quote(room, safe='')}/events"
         self.token = token
@@ -72,12 +81,16 @@ class Subscription:
         """Connections made after the first (dropped, drained or lagged)."""
         self.lagged = 0
         """Times the server cut this subscriber off for falling behind."""
+        self.dropped = 0
+        """Dropped records received: utterances of the room that will have no event."""
+        self.yield_dropped = dropped
+        self.on_dropped = on_dropped
         self._session = session
 
-    def __aiter__(self) -> AsyncIterator[EmotionEvent]:
-        return self._events()
+    def __aiter__(self) -> AsyncIterator[R]:
+        return self._events()  # type: ignore[return-value]
 
-    async def _events(self) -> AsyncIterator[EmotionEvent]:
+    async def _events(self) -> AsyncIterator[EmotionEvent | Dropped]:
         session = self._session or aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)
         )
@@ -103,7 +116,7 @@ class Subscription:
             if self._session is None:
                 await session.close()
 
-    async def _once(self, session: aiohttp.ClientSession) -> AsyncIterator[EmotionEvent]:
+    async def _once(self, session: aiohttp.ClientSession) -> AsyncIterator[EmotionEvent | Dropped]:
         headers = {"Accept": "text/event-stream", "Authorization": f"Bearer {self.token}"}
         if self.last_id:
             headers["Last-Event-ID"] = self.last_id
@@ -130,6 +143,14 @@ class Subscription:
                         check_version(event)
                         self.last_id = entry_id
                         yield event
+                    elif kind == "dropped":
+                        record = _DROPPED.decode(data)
+                        self.last_id = entry_id
+                        self.dropped += 1
+                        if self.on_dropped is not None:
+                            self.on_dropped(record)
+                        if self.yield_dropped:
+                            yield record
                     elif kind == "ready":
                         if self.last_id is None:
                             self.last_id = _CONTROL.decode(data).get("last_id") or None
@@ -149,15 +170,31 @@ async def _reason(resp: aiohttp.ClientResponse) -> str:
     return str(resp.reason)
 
 
-def subscribe(url: str, room: str, token: str, since: str | None = None, **options: Any) -> Subscription:
-    """Follow ``room`` on the server at ``url`` from after ``since`` (None: only new events)."""
-    return Subscription(url, room, token, since, **options)
+@overload
+def subscribe(
+    url: str,
+    room: str,
+    token: str,
+    since: str | None = None,
+    *,
+    dropped: Literal[False] = False,
+    **options: Any,
+) -> Subscription[EmotionEvent]: ...
+@overload
+def subscribe(
+    url: str, room: str, token: str, since: str | None = None, *, dropped: Literal[True], **options: Any
+) -> Subscription[EmotionEvent | Dropped]: ...
+def subscribe(
+    url: str, room: str, token: str, since: str | None = None, *, dropped: bool = False, **options: Any
+) -> Subscription[Any]:
+    """Follow ``room`` on the server at ``url`` from after ``since`` (None: only new events).
+    ``dropped=True``: also yield the room's :class:`Dropped` records, in stream order."""
+    return Subscription(url, room, token, since, dropped=dropped, **options)
 
 
-def iter_events(
-    url: str, room: str, token: str, since: str | None = None, **options: Any
-) -> Iterator[EmotionEvent]:
-    """Blocking version of :func:`subscribe` for scripts (runs its own event loop)."""
+def iter_events(url: str, room: str, token: str, since: str | None = None, **options: Any) -> Iterator[Any]:
+    """Blocking version of :func:`subscribe` for scripts (runs its own event loop); EmotionEvents, and
+    Dropped records too with ``dropped=True``."""
     loop = asyncio.new_event_loop()
     events = subscribe(url, room, token, since, **options).__aiter__()
     try:

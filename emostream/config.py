@@ -49,9 +49,13 @@ class BusSettings(Section):
     )
     """Per-stream retention in seconds, overriding ``retention_s`` (env: ``events=3600,rooms=600``)."""
     blob_ttl_s: Positive = 600.0
-    """Raw media blobs (utterance audio, frame JPEGs) expire after this many seconds. Must exceed the
-    retry horizon (``max_deliveries`` x ``claim_idle_ms``) so retries can still read the media; an
-    utterance whose media expired anyway is dead-lettered and announced on the ``dropped`` stream."""
+    """Raw media blobs (utterance audio, frame JPEGs) that no waiting message refers to (stored but not
+    yet published, or read by no consumer group) expire after this many seconds."""
+    blob_hold_s: Positive = 3600.0
+    """A blob that messages still waiting for a consumer refer to is kept at least this long from their
+    publish, renewed each time such a message is reclaimed; it is deleted as soon as the last consumer
+    group that needs it acks. Must exceed the retry horizon (``max_deliveries`` x ``claim_idle_ms``);
+    an utterance whose media is gone anyway is dead-lettered and announced (``dropped``)."""
     max_deliveries: Count = 5
     """After this many deliveries a message goes to ``<stream>:dead``."""
     claim_idle_ms: OffOrCount = 30_000
@@ -219,6 +223,10 @@ class ContextSettings(Section):
     """ONNX Runtime intra-op threads per model (1: no spinning against the other stages on small boxes)."""
     max_rooms: Count = 1024
     """Rooms whose history is kept; the least recently active room is forgotten beyond this."""
+    room_idle_s: Positive = 600.0
+    """A room silent this long (end of speech to end of speech, wall clock) starts a new dialogue: a
+    reused room id never inherits an earlier conversation. Default = ``bus.retention_s``, so a restarted
+    worker, which can only rebuild what is retained, decides like one that never stopped."""
 
 
 class FusionSettings(Section):
@@ -394,9 +402,9 @@ def check_settings(settings: Settings) -> None:
         if seconds < 0:
             raise ConfigError(f"invalid setting bus.retention[{stream!r}] = {seconds}: use seconds >= 0")
     horizon_s = bus.max_deliveries * bus.claim_idle_ms / 1000
-    if bus.blob_ttl_s <= horizon_s:
+    if bus.blob_hold_s <= horizon_s:
         raise ConfigError(
-            f"invalid setting bus.blob_ttl_s = {bus.blob_ttl_s:g}: media would expire before its retries "
+            f"invalid setting bus.blob_hold_s = {bus.blob_hold_s:g}: media would expire before its retries "
             f"end (bus.max_deliveries x bus.claim_idle_ms = {horizon_s:g} s); raise it above {horizon_s:g}"
         )
 

@@ -50,20 +50,26 @@ class Keyed(Message, frozen=True, kw_only=True):
     room: str
     speaker: str
     utterance: int
+    session: str = ""
+    """The ingest session (one live participant track) that numbered the utterance: utterance numbers
+    restart at 0 when a participant joins again or a room id is reused, so the session keeps those
+    utterances apart from the earlier ones everywhere a cache, blob or event id is keyed by utterance.
+    Empty for replays, which number utterances per run themselves."""
 
     @property
     def key(self) -> str:
         """Identity of the utterance this message is about (stable across redelivery)."""
-        return utterance_key(self.room, self.speaker, self.utterance)
+        return utterance_key(self.room, self.speaker, self.utterance, self.session)
 
 
-def utterance_key(room: str, speaker: str, utterance: int) -> str:
-    return f"{room}/{speaker}/{utterance}"
+def utterance_key(room: str, speaker: str, utterance: int, session: str = "") -> str:
+    """``room/speaker/n``, plus ``@session`` for a live ingest session."""
+    return f"{room}/{speaker}/{utterance}@{session}" if session else f"{room}/{speaker}/{utterance}"
 
 
-def event_id(room: str, speaker: str, utterance: int) -> str:
+def event_id(room: str, speaker: str, utterance: int, session: str = "") -> str:
     """Deterministic event id: a redelivered utterance yields the same id (idempotent downstream)."""
-    return str(uuid.uuid5(_EVENT_NS, utterance_key(room, speaker, utterance)))
+    return str(uuid.uuid5(_EVENT_NS, utterance_key(room, speaker, utterance, session)))
 
 
 def now() -> float:
@@ -71,7 +77,7 @@ def now() -> float:
 
 
 K = TypeVar("K", bound="Keyed")
-IDENTITY = ("room", "speaker", "utterance", "start", "end", "eos_at")
+IDENTITY = ("room", "speaker", "utterance", "session", "start", "end", "eos_at")
 """Fields a derived message takes from its parent (those both types have)."""
 
 

@@ -7,8 +7,10 @@ left-truncated history, "now <sK> feels [MASK]") and runs the INT8 ONNX model of
 With several context workers on Redis, the consumer group splits a room's transcripts between them, so
 every worker also tails the transcripts stream without a group into its histories: each one sees the whole
 conversation however the work is split. Adding a turn is idempotent per utterance key (redelivery and the
-tail do not duplicate it). ``room_end`` forgets a room; beyond ``context.max_rooms`` the least recently
-active room is forgotten.
+tail do not duplicate it). ``room_start`` and ``room_end`` forget a room, and so does a silence longer
+than ``context.room_idle_s`` (a reused room id starts a new dialogue); beyond ``context.max_rooms`` the
+least recently active room is forgotten. Turns are keyed with their ingest session
+(:attr:`emostream.schema.Keyed.session`), so a participant who joins again is not taken for a redelivery.
 
 A worker that starts (a restart after a crash, or a new replica) first rebuilds every room's history
 from the bus: the retained ``transcripts`` and ``rooms`` entries, in stream order (bounded by
@@ -35,26 +37,37 @@ from emostream.schema import Message, RoomControl, TextContext, Transcript
 class Rooms:
     """Bounded map room -> DialogueHistory (least recently active room evicted first)."""
 
-    def __init__(self, model: TextModel, history: int, max_rooms: int) -> None:
+    def __init__(self, model: TextModel, history: int, max_rooms: int, idle_s: float = 600.0) -> None:
         self.model = model
         self.history = history
         self.max_rooms = max_rooms
+        self.idle_s = idle_s
         self.rooms: OrderedDict[str, DialogueHistory] = OrderedDict()
+        self.last_at: dict[str, float] = {}
+        """Room -> wall-clock end of speech of its newest turn (a long silence starts a new dialogue)."""
 
     def get(self, room: str) -> DialogueHistory:
         h = self.rooms.get(room)
         if h is None:
             h = self.rooms[room] = DialogueHistory(self.model.builder, self.history)
             while len(self.rooms) > self.max_rooms:
-                self.rooms.popitem(last=False)
+                gone, _ = self.rooms.popitem(last=False)
+                self.last_at.pop(gone, None)
         self.rooms.move_to_end(room)
         return h
 
     def add(self, t: Transcript) -> PromptInput:
+        at = t.eos_at or max(t.trace.values(), default=0.0)
+        last = self.last_at.get(t.room, 0.0)
+        if at and last and at - last > self.idle_s:
+            self.end(t.room)  # a reused room id: the earlier conversation is not this one's context
+        if at > last:
+            self.last_at[t.room] = at
         return self.get(t.room).add(t.key, t.speaker, t.start, t.text)
 
     def end(self, room: str) -> None:
         self.rooms.pop(room, None)
+        self.last_at.pop(room, None)
 
 
 class ContextStage(Stage):
@@ -77,7 +90,7 @@ class ContextStage(Stage):
                 TextModel.load, c.model, options, self.settings, c.max_tokens
             )
         c = self.settings.context
-        self.rooms = Rooms(self.model, c.history, c.max_rooms)
+        self.rooms = Rooms(self.model, c.history, c.max_rooms, c.room_idle_s)
         if self.follow:
             self._follower.start_id = await self.rebuild(ctx.bus)
             self._follower.start(ctx.bus)
@@ -106,7 +119,7 @@ class ContextStage(Stage):
         for _, message in sorted(items, key=lambda kv: kv[0]):
             if isinstance(message, Transcript):
                 self.rooms.add(message)
-            elif isinstance(message, RoomControl) and message.action == "room_end":
+            elif isinstance(message, RoomControl) and message.action in ("room_start", "room_end"):
                 self.rooms.end(message.room)
         return last_transcript
 
@@ -115,7 +128,7 @@ class ContextStage(Stage):
             self.rooms.add(transcript)
 
     async def room_control(self, message: RoomControl, ctx: StageContext) -> list[Emit]:
-        if message.action == "room_end" and self.rooms is not None:
+        if message.action in ("room_start", "room_end") and self.rooms is not None:
             self.rooms.end(message.room)
         return []
 

@@ -111,7 +111,7 @@ class FusionStage(Stage):
         event = schema.derive(
             message,
             EmotionEvent,
-            id=schema.event_id(message.room, message.speaker, message.utterance),
+            id=schema.event_id(message.room, message.speaker, message.utterance, message.session),
             label=EMOTIONS[best],
             probabilities=as_dict(probs),
             confidence=round(float(probs[best]), 6),

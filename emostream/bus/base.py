@@ -70,6 +70,7 @@ class Bus(abc.ABC):
     max_blob_bytes: int = 16 << 20
     retention_s: float = 0.0
     retention: dict[str, float] | None = None
+    blob_hold_s: float = 3600.0
 
     def configure(self, opts: BusSettings) -> None:
         """Take caps, timeouts and retention from the settings (``open_bus`` calls it)."""
@@ -79,6 +80,7 @@ class Bus(abc.ABC):
         self.max_blob_bytes = opts.max_blob_bytes
         self.retention_s = opts.retention_s
         self.retention = dict(opts.retention)
+        self.blob_hold_s = opts.blob_hold_s
 
     def retention_of(self, stream: str) -> float:
         """Seconds entries of ``stream`` are kept once acked by every group (0 = until maxlen)."""
@@ -154,7 +156,14 @@ class Bus(abc.ABC):
 
     @abc.abstractmethod
     async def put_blob(self, key: str, data: bytes, ttl_s: float) -> str:
-        """Store media bytes under ``key`` for ``ttl_s`` seconds; return the ref to put in messages."""
+        """Store media bytes under ``key``; return the ref to put in messages.
+
+        Lifetime (docs/resilience.md, "Media lifetime"): ``ttl_s`` while no waiting message refers to
+        it; a publish of a message that refers to it (see :func:`blob_refs`) to a stream with consumer
+        groups counts one reference per group and keeps the blob at least ``bus.blob_hold_s`` (renewed
+        when such a message is reclaimed); the ack that drops the last reference deletes it. Storing
+        an existing key again replaces the bytes but keeps its references and never shortens its life
+        (a producer that refers to the same media again re-stores it first)."""
 
     @abc.abstractmethod
     async def get_blob(self, ref: str) -> bytes | None:
@@ -239,6 +248,36 @@ class Bus(abc.ABC):
         await self.ack(delivery.stream, group, [delivery.id])
 
 
+BLOB_FIELDS = frozenset({"audio", "blob", "crop"})
+"""Message fields that hold blob refs (Utterance/PartialAudio ``audio``, FrameRef ``blob``, FaceFrame
+``crop``); only these count, so a ``text`` that happens to read ``blob:...`` refers to nothing."""
+
+
+def blob_refs(data: bytes) -> list[str]:
+    """The blob refs an encoded message refers to, in order, without repeats (cheap when none)."""
+    if b"blob:" not in data:
+        return []
+    import msgspec
+
+    try:
+        tree = msgspec.msgpack.decode(data)
+    except Exception:  # not a message: it refers to nothing (its reader dead-letters it)
+        return []
+    refs: dict[str, None] = {}
+    todo: list[object] = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in BLOB_FIELDS and isinstance(v, str) and v.startswith("blob:"):
+                    refs[v] = None
+                elif isinstance(v, dict | list):
+                    todo.append(v)
+        elif isinstance(node, list):
+            todo.extend(v for v in node if isinstance(v, dict | list))
+    return list(refs)
+
+
 def refused(stream: str, reason: str, detail: str) -> None:
     """Count and log a refused publish (the caller raises the one-line error)."""
     from emostream.runtime import metrics
@@ -259,14 +298,18 @@ def dropped_notice(delivery: Delivery, group: str, reason: str, dead: str, dead_
     try:
         fields = msgspec.msgpack.decode(delivery.data)
         room, speaker, utterance = fields["room"], fields["speaker"], fields["utterance"]
+        session = fields.get("session", "")
         if not (isinstance(room, str) and isinstance(speaker, str) and isinstance(utterance, int)):
             return None
+        if not isinstance(session, str):
+            session = ""
     except Exception:  # not a msgpack map with an utterance key: nothing to announce
         return None
     return Dropped(
         room=room,
         speaker=speaker,
         utterance=utterance,
+        session=session,
         source=delivery.stream,
         reason=reason,
         group=group,

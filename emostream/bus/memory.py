@@ -12,6 +12,8 @@ Bounded, with backpressure instead of loss. A stream keeps at most ``maxlen`` en
   the producer) and raises :class:`BusFull` after ``publish_timeout_s``. Un-acked work is never dropped.
 Entries older than the stream's retention (``bus.retention_s`` / ``bus.retention``) go too, under the
 same rule. Messages over ``bus.max_message_bytes`` and blobs over ``bus.max_blob_bytes`` are refused.
+Blobs are reference-counted like on Redis (:meth:`emostream.bus.base.Bus.put_blob`): held while a group
+still has to read a message that refers to them, deleted by the last ack.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from emostream.bus.base import Bus, BusFull, Delivery, Entry
+from emostream.bus.base import Bus, BusFull, Delivery, Entry, blob_refs
 from emostream.runtime.errors import GroupMissing
 
 __all__ = ["BusFull", "MemoryBus"]
@@ -32,6 +34,15 @@ class _Pending:
     delivered_at: float
     count: int
     index: int
+
+
+@dataclass(slots=True)
+class _Blob:
+    expires: float
+    """``time.monotonic()`` second it expires unless a reference renews it."""
+    data: bytes
+    refs: int = 0
+    """References by (stream entry, group) pairs not yet acked."""
 
 
 @dataclass(slots=True)
@@ -124,7 +135,7 @@ class MemoryBus(Bus):
         self.maxlen = max(1, maxlen)
         self.publish_timeout_s = publish_timeout_s
         self._streams: dict[str, _Stream] = {}
-        self._blobs: dict[str, tuple[float, bytes]] = {}
+        self._blobs: dict[str, _Blob] = {}
         self._blob_puts = 0
         self._waiters: dict[str, set[asyncio.Future[bool]]] = {}
         """Futures of blocked readers/publishers per stream, resolved by a publish or ack there."""
@@ -189,8 +200,34 @@ class MemoryBus(Bus):
         entry_id = s.next_id()
         s.ids.append(entry_id)
         s.data.append(bytes(data))
+        if s.groups:
+            self._hold(blob_refs(data), len(s.groups))
         self._notify(stream)
         return entry_id
+
+    def _hold(self, refs: list[str], n: int) -> None:
+        """``n`` more references to each of ``refs``; keep them at least ``blob_hold_s`` from now."""
+        until = time.monotonic() + self.blob_hold_s
+        for ref in refs:
+            blob = self._live(ref)
+            if blob is not None:
+                blob.refs += n
+                blob.expires = max(blob.expires, until)
+
+    def _unref(self, refs: list[str]) -> None:
+        for ref in refs:
+            blob = self._live(ref)
+            if blob is not None:
+                blob.refs -= 1
+                if blob.refs <= 0:
+                    del self._blobs[ref]
+
+    def _live(self, ref: str) -> _Blob | None:
+        blob = self._blobs.get(ref)
+        if blob is not None and blob.expires <= time.monotonic():
+            del self._blobs[ref]
+            return None
+        return blob
 
     async def ensure_group(self, stream: str, group: str, start: str = "0") -> None:
         s = self._stream(stream)
@@ -230,9 +267,11 @@ class MemoryBus(Bus):
                 return out
 
     async def ack(self, stream: str, group: str, ids: list[str]) -> None:
-        g = self._group(stream, group)
+        g, s = self._group(stream, group), self._streams[stream]
         for entry_id in ids:
-            g.pel.pop(entry_id, None)
+            p = g.pel.pop(entry_id, None)
+            if p is not None and p.index >= s.first:
+                self._unref(blob_refs(s.at(p.index)[1]))
         self._notify(stream)
 
     async def claim_stale(
@@ -250,7 +289,9 @@ class MemoryBus(Bus):
                 del g.pel[entry_id]
                 continue
             p.consumer, p.delivered_at, p.count = consumer, now, p.count + 1
-            out.append(Delivery(stream, entry_id, s.at(p.index)[1], p.count))
+            data = s.at(p.index)[1]
+            self._hold(blob_refs(data), 0)  # a retry still needs the media: renew its lease
+            out.append(Delivery(stream, entry_id, data, p.count))
         return out
 
     async def release(self, stream: str, group: str, ids: list[str]) -> None:
@@ -325,20 +366,19 @@ class MemoryBus(Bus):
         now = time.monotonic()
         self._blob_puts += 1
         if self._blob_puts % 256 == 0:
-            for k in [k for k, (exp, _) in self._blobs.items() if exp <= now]:
+            for k in [k for k, b in self._blobs.items() if b.expires <= now]:
                 del self._blobs[k]
         ref = f"blob:{key}"
-        self._blobs[ref] = (now + ttl_s, bytes(data))
+        old = self._live(ref)
+        if old is None:
+            self._blobs[ref] = _Blob(now + ttl_s, bytes(data))
+        else:
+            old.data, old.expires = bytes(data), max(old.expires, now + ttl_s)
         return ref
 
     async def get_blob(self, ref: str) -> bytes | None:
-        item = self._blobs.get(ref)
-        if item is None:
-            return None
-        if item[0] <= time.monotonic():
-            del self._blobs[ref]
-            return None
-        return item[1]
+        blob = self._live(ref)
+        return None if blob is None else blob.data
 
     async def close(self) -> None:
         self._streams.clear()

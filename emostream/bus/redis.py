@@ -17,20 +17,32 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import msgspec
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from emostream.bus.base import Bus, Delivery, Entry
-from emostream.bus.redis_lua import ADVANCE_SCRIPT, COMMIT_SCRIPT, PUBLISH_SCRIPT, TRIM_SCRIPT
+from emostream.bus.base import Bus, Delivery, Entry, blob_refs
+from emostream.bus.redis_lua import (
+    ACK_SCRIPT,
+    ADVANCE_SCRIPT,
+    COMMIT_SCRIPT,
+    PUBLISH_SCRIPT,
+    PUT_SCRIPT,
+    RENEW_SCRIPT,
+    TRIM_SCRIPT,
+)
 from emostream.config import redact_url
 from emostream.errors import UserError
 from emostream.runtime.errors import GroupMissing
 
 FIELD = b"d"
+REFS = b"b"
+"""The entry field listing the blob refs its message holds (a msgpack array), for the ack script."""
 BLOB_REF = "blob:"
-"""Blob refs in messages are ``blob:<key>``; the Redis key is ``<prefix>blob:<key>``."""
+"""Blob refs in messages are ``blob:<key>``; the Redis key is ``<prefix>blob:<key>``, a hash of the
+bytes (``d``) and the reference count (``n``)."""
 _IDLE_RELEASED_MS = 10**12
 """Idle time given to released entries so any consumer's claim_stale takes them at once."""
 
@@ -92,6 +104,9 @@ class RedisBus(Bus):
         self._publish = self._r.register_script(PUBLISH_SCRIPT)
         self._trim = self._r.register_script(TRIM_SCRIPT)
         self._advance = self._r.register_script(ADVANCE_SCRIPT)
+        self._ack = self._r.register_script(ACK_SCRIPT)
+        self._renew = self._r.register_script(RENEW_SCRIPT)
+        self._put = self._r.register_script(PUT_SCRIPT)
         self._readers: dict[tuple[str, str], aioredis.Redis] = {}
         self._outbox: list[_Commit] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -104,6 +119,10 @@ class RedisBus(Bus):
 
     def _ret_ms(self, stream: str) -> int:
         return int(self.retention_of(stream) * 1000)
+
+    @property
+    def _hold_ms(self) -> int:
+        return max(1, int(self.blob_hold_s * 1000))
 
     async def _call(self, command: Awaitable[T]) -> T:
         """Await a command, turning connection/auth failures into one-line BusUnavailable errors and
@@ -164,7 +183,9 @@ class RedisBus(Bus):
         deadline = time.monotonic() + self.publish_timeout_s
         pause = 0.01
         while len(ids) < len(items):
-            args: list[Any] = [self.maxlen, self._ret_ms(stream), *items[len(ids) :]]
+            args: list[Any] = [self.maxlen, self._ret_ms(stream), self.prefix, self._hold_ms]
+            for data in items[len(ids) :]:
+                args += [data, _refs(data)]
             added = await self._call(self._publish(keys=[self._k(stream)], args=args))
             ids += [_s(i) for i in added]
             if len(ids) < len(items):
@@ -196,8 +217,11 @@ class RedisBus(Bus):
             batch, self._outbox = self._outbox, []
             targets = [t for c in batch for t, _ in c.outputs]
             keys: list[str] = [self._k(t) for t in targets]
-            args: list[Any] = [self.maxlen, len(keys), *[self._ret_ms(t) for t in targets]]
-            args += [d for c in batch for _, d in c.outputs]
+            args: list[Any] = [self.maxlen, len(keys), self.prefix, self._hold_ms]
+            args += [self._ret_ms(t) for t in targets]
+            for c in batch:
+                for _, d in c.outputs:
+                    args += [d, _refs(d)]
             acks: dict[tuple[str, str], list[str]] = {}
             for c in batch:
                 acks.setdefault((c.stream, c.group), []).append(c.entry_id)
@@ -287,13 +311,14 @@ class RedisBus(Bus):
 
     async def ack(self, stream: str, group: str, ids: list[str]) -> None:
         if ids:
-            await self._call(self._r.xack(self._k(stream), group, *ids))
+            await self._call(self._ack(keys=[self._k(stream)], args=[group, self.prefix, *ids]))
 
     async def claim_stale(
         self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int
     ) -> list[Delivery]:
         """XAUTOCLAIM from cursor 0-0 until the cursor wraps to 0-0 or ``count`` are claimed."""
         claimed: list[tuple[str, bytes, str]] = []
+        refs: list[bytes] = []
         cursor = "0-0"
         key = self._k(stream)
         while len(claimed) < count:
@@ -307,10 +332,14 @@ class RedisBus(Bus):
             for entry_id, fields in reply[1]:
                 if fields:  # trimmed entries come back empty (and leave the PEL)
                     claimed.append((_s(entry_id), *_payload(fields)))
+                    if REFS in fields:
+                        refs.append(fields[REFS])
             if cursor == "0-0":
                 break
         if not claimed:
             return []
+        if refs:  # a retry still needs the media: renew its lease
+            await self._call(self._renew(args=[self.prefix, self._hold_ms, *refs]))
         counts = await self._delivery_counts(key, group, consumer, [i for i, _, _ in claimed])
         return [Delivery(stream, i, data, counts.get(i, 1), err) for i, data, err in claimed]
 
@@ -397,11 +426,11 @@ class RedisBus(Bus):
     async def put_blob(self, key: str, data: bytes, ttl_s: float) -> str:
         self.check_blob(key, data)
         ref = BLOB_REF + key
-        await self._call(self._r.set(self.prefix + ref, data, px=max(1, int(ttl_s * 1000))))
+        await self._call(self._put(keys=[self.prefix + ref], args=[data, max(1, int(ttl_s * 1000))]))
         return ref
 
     async def get_blob(self, ref: str) -> bytes | None:
-        value = await self._call(self._r.get(self.prefix + ref))
+        value = await self._call(self._r.hget(self.prefix + ref, "d"))
         if value is None:
             return None
         return value.encode() if isinstance(value, str) else bytes(value)
@@ -422,6 +451,12 @@ class RedisBus(Bus):
             await client.aclose()
         self._readers.clear()
         await self._r.aclose()
+
+
+def _refs(data: bytes) -> bytes:
+    """The ``b`` field of a message's entry: its blob refs as a msgpack array (empty: none)."""
+    refs = blob_refs(data)
+    return msgspec.msgpack.encode(refs) if refs else b""
 
 
 def _payload(fields: dict[bytes, bytes]) -> tuple[bytes, str]:

@@ -59,6 +59,51 @@ local function room(key, maxlen, ret_ms, need)
   redis.call('XTRIM', key, 'MINID', cut)
   return redis.call('XLEN', key) + need <= maxlen
 end
+-- Blobs: a hash (d = bytes, n = references). An entry's `b` field lists the refs its message holds
+-- (a msgpack array of strings: a ref may contain any byte).
+local function hold(prefix, refs, n, hold_ms)
+  for _, ref in ipairs(cmsgpack.unpack(refs)) do
+    local bk = prefix .. ref
+    if redis.call('EXISTS', bk) == 1 then
+      if n > 0 then redis.call('HINCRBY', bk, 'n', n) end
+      local ttl = redis.call('PTTL', bk)
+      if ttl >= 0 and ttl < hold_ms then redis.call('PEXPIRE', bk, hold_ms) end
+    end
+  end
+end
+local function unref(prefix, refs)
+  for _, ref in ipairs(cmsgpack.unpack(refs)) do
+    local bk = prefix .. ref
+    if redis.call('EXISTS', bk) == 1 and redis.call('HINCRBY', bk, 'n', -1) <= 0 then
+      redis.call('DEL', bk)
+    end
+  end
+end
+-- XADD one message (with its blob refs) and take one reference per consumer group of the stream.
+local function add(key, payload, refs, prefix, hold_ms)
+  if refs == '' then return redis.call('XADD', key, '*', 'd', payload) end
+  local id = redis.call('XADD', key, '*', 'd', payload, 'b', refs)
+  local groups = #redis.call('XINFO', 'GROUPS', key)
+  if groups > 0 then hold(prefix, refs, groups, hold_ms) end
+  return id
+end
+-- XACK ids one by one; each entry acked here (not before) gives back its blob references.
+local function ack(key, group, prefix, first, last)
+  local acked = 0
+  for i = first, last do
+    if redis.call('XACK', key, group, ARGV[i]) == 1 then
+      acked = acked + 1
+      local rows = redis.call('XRANGE', key, ARGV[i], ARGV[i])
+      if #rows > 0 then
+        local f = rows[1][2]
+        for j = 1, #f, 2 do
+          if f[j] == 'b' then unref(prefix, f[j + 1]) end
+        end
+      end
+    end
+  end
+  return acked
+end
 """
 """Shared Lua: the trim rule. Entries go by retention or the cap only once every group has read and
 acked them (MINID up to the oldest entry still pending or undelivered across the stream's groups).
@@ -67,16 +112,45 @@ At the cap a stream with groups is trimmed to 90% (amortizes the group scan); a 
 PUBLISH_SCRIPT = (
     LUA_ROOM
     + """
-local maxlen, ret = tonumber(ARGV[1]), tonumber(ARGV[2])
+local maxlen, ret, prefix, hold_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local ids = {}
-for i = 3, #ARGV do
+for i = 5, #ARGV, 2 do
   if not room(KEYS[1], maxlen, ret, 1) then break end
-  ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'd', ARGV[i])
+  ids[#ids + 1] = add(KEYS[1], ARGV[i], ARGV[i + 1], prefix, hold_ms)
 end
 return ids
 """
 )
-"""Append payloads while they fit; returns the ids added (fewer than given: the stream is full)."""
+"""Append payloads while they fit; returns the ids added (fewer than given: the stream is full).
+ARGV: maxlen, retention ms, key prefix, blob hold ms, then (payload, blob refs) pairs."""
+
+ACK_SCRIPT = (
+    LUA_ROOM
+    + """
+return ack(KEYS[1], ARGV[1], ARGV[2], 3, #ARGV)
+"""
+)
+"""XACK that releases the acked entries' blobs. ARGV: group, key prefix, ids."""
+
+RENEW_SCRIPT = (
+    LUA_ROOM
+    + """
+for i = 3, #ARGV do hold(ARGV[1], ARGV[i], 0, tonumber(ARGV[2])) end
+return 1
+"""
+)
+"""Renew the lease of blobs whose messages were reclaimed. ARGV: key prefix, hold ms, then each
+message's refs (its entry's ``b`` field)."""
+
+PUT_SCRIPT = """
+local bk, ttl = KEYS[1], tonumber(ARGV[2])
+redis.call('HSET', bk, 'd', ARGV[1])
+redis.call('HSETNX', bk, 'n', 0)
+if redis.call('PTTL', bk) < ttl then redis.call('PEXPIRE', bk, ttl) end
+return 1
+"""
+"""Store a blob (hash: d = bytes, n = references): a new one lives ARGV[2] ms; storing an existing key
+again replaces the bytes and keeps its references and any longer life."""
 
 TRIM_SCRIPT = (
     LUA_ROOM
@@ -88,35 +162,34 @@ return room(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), 0) and 1 or 0
 COMMIT_SCRIPT = (
     LUA_ROOM
     + """
-local maxlen, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local maxlen, n, prefix, hold_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local need, ret = {}, {}
 for i = 1, n do
   need[KEYS[i]] = (need[KEYS[i]] or 0) + 1
-  ret[KEYS[i]] = tonumber(ARGV[2 + i])
+  ret[KEYS[i]] = tonumber(ARGV[4 + i])
 end
 for key, k in pairs(need) do
   if not room(key, maxlen, ret[key], k) then return {-1, key} end
 end
-local a = 3 + n
+local a = 5 + n
 for i = 1, n do
-  redis.call('XADD', KEYS[i], '*', 'd', ARGV[a])
-  a = a + 1
+  add(KEYS[i], ARGV[a], ARGV[a + 1], prefix, hold_ms)
+  a = a + 2
 end
 local acked = 0
 for j = n + 1, #KEYS do
   local group, k = ARGV[a], tonumber(ARGV[a + 1])
   a = a + 2
-  for first = a, a + k - 1, 500 do
-    acked = acked + redis.call('XACK', KEYS[j], group, unpack(ARGV, first, math.min(first + 499, a + k - 1)))
-  end
+  acked = acked + ack(KEYS[j], group, prefix, a, a + k - 1)
   a = a + k
 end
 return {acked}
 """
 )
 """Publish outputs then ack inputs, atomically; nothing at all when an output stream is full (returns
-{-1, key}). KEYS: output streams, then input streams. ARGV: maxlen, number of outputs, retention ms per
-output, one payload per output, then per input stream: group, n, n ids."""
+{-1, key}). KEYS: output streams, then input streams. ARGV: maxlen, number of outputs, key prefix, blob
+hold ms, retention ms per output, (payload, blob refs) per output, then per input stream: group, n, n
+ids. Blob keys are not in KEYS (they are named by the entries): standalone Redis only, like the rest."""
 
 ADVANCE_SCRIPT = (
     LUA_ROOM

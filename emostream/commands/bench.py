@@ -16,9 +16,7 @@ from typing import Any
 
 BENCHES: tuple[str, ...] = ("bus", "asr", "voices", "visual", "quant", "events", "call", "soak")
 
-HELP = (
-    "Benchmarks: bus, asr, voices, visual, quant, events, call, soak (medians in one run, JSON lines with --json)."
-)
+HELP = "Benchmarks: bus, asr, voices, visual, quant, events, call, soak (medians in one run, JSON lines with --json)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

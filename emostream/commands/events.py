@@ -120,8 +120,9 @@ def _say_dropped(entry: Entry, room: str | None) -> None:
         return
     if room and d.room != room:
         return
-    print(
-        f"emostream events: dropped {d.key} (from {d.source}): {d.reason} [{d.dead_stream} {d.dead_id}]",
-        file=sys.stderr,
-        flush=True,
-    )
+    print(dropped_line(d), file=sys.stderr, flush=True)
+
+
+def dropped_line(d: schema.Dropped) -> str:
+    """How `emostream events` reports an utterance that will have no event (on stderr)."""
+    return f"emostream events: dropped {d.key} (from {d.source}): {d.reason} [{d.dead_stream} {d.dead_id}]"

@@ -1,7 +1,9 @@
 """`emostream events --url`: follow a room on `emostream serve` with the Python client.
 
 In a terminal it shows a live table, one row per speaker (latest label, confidence, transcript, counts);
-piped it writes JSON lines. "waiting for events in room R..." goes to stderr so pipes stay clean.
+piped it writes JSON lines. "waiting for events in room R..." goes to stderr so pipes stay clean, and so
+does one line per dropped utterance (the server's ``event: dropped`` records: reason, utterance,
+speaker); the table shows those lines above it and counts them per speaker.
 """
 
 from __future__ import annotations
@@ -30,12 +32,19 @@ def follow_url(args: argparse.Namespace) -> int:
 
 async def _follow(args: argparse.Namespace, fmt: str) -> int:
     from emostream.client import ClientError, subscribe
+    from emostream.commands.events import dropped_line
 
     print(f"waiting for events in room {args.room}...", file=sys.stderr, flush=True)
     table = _Table(args.room) if fmt == "table" else None
     printed = 0
     try:
-        async for event in subscribe(args.url, args.room, args.token, since=args.since):
+        async for event in subscribe(args.url, args.room, args.token, since=args.since, dropped=True):
+            if isinstance(event, schema.Dropped):
+                if table is not None:
+                    table.dropped(event, dropped_line(event))
+                else:
+                    print(dropped_line(event), file=sys.stderr, flush=True)
+                continue
             if table is not None:
                 table.add(event)
             else:
@@ -68,6 +77,11 @@ class _Table:
     def add(self, event: schema.EmotionEvent) -> None:
         self.latest[event.speaker] = event
         self.counts.setdefault(event.speaker, Counter())[event.label] += 1
+        self.live.update(self._render())
+
+    def dropped(self, record: schema.Dropped, line: str) -> None:
+        self.counts.setdefault(record.speaker, Counter())["dropped"] += 1
+        self.live.console.print(line, markup=False, highlight=False)
         self.live.update(self._render())
 
     def _render(self):  # type: ignore[no-untyped-def]

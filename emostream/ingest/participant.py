@@ -6,13 +6,14 @@ MELD replay, which decides utterance spans per clip itself, and ``bench visual``
 :func:`store_audio`, :func:`store_frames` and :func:`utterance` directly. Audio
 stays in this process except as blobs with the bus TTL: partial and utterance audio is stored with
 ``bus.put_blob`` and only its ref travels in SpeechStarted / PartialAudio / Utterance messages. An
-Utterance whose audio is identical to the preceding pause partial reuses that blob (no second copy), and
-ASR recognises it by the equal ref.
+Utterance whose audio is identical to the preceding pause partial reuses that blob's key (stored again,
+one copy), and ASR recognises it by the equal ref.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -78,9 +79,13 @@ class SpeechIngest:
         first_utterance: int = 0,
         frames: FrameSource | None = None,
         model: SileroModel | None = None,
+        session: str | None = None,
     ) -> None:
         self.bus, self.settings = bus, settings
         self.room, self.speaker = room, speaker
+        self.session = secrets.token_hex(4) if session is None else session
+        """Set on every message (see :attr:`emostream.schema.Keyed.session`): a participant that joins
+        again, or a reused room id, numbers utterances from 0 again without meeting the old ones."""
         self.frames = frames
         self.normalizer = AudioNormalizer()
         self.segmenter = Segmenter(
@@ -92,7 +97,8 @@ class SpeechIngest:
             model=model or SileroModel.shared(settings),
         )
         self._clock_set = t0 is not None
-        self._pause_blob: dict[int, tuple[int, str]] = {}
+        self._pause_blob: dict[int, int] = {}
+        """Utterance -> seq of its last pause partial (whose audio the Utterance may repeat)."""
 
     async def push(self, frame: Any, sample_rate: int | None = None) -> list[Message]:
         """One frame of any kind (PyAV AudioFrame, numpy + rate); returns the messages published."""
@@ -140,26 +146,32 @@ class SpeechIngest:
         return out
 
     async def _message(self, ev: SpeechEvent) -> Message | None:
-        ids: dict[str, Any] = {"room": self.room, "speaker": self.speaker, "utterance": ev.utterance}
+        ids: dict[str, Any] = {
+            "room": self.room,
+            "speaker": self.speaker,
+            "utterance": ev.utterance,
+            "session": self.session,
+        }
         trace = {"segmenter": now()}
         ttl = self.settings.bus.blob_ttl_s
-        base = f"audio/{self.room}/{self.speaker}/{ev.utterance}"
+        key = utterance_key(self.room, self.speaker, ev.utterance, self.session)
+        base = f"audio/{key}"
         if isinstance(ev, SpeechStart):
             return SpeechStarted(**ids, start=ev.start, trace=trace)
         if isinstance(ev, SpeechPartial):
             ref = await self.bus.put_blob(f"{base}/p{ev.seq}", _bytes(ev.audio), ttl)
             if ev.pause:
-                self._pause_blob[ev.utterance] = (ev.seq, ref)
+                self._pause_blob[ev.utterance] = ev.seq
             return PartialAudio(
                 **ids, start=ev.start, end=ev.end, seq=ev.seq, audio=ref, sample_rate=SAMPLE_RATE, trace=trace
             )
         assert isinstance(ev, SpeechEnd)
-        seq_ref = self._pause_blob.pop(ev.utterance, None)
-        if seq_ref is not None and seq_ref[0] == ev.partial_seq:
-            ref = seq_ref[1]
-        else:
-            ref = await self.bus.put_blob(base, _bytes(ev.audio), ttl)
-        key = utterance_key(self.room, self.speaker, ev.utterance)
+        pause_seq = self._pause_blob.pop(ev.utterance, None)
+        # The same audio as the pause partial: stored again under that partial's key, because ASR may
+        # already have acked the partial (which deletes an unreferenced blob); the equal ref lets it
+        # reuse the partial's pass.
+        name = f"{base}/p{pause_seq}" if pause_seq is not None and pause_seq == ev.partial_seq else base
+        ref = await self.bus.put_blob(name, _bytes(ev.audio), ttl)
         frames = await self.frames(key, ev.start, ev.end) if self.frames else []
         return utterance(
             self.room,
@@ -171,6 +183,7 @@ class SpeechIngest:
             frames=frames,
             eos_at=ev.eos_at,
             trace=trace,
+            session=self.session,
         )
 
     def close(self) -> None:
@@ -190,6 +203,7 @@ def utterance(
     text: str = "",
     eos_at: float | None = None,
     trace: dict[str, float] | None = None,
+    session: str = "",
 ) -> Utterance:
     """The Utterance message (every producer builds it here): identity, span, blob refs, end of speech
     (``eos_at``, default now) and the producer's ``trace`` stamp."""
@@ -197,6 +211,7 @@ def utterance(
         room=room,
         speaker=speaker,
         utterance=number,
+        session=session,
         start=start,
         end=end,
         sample_rate=SAMPLE_RATE,

@@ -168,21 +168,28 @@ async def _catch_up(request: web.Request, room: str, filt: Filter) -> web.Respon
         raise ValueError(f"limit={raw!r}: use a whole number from 1 to 1000")
     limit = int(raw)
     out: list[bytes] = []
+    dropped: list[bytes] = []
     last = since
     more = True
-    while len(out) < limit and more:
-        entries = await read_range(state.bus, room, last, limit - len(out))
-        more = bool(entries) and len(entries) == limit - len(out)
+    while len(out) + len(dropped) < limit and more:
+        want = limit - len(out) - len(dropped)
+        entries = await read_range(state.bus, room, last, want)
+        more = bool(entries) and len(entries) == want
         for entry in entries:
             last = entry.id
-            event = decode_entry(entry)
-            if event is not None and filt.accepts(event):
-                out.append(_item(entry.id, event))
+            record = decode_entry(entry)
+            if record is None or not filt.accepts(record):
+                continue
+            if isinstance(record, schema.Dropped):
+                dropped.append(b'{"id":"%s","dropped":%s}' % (entry.id.encode(), schema.to_json(record)))
+            else:
+                out.append(_item(entry.id, record))
         if not entries:
             break
-    body = b'{"room":%s,"events":[%s],"last_id":"%s","more":%s}' % (
+    body = b'{"room":%s,"events":[%s],"dropped":[%s],"last_id":"%s","more":%s}' % (
         msgspec.json.encode(room),
         b",".join(out),
+        b",".join(dropped),
         last.encode(),
         b"true" if more else b"false",
     )
@@ -203,19 +210,30 @@ async def _write(resp: web.StreamResponse, request: web.Request, data: bytes, li
         await asyncio.wait_for(resp.write(data), limit_s)
 
 
-_FRAMES: OrderedDict[tuple[str, str], tuple[schema.EmotionEvent | None, bytes]] = OrderedDict()
+Record = schema.EmotionEvent | schema.Dropped
+_FRAMES: OrderedDict[tuple[str, str], tuple[Record | None, bytes]] = OrderedDict()
 _FRAMES_MAX = 8192
 
 
-def _decoded(entry: Entry) -> tuple[schema.EmotionEvent | None, bytes]:
-    """An entry's event and SSE frame, decoded and encoded once for all the subscribers of a room."""
+def _kind(record: Record) -> bytes:
+    """The SSE event type (and WebSocket ``type``) of a room-stream record."""
+    return b"dropped" if isinstance(record, schema.Dropped) else b"emotion"
+
+
+def _decoded(entry: Entry) -> tuple[Record | None, bytes]:
+    """An entry's record and SSE frame, decoded and encoded once for all the subscribers of a room:
+    ``event: emotion`` for an EmotionEvent, ``event: dropped`` for a dropped utterance."""
     key = (entry.stream, entry.id)
     hit = _FRAMES.get(key)
     if hit is None:
         event = decode_entry(entry)
         frame = b""
         if event is not None:
-            frame = b"id: %s\nevent: emotion\ndata: %s\n\n" % (entry.id.encode(), schema.to_json(event))
+            frame = b"id: %s\nevent: %s\ndata: %s\n\n" % (
+                entry.id.encode(),
+                _kind(event),
+                schema.to_json(event),
+            )
         hit = _FRAMES[key] = (event, frame)
         if len(_FRAMES) > _FRAMES_MAX:
             _FRAMES.popitem(last=False)
@@ -331,10 +349,16 @@ async def events_ws(request: web.Request) -> web.StreamResponse:
             for entry in batch:
                 event = decode_entry(entry)
                 if event is not None and filt.accepts(event):
-                    msg = b'{"type":"event","id":"%s","event":%s}' % (
-                        entry.id.encode(),
-                        schema.to_json(event),
-                    )
+                    if isinstance(event, schema.Dropped):
+                        msg = b'{"type":"dropped","id":"%s","dropped":%s}' % (
+                            entry.id.encode(),
+                            schema.to_json(event),
+                        )
+                    else:
+                        msg = b'{"type":"event","id":"%s","event":%s}' % (
+                            entry.id.encode(),
+                            schema.to_json(event),
+                        )
                     await _send(ws, request, msg.decode(), timeout)
                     delivered.inc()
             if batch:

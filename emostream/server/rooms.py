@@ -3,7 +3,10 @@ subscriber filters, and the per-room hub that reads a room stream once for all i
 
 A room stream is ``events:<room>``, capped like every stream at ``bus.maxlen`` entries (the retention);
 its entry ids are the SSE ``id:`` values and the ``since=`` cursors. It holds the ``events``
-stream's order for that room, each event once (see :func:`fan_out`).
+stream's order for that room, each event once (see :func:`fan_out`). Besides EmotionEvents it holds the
+room's :class:`~emostream.schema.Dropped` records (an utterance that was dead-lettered and will have no
+event), filed from the ``dropped`` stream the same way, so a subscriber learns of a lost utterance
+instead of by its silence.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from emostream.bus.base import Bus, Delivery, Entry
-from emostream.schema import EMOTIONS, EmotionEvent, SchemaError, decode_checked
+from emostream.runtime import metrics
+from emostream.runtime.errors import GroupMissing
+from emostream.schema import EMOTIONS, Dropped, EmotionEvent, SchemaError, decode_checked
 
 log = logging.getLogger("emostream.server")
 
@@ -56,52 +61,64 @@ async def fan_out(
     block_ms: int = 200,
     batch: int = 500,
 ) -> int:
-    """``events`` -> ``events:<room>``, in the ``events`` order, each event once, for any number of
-    serve processes. Not a Stage and not a consumer group's deliveries: those are split between
-    consumers and reclaimed when idle, so two processes (or one that stalled past the claim time)
-    would file a room's batches out of order or twice. Instead every process reads the stream after
-    the ``rooms`` group's cursor and files a batch with a compare-and-set of that cursor
+    """``events`` (and ``dropped``) -> ``events:<room>``, in each source stream's order, each record
+    once, for any number of serve processes. Not a Stage and not a consumer group's deliveries: those
+    are split between consumers and reclaimed when idle, so two processes (or one that stalled past the
+    claim time) would file a room's batches out of order or twice. Instead every process reads each
+    source after the ``rooms`` group's cursor and files a batch with a compare-and-set of that cursor
     (:meth:`Bus.advance_group`): the first writer of a range wins, the others skip to where it got.
     The cursor holds trimming like any group. ``consumer`` names this process in logs. Returns how
-    many events this process filed."""
-    stream = EmotionEvent.stream
-    await bus.ensure_group(stream, GROUP, "$")
-    cursor = await bus.group_cursor(stream, GROUP)
+    many records this process filed."""
+    kinds: dict[str, type[EmotionEvent] | type[Dropped]] = {
+        EmotionEvent.stream: EmotionEvent,
+        Dropped.stream: Dropped,
+    }
+
+    async def cursors(start: str) -> dict[str, str]:
+        for stream in kinds:
+            await bus.ensure_group(stream, GROUP, start)
+        return {stream: await bus.group_cursor(stream, GROUP) for stream in kinds}
+
+    cursor = await cursors("$")
     ready.set()
     filed = 0
     while not stop.is_set():
         try:
-            entries = await bus.tail({stream: cursor}, count=batch, block_ms=block_ms)
-            after = id_key(cursor)
-            entries = [e for e in entries if id_key(e.id) > after]
-            if not entries:
-                continue
-            outputs: list[tuple[str, bytes]] = []
-            bad: list[tuple[Entry, str]] = []
-            for e in entries:
-                try:
-                    if e.error:
-                        raise SchemaError(e.error)
-                    outputs.append((room_stream(decode_checked(e.data, EmotionEvent).room), e.data))
-                except SchemaError as exc:
-                    bad.append((e, str(exc)))
-            moved = await bus.advance_group(stream, GROUP, cursor, entries[-1].id, outputs)
-            if moved is not None:  # another serve process filed this range first
-                cursor = moved
-                continue
-            cursor = entries[-1].id
-            filed += len(outputs)
-            for e, why in bad:  # only the writer that won the range files its bad entries
-                log.warning("bad event", extra={"id": e.id, "error": why, "consumer": consumer})
-                await bus.dead_letter(Delivery(e.stream, e.id, e.data, 1, e.error), GROUP, why)
+            entries = await bus.tail(dict(cursor), count=batch, block_ms=block_ms)
+            for stream, kind in kinds.items():
+                after = id_key(cursor[stream])
+                mine = [e for e in entries if e.stream == stream and id_key(e.id) > after]
+                if not mine:
+                    continue
+                outputs: list[tuple[str, bytes]] = []
+                bad: list[tuple[Entry, str]] = []
+                for e in mine:
+                    try:
+                        if e.error:
+                            raise SchemaError(e.error)
+                        outputs.append((room_stream(decode_checked(e.data, kind).room), e.data))
+                    except SchemaError as exc:
+                        bad.append((e, f"not a {kind.__name__}: {exc}"))
+                moved = await bus.advance_group(stream, GROUP, cursor[stream], mine[-1].id, outputs)
+                if moved is not None:  # another serve process filed this range first
+                    cursor[stream] = moved
+                    continue
+                cursor[stream] = mine[-1].id
+                filed += len(outputs)
+                for e, why in bad:  # only the writer that won the range files its bad entries
+                    log.warning("bad event", extra={"id": e.id, "error": why, "consumer": consumer})
+                    await bus.dead_letter(Delivery(e.stream, e.id, e.data, 1, e.error), GROUP, why)
         except asyncio.CancelledError:
             raise
+        except GroupMissing:  # Redis came back without our groups: everything in it now is unfiled
+            log.warning("room fan-out group vanished; recreating it", extra={"group": GROUP})
+            with contextlib.suppress(Exception):
+                cursor = await cursors("0")
         except Exception as exc:  # bus down, or its streams flushed: start again from the group
             log.error("room fan-out failed", extra={"error": str(exc), "consumer": consumer})
             await asyncio.sleep(1.0)
             with contextlib.suppress(Exception):
-                await bus.ensure_group(stream, GROUP, "$")
-                cursor = await bus.group_cursor(stream, GROUP)
+                cursor = await cursors("$")
     return filed
 
 
@@ -133,21 +150,35 @@ class Filter:
                 )
         return cls(speaker=query.get("speaker") or None, min_confidence=min_conf, labels=labels)
 
-    def accepts(self, event: EmotionEvent) -> bool:
+    def accepts(self, event: EmotionEvent | Dropped) -> bool:
+        """A Dropped record passes the ``speaker`` filter only: it has no label or confidence, and a
+        subscriber filtering labels still needs to know that an utterance will have no event."""
         if self.speaker is not None and event.speaker != self.speaker:
             return False
+        if isinstance(event, Dropped):
+            return True
         if event.confidence < self.min_confidence:
             return False
         return self.labels is None or event.label in self.labels
 
 
-def decode_entry(entry: Entry) -> EmotionEvent | None:
-    """The event of a room-stream entry, or None (logged) when it is not one."""
+def decode_entry(entry: Entry) -> EmotionEvent | Dropped | None:
+    """The event (or Dropped record) of a room-stream entry, or None (logged) when it is neither."""
     try:
         return decode_checked(entry.data, EmotionEvent)
     except SchemaError as exc:
-        log.warning("skipped entry", extra={"stream": entry.stream, "id": entry.id, "error": str(exc)})
-        return None
+        try:
+            return decode_checked(entry.data, Dropped)
+        except SchemaError:
+            metrics.SKIPPED.labels(entry.stream).inc()
+            log.warning("skipped entry", extra={"stream": entry.stream, "id": entry.id, "error": str(exc)})
+            return None
+
+
+def decode_event(entry: Entry) -> EmotionEvent | None:
+    """Only the EmotionEvent of a room-stream entry (summaries skip Dropped records)."""
+    record = decode_entry(entry)
+    return record if isinstance(record, EmotionEvent) else None
 
 
 async def read_range(bus: Bus, room: str, since: str, limit: int) -> list[Entry]:

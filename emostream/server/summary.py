@@ -7,7 +7,7 @@ from typing import Any
 
 from emostream.bus.base import Bus
 from emostream.schema import EMOTIONS
-from emostream.server.rooms import decode_entry, read_range
+from emostream.server.rooms import decode_event, read_range
 
 VALENCE: dict[str, float] = {
     "joy": 1.0,
@@ -34,7 +34,7 @@ async def summarize(bus: Bus, room: str, minutes: float) -> dict[str, Any]:
     entries = await read_range(bus, room, f"{max(0, since_ms - 1)}-{2**63 - 1}", MAX_EVENTS)
     speakers: dict[str, dict[str, Any]] = {}
     for entry in entries:
-        event = decode_entry(entry)
+        event = decode_event(entry)
         if event is None:
             continue
         s = speakers.setdefault(event.speaker, {"events": 0, "labels": dict.fromkeys(EMOTIONS, 0), "_v": 0.0})

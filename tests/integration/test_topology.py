@@ -132,7 +132,7 @@ async def test_compose_topology_turns_speech_and_face_into_an_event(
 
         event = got["events"]
         assert isinstance(event, EmotionEvent)
-        assert event.id == schema.event_id("room-1", "alice", 0)
+        assert event.id == schema.event_id("room-1", "alice", 0, utterances[0].session)
         assert event.transcript == transcript.text
         assert "text" in event.modalities
         assert abs(sum(event.probabilities.values()) - 1.0) < 1e-3

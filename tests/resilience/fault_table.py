@@ -65,6 +65,8 @@ class Row:
     duplicates: int = 0
     lost: int = 0
     recovery_s: float = 0.0
+    media_left: int = 0
+    """Blob keys of the scenario's room still in Redis once its work is done (should be 0)."""
 
 
 class Topology:
@@ -159,6 +161,9 @@ async def _outputs(bus: Bus, room: str, last: dict[str, str]) -> tuple[list[str]
                 d = schema.decode(e.data, Dropped)
                 if d.room == room:
                     dropped.add(d.utterance)
+                    print(
+                        f"  dropped {d.key} (from {d.source}, {d.group}): {d.reason[:200]}", file=sys.stderr
+                    )
 
 
 Fault = Callable[[Topology, Bus], Awaitable["asyncio.Task[None] | None"]]
@@ -243,7 +248,25 @@ async def run_scenario(
     row.duplicates = len(ids) - len(set(ids))
     row.lost = row.sent - row.out - row.dropped
     row.recovery_s = max(0.0, last_output - fault_end) if fault is not None else 0.0
+    row.media_left = await _media_left(topo, room)
     return row
+
+
+async def _media_left(topo: Topology, room: str) -> int:
+    """Blobs of ``room`` left after its events came out (the last group's ack deletes each one; give
+    the visual branch, which may finish after the event, a few seconds)."""
+    raw = aioredis.Redis.from_url(topo.url)
+    glob = room.replace("*", "\\*").replace("?", "\\?").replace("[", "\\[") + "/*"
+    patterns = [f"emostream:blob:{glob}", f"emostream:blob:face/{glob}"]  # audio and frames, face crops
+    try:
+        for _ in range(20):
+            left = [k for p in patterns async for k in raw.scan_iter(match=p, count=1000)]
+            if not left:
+                return 0
+            await asyncio.sleep(0.5)
+        return len(left)
+    finally:
+        await raw.aclose()
 
 
 def _kill_restart(name: str) -> Fault:
@@ -346,12 +369,18 @@ async def _resume_later(topo: Topology, name: str, seconds: float) -> None:
     topo.signal(name, signal.SIGCONT)
 
 
-HEADER = "| scenario | in | refused | out | dropped (announced) | duplicates | lost | recovery |\n|---|---|---|---|---|---|---|---|"
+HEADER = (
+    "| scenario | in | refused | out | dropped (announced) | duplicates | lost | recovery | media left |\n"
+    "|---|---|---|---|---|---|---|---|---|"
+)
 
 
 def _line(r: Row) -> str:
     rec = f"{r.recovery_s:.1f} s" if r.recovery_s else "-"
-    return f"| {r.scenario} | {r.sent} | {r.refused} | {r.out} | {r.dropped} | {r.duplicates} | {r.lost} | {rec} |"
+    return (
+        f"| {r.scenario} | {r.sent} | {r.refused} | {r.out} | {r.dropped} | {r.duplicates} | {r.lost} | {rec} "
+        f"| {r.media_left} |"
+    )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Issue 13 #2: audio that expires before ASR reaches it is accounted for, never silently lost.
 
-Before: asr paused 15 s with ``bus.blob_ttl_s = 5``: 24 in, 0 out, nothing said. Now a TTL at or below the
-retry horizon is refused at startup, and an utterance whose media is gone anyway is dead-lettered with
-the reason and announced on the ``dropped`` stream (what `emostream events` prints).
+Before: asr paused 15 s with ``bus.blob_ttl_s = 5``: 24 in, 0 out, nothing said. Now a blob lives as long
+as the work that needs it: a message referring to it that a consumer group still has to read holds it
+(at least ``bus.blob_hold_s``, renewed on reclaim, which must exceed the retry horizon), the last ack
+deletes it, and an utterance whose media is gone anyway is dead-lettered with the reason and announced
+on the ``dropped`` stream (what `emostream events` and serve's subscribers see).
 """
 
 from __future__ import annotations
@@ -15,23 +17,78 @@ import pytest
 
 from emostream.bench.asr import speak
 from emostream.bus import Bus, dead_stream, open_bus
+from emostream.bus.memory import MemoryBus
+from emostream.bus.redis import RedisBus
 from emostream.config import BusSettings, ConfigError, Settings, StageSettings, load_settings
 from emostream.runtime.stage import run_stage
 from emostream.schema import DeadLetter, Dropped, Transcript, Utterance, decode, encode
 from emostream.workers.asr import create
 
 
-def test_a_blob_ttl_inside_the_retry_horizon_is_refused() -> None:
-    env = {"EMOSTREAM_BUS_BLOB_TTL_S": "120"}  # defaults: 5 deliveries x 30 s reclaim = 150 s
-    with pytest.raises(ConfigError, match=r"bus.blob_ttl_s = 120: .* = 150 s\); raise it above 150"):
+def test_a_blob_hold_inside_the_retry_horizon_is_refused() -> None:
+    env = {"EMOSTREAM_BUS_BLOB_HOLD_S": "120"}  # defaults: 5 deliveries x 30 s reclaim = 150 s
+    with pytest.raises(ConfigError, match=r"bus.blob_hold_s = 120: .* = 150 s\); raise it above 150"):
         load_settings(env=env)
-    assert load_settings(env={}).bus.blob_ttl_s > 150
+    assert load_settings(env={}).bus.blob_hold_s > 150
 
 
-async def _utterance(bus: Bus, n: int, audio: np.ndarray, ttl_s: float) -> Utterance:
-    ref = await bus.put_blob(f"r/alice/{n}.f32", audio.astype(np.float32).tobytes(), ttl_s)
+async def _blob_keys(bus: Bus) -> list[str]:
+    """The blob keys left on the bus (Redis: SCAN of the prefix; memory: its table)."""
+    if isinstance(bus, RedisBus):
+        return sorted([k.decode() async for k in bus._r.scan_iter(match=bus.prefix + "blob:*")])
+    assert isinstance(bus, MemoryBus)
+    return sorted(bus._blobs)
+
+
+async def test_a_paused_consumer_outliving_the_ttl_still_gets_the_media_and_the_ack_deletes_it(
+    bus: Bus,
+) -> None:
+    """Two groups (asr, fec) read utterances; asr's consumer is paused 3x the TTL with the message
+    pending, then it is reclaimed (the retry) and still reads the audio; only after BOTH groups have
+    acked is the blob gone, and a blob no message refers to still ends at its TTL."""
+    opts = BusSettings(url=bus.url, blob_ttl_s=0.4, blob_hold_s=30, claim_idle_ms=100, max_deliveries=5)
+    bus = open_bus(bus.url, opts) if isinstance(bus, RedisBus) else bus
+    bus.configure(opts)
+    try:
+        for group in ("asr", "fec"):
+            await bus.ensure_group(Utterance.stream, group, "0")
+        audio = np.ones(1600, dtype=np.float32)
+        msg = await _utterance(bus, 0, audio, opts.blob_ttl_s, room="a room, with spaces")
+        orphan = await bus.put_blob("r/alice/orphan.f32", b"x" * 10, opts.blob_ttl_s)  # never published
+        (first,) = await bus.read_group([Utterance.stream], "asr", "paused", 10, 100)
+        await asyncio.sleep(1.2)  # the consumer "pauses" 3x the TTL
+        assert await bus.get_blob(orphan) is None  # unreferenced media still ends at its TTL
+        (retry,) = await bus.claim_stale(Utterance.stream, "asr", "other", 100, 10)
+        assert retry.id == first.id and retry.deliveries == 2
+        assert await bus.get_blob(msg.audio) == audio.tobytes()  # the retry still has the media
+        await bus.ack(Utterance.stream, "asr", [retry.id])
+        assert await bus.get_blob(msg.audio) is not None  # fec has not read it yet
+        (fec,) = await bus.read_group([Utterance.stream], "fec", "f", 10, 100)
+        await bus.ack(Utterance.stream, "fec", [fec.id])
+        await bus.ack(Utterance.stream, "fec", [fec.id])  # a second ack changes nothing
+        assert await bus.get_blob(msg.audio) is None
+        assert await _blob_keys(bus) == []  # no raw media kept once the work is done
+    finally:
+        if isinstance(bus, RedisBus):
+            await bus.close()
+
+
+async def test_a_dead_lettered_utterance_takes_its_media_with_it(bus: Bus) -> None:
+    """Dead-lettering acks the message: its media goes at once (the dead letter keeps only the refs)."""
+    await bus.ensure_group(Utterance.stream, "asr", "0")
+    await _utterance(bus, 0, np.ones(160, dtype=np.float32), 60)
+    (d,) = await bus.read_group([Utterance.stream], "asr", "c", 10, 100)
+    assert len(await _blob_keys(bus)) == 1
+    await bus.dead_letter(d, "asr", "test")
+    assert await _blob_keys(bus) == []
+
+
+async def _utterance(bus: Bus, n: int, audio: np.ndarray, ttl_s: float, room: str = "r") -> Utterance:
+    ref = await bus.put_blob(f"{room}/alice/{n}.f32", audio.astype(np.float32).tobytes(), ttl_s)
     end = len(audio) / 16_000
-    msg = Utterance(room="r", speaker="alice", utterance=n, start=0.0, end=end, audio=ref, eos_at=time.time())
+    msg = Utterance(
+        room=room, speaker="alice", utterance=n, start=0.0, end=end, audio=ref, eos_at=time.time()
+    )
     await bus.publish(Utterance.stream, encode(msg))
     return msg
 

@@ -87,3 +87,36 @@ async def test_kill_9_of_redis_with_aof_loses_nothing_and_everyone_resumes(aof_r
     # Whether it prints "retrying" depends on whether a read failed before redis-py's own reconnect
     # succeeded (timing on a loaded box), so only the outcome is asserted: it resumed by itself.
     assert recovery_s < 15
+
+
+async def test_serve_fan_out_recreates_its_groups_after_a_redis_without_data(flush_redis: str) -> None:
+    """A Redis that came back empty (no AOF) has no ``rooms`` group: serve's fan-out recreates it and
+    files what was published since, instead of failing every second forever."""
+    from emostream.server.rooms import GROUP, fan_out, read_range
+
+    bus = open_bus(flush_redis)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(fan_out(bus, "serve-1", stop, ready, block_ms=100))
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+        await bus.publish(EmotionEvent.stream, _event(1))
+        raw = bus._r  # type: ignore[attr-defined]
+        for _ in range(100):
+            if len(await read_range(bus, "r", "0-0", 10)) == 1:
+                break
+            await asyncio.sleep(0.05)
+        await raw.flushall()  # what a restart without persistence leaves
+        await bus.publish(EmotionEvent.stream, _event(2))
+        filed: list[int] = []
+        for _ in range(100):
+            filed = [decode(e.data, EmotionEvent).utterance for e in await read_range(bus, "r", "0-0", 10)]
+            if filed:
+                break
+            await asyncio.sleep(0.1)
+        assert filed == [2]
+        groups = {g["name"].decode() for g in await raw.xinfo_groups(bus._k(EmotionEvent.stream))}  # type: ignore[attr-defined]
+        assert GROUP in groups
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await bus.close()

@@ -74,3 +74,26 @@ async def test_kill_9_of_context_mid_dialogue_gives_the_same_labels(flush_redis:
     assert [int(np.argmax(c.logits)) for c in hit] == labels
     np.testing.assert_allclose([c.logits for c in hit], [c.logits for c in calm], atol=1e-4)
     assert not np.allclose(alone.logits, calm[5].logits, atol=1e-3)  # the history matters
+
+
+async def test_two_context_replicas_decide_like_one(flush_redis: str) -> None:
+    """Issue 13 #6, scaled out: two context workers split one dialogue's transcripts through their
+    group, yet each decides with the whole conversation (every replica tails all transcripts), so the
+    labels equal a single worker's."""
+    bus = open_bus(flush_redis)
+    await bus.ensure_group(TextContext.stream, "check", "$")
+    solo = _worker(flush_redis, "solo")
+    pair: list[subprocess.Popen[bytes]] = []
+    try:
+        calm = [await _say(bus, "room-a", n, solo) for n in range(len(LINES))]
+        solo.terminate()
+        solo.wait(20)
+        pair = [_worker(flush_redis, "rep-1"), _worker(flush_redis, "rep-2")]
+        split = [await _say(bus, "room-b", n, pair[n % 2]) for n in range(len(LINES))]
+    finally:
+        for p in (solo, *pair):
+            if p.poll() is None:
+                p.terminate()
+                p.wait(20)
+        await bus.close()
+    np.testing.assert_allclose([c.logits for c in split], [c.logits for c in calm], atol=1e-4)
