@@ -24,6 +24,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from emostream.bus.base import Bus, Delivery, Entry, blob_refs
+from emostream.bus.redis_fast import fast_connection
 from emostream.bus.redis_lua import (
     ACK_SCRIPT,
     ADVANCE_SCRIPT,
@@ -93,7 +94,7 @@ class RedisBus(Bus):
                 retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
                 retry_on_error=[rexc.ConnectionError, rexc.TimeoutError],
             )
-            pool.connection_class = _fast(pool.connection_class)
+            pool.connection_class = fast_connection(pool.connection_class)
         except ValueError as exc:
             raise UserError(f"bad Redis URL {self.where}: {exc}") from None
         self._r: aioredis.Redis = aioredis.Redis.from_pool(pool)
@@ -466,25 +467,6 @@ def _payload(fields: dict[bytes, bytes]) -> tuple[bytes, str]:
         names = ", ".join(_s(k) for k in list(fields)[:5])
         return b"", f"undecodable: entry has no 'd' field (fields: {names})"
     return data, ""
-
-
-def _fast(cls: type[Any]) -> type[Any]:
-    """The connection class with hiredis' C command packer (redis-py's asyncio one is pure Python and
-    was the largest client-side cost per message); unchanged when hiredis is missing."""
-    try:
-        import hiredis
-    except ImportError:
-        return cls
-
-    def pack_command(self: Any, *args: Any) -> list[bytes]:
-        if isinstance(args[0], str) and " " in args[0]:
-            args = (*args[0].split(), *args[1:])
-        try:
-            return [hiredis.pack_command(args)]
-        except TypeError:  # a type hiredis does not pack: redis-py's encoder knows it
-            return cls.pack_command(self, *args)
-
-    return type(f"Fast{cls.__name__}", (cls,), {"pack_command": pack_command})
 
 
 @dataclass(slots=True)
