@@ -178,16 +178,18 @@ class SpeechTrack(_tracks_base()):  # type: ignore[misc]
         return out
 
     def spoken(self) -> list[tuple[Prompt, float]]:
-        """Each prompt whose last voiced sample has been sent so far, with its wall-clock second
-        (looping: every pass over the Program)."""
+        """Each prompt whose last voiced sample has been sent so far (looping: every pass over the
+        Program), with the wall-clock second its frame actually left: a publisher starved of CPU sends
+        late, and the speaker's wait starts when the speech really ends, not when it was scheduled."""
         if self.started is None:
             return []
-        sent_s, dur = self._sent / RATE, self.program.duration
+        sent_s, dur, n = self._sent / RATE, self.program.duration, int(RATE * PTIME)
         out = []
         for k in range(int(sent_s // dur) + 1):
             for p, t in zip(self.program.prompts, self.program.voiced_ends(), strict=True):
                 if k * dur + t <= sent_s:
-                    out.append((p, self.started + k * dur + t))
+                    i = min(int((k * dur + t) * RATE) // n, len(self._sent_at) - 1)
+                    out.append((p, self._sent_at[i]))
         return out
 
 

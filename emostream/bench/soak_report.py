@@ -10,12 +10,14 @@ Anything else is a silent loss: no utterance was published for it, or one was an
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from emostream.bench.call import Spoken, pct, words
+from emostream.bench.call_media import PTIME
 from emostream.bench.soak import SoakRun
 from emostream.evaluation.scores import edit_distance
 from emostream.schema import EmotionEvent
@@ -249,7 +251,24 @@ def summarize(run: SoakRun, rows: list[dict[str, Any]], repeats: int, unmatched:
             "max": pct(run.loop_lag_ms, 100),
         },
         "face_fps": run.fps,
+        "audio_send_pace": audio_pace(run),
     }
+
+
+def audio_pace(run: SoakRun) -> dict[str, float | None]:
+    """Per participant, seconds of audio sent per wall second while connected (RTP packets x 20 ms;
+    1.0 = real time). Below 1 the bench's own process could not make its participants' media in real
+    time: they spoke less than planned, and later, which the latencies (from the moment each last
+    voiced frame actually left) include."""
+    out: dict[str, float | None] = {}
+    for name, rows in run.rtp.items():
+        audio = [(t, n) for t, kind, n, _ in rows if kind == "audio"]
+        sent = secs = 0.0
+        for (t0, n0), (t1, n1) in itertools.pairwise(audio):
+            if n1 >= n0 and t1 - t0 < 30:  # a new session restarts the counter
+                sent, secs = sent + (n1 - n0) * PTIME, secs + (t1 - t0)
+        out[name] = round(sent / secs, 3) if secs else None
+    return out
 
 
 def plot(run: SoakRun, rows: list[dict[str, Any]], path: Path) -> None:

@@ -62,6 +62,8 @@ def test_short_soak_loses_nothing_silently_and_repeats_nothing(tmp_path: Path) -
     for name in ("redis", "asr-1", "fec-1", "vlm-1", "context-1", "fusion-1"):
         assert "restarted_at_s" in rss[name], name
     assert line["video_frames"]["received"] > 0
+    pace = line["audio_send_pace"]  # seconds of audio each participant's RTP carried per wall second
+    assert set(pace) == {"speaker1", "speaker2"} and all(0 < v < 1.5 for v in pace.values()), pace
     assert line["per_minute"] and line["speech_end_to_event_p50_ms"] > 0
     assert json.loads((out / "soak.json").read_text())["spoken"] == line["spoken"]
     assert len((out / "utterances.jsonl").read_text().splitlines()) == line["spoken"]
