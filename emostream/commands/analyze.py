@@ -56,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
     files = [Path(f) for f in args.files]
     speakers = speaker_names(files, args.speaker)
     room = args.room or f"analyze-{uuid.uuid4().hex[:8]}"
+    from emostream.server.rooms import room_error
+
+    if why := room_error(room):
+        raise UserError(f"--room: {why}", exit_code=2)
 
     def on_event(e: schema.EmotionEvent) -> None:
         if args.json:

@@ -118,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     if not args.url.startswith(("ws://", "wss://")):
         raise UserError(f"--url {args.url}: expected a Janus WebSocket URL (ws://HOST:8188)", exit_code=2)
+    from emostream.server.rooms import room_error
+
+    if why := room_error(args.analyzer_room):
+        raise UserError(f"--analyzer-room: {why}", exit_code=2)
     from emostream.log import setup_logging
 
     setup_logging("warning", settings.stage.log_format)

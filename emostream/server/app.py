@@ -32,6 +32,7 @@ from emostream.server.rooms import (
     RoomHub,
     decode_entry,
     read_range,
+    room_error,
     room_stream,
     valid_id,
 )
@@ -102,6 +103,8 @@ def _token(request: web.Request) -> str | None:
 
 
 def _authorize(request: web.Request, roles: tuple[str, ...], room: str | None) -> auth.Claims:
+    if room is not None and (why := room_error(room)):
+        raise ValueError(why)
     return auth.check(request.app[STATE].secret, _token(request), room, roles)
 
 

@@ -13,6 +13,8 @@ from typing import Literal, get_args
 
 import jwt
 
+from emostream.server.rooms import room_error
+
 Role = Literal["publish", "subscribe", "admin"]
 ROLES: tuple[str, ...] = get_args(Role)
 ANY_ROOM = "*"
@@ -46,6 +48,8 @@ def create(secret: str, room: str, role: str, name: str = "", ttl_s: float = 360
         raise ValueError("only admin tokens may name every room ('*')")
     if not room:
         raise ValueError("a token needs a room (or '*' for an admin token)")
+    if room != ANY_ROOM and (why := room_error(room)):
+        raise ValueError(why)
     now = int(time.time())
     claims = {"room": room, "role": role, "sub": name, "iat": now, "exp": now + int(ttl_s)}
     return jwt.encode(claims, secret, algorithm=ALGORITHM)

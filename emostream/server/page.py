@@ -12,6 +12,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from emostream.server.rooms import ROOM_PATTERN
+
 STATIC = Path(__file__).resolve().parent / "static"
 
 
@@ -22,5 +24,5 @@ async def room_page(request: web.Request) -> web.FileResponse:
 
 
 def add_room_page(app: web.Application) -> None:
-    app.router.add_get("/rooms/{room:[A-Za-z0-9._-]{1,64}}", room_page)
+    app.router.add_get(f"/rooms/{{room:{ROOM_PATTERN}}}", room_page)
     app.router.add_static("/static/", STATIC)

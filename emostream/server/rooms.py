@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,6 +27,21 @@ from emostream.schema import EMOTIONS, Dropped, EmotionEvent, SchemaError, decod
 log = logging.getLogger("emostream.server")
 
 PREFIX = "events:"
+
+
+ROOM_PATTERN = r"[A-Za-z0-9._-]{1,64}"
+"""What a room id may be: it names a stream key and a URL path segment."""
+RESERVED_ROOMS = frozenset({"dead"})
+"""``events:dead`` is the ``events`` stream's dead letters, so no room may be called ``dead``."""
+
+
+def room_error(room: str) -> str | None:
+    """Why ``room`` cannot be a room id, or None when it can."""
+    if not re.fullmatch(ROOM_PATTERN, room):
+        return f"room id {room[:80]!r} is not 1-64 of A-Z a-z 0-9 . _ -: choose another"
+    if room in RESERVED_ROOMS:
+        return f"room id {room!r} is reserved (its stream is the events' dead letters): choose another"
+    return None
 
 
 def room_stream(room: str) -> str:
@@ -96,7 +112,10 @@ async def fan_out(
                     try:
                         if e.error:
                             raise SchemaError(e.error)
-                        outputs.append((room_stream(decode_checked(e.data, kind).room), e.data))
+                        room = decode_checked(e.data, kind).room
+                        if why := room_error(room):
+                            raise SchemaError(why)
+                        outputs.append((room_stream(room), e.data))
                     except SchemaError as exc:
                         bad.append((e, f"not a {kind.__name__}: {exc}"))
                 moved = await bus.advance_group(stream, GROUP, cursor[stream], mine[-1].id, outputs)

@@ -34,6 +34,7 @@ from multidict import CIMultiDict
 from prometheus_client import Counter, Gauge
 
 from emostream.config import CallSettings
+from emostream.server.rooms import ROOM_PATTERN, room_error
 
 log = logging.getLogger("emostream.whip")
 
@@ -42,7 +43,7 @@ REFUSED = Counter("emostream_whip_refused", "WHIP requests refused, by HTTP stat
 
 AUDIO_CODECS = ("opus",)
 VIDEO_CODECS = ("vp8", "h264")
-_ROOM = r"[A-Za-z0-9._-]{1,64}"
+_ROOM = ROOM_PATTERN
 _CORS_HEADERS = "Authorization, Content-Type, If-Match"
 _EXPOSE = "Location, ETag, Link, Accept-Post"
 
@@ -163,6 +164,8 @@ class WhipEndpoint:
     # ------------------------------------------------------------------------------- handlers
     async def post(self, request: web.Request) -> web.Response:
         room = request.match_info["room"]
+        if why := room_error(room):
+            raise Refused(400, why)
         participant = self._participant(request, room)
         ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if ctype != "application/sdp":

@@ -105,3 +105,26 @@ async def test_sigterm_drains_subscribers_with_shutdown(bus: str, tmp_path: obje
     await asyncio.wait_for(task, 15)
     assert seen[0] == "ready" and seen[-1] == "shutdown"
     assert proc.proc.wait(15) == 0
+
+
+@pytest.mark.parametrize("room", ["dead", "has%20space", "a%3Ab"])
+async def test_a_reserved_or_malformed_room_id_is_a_400_on_every_room_endpoint(
+    server: ServeProc, room: str
+) -> None:
+    """``events:dead`` is the events' dead-letter stream: a room called ``dead`` (even with an admin
+    token, which passes every room check) would read other rooms' failed events and file into it."""
+    admin = token("*", "admin")
+    async with aiohttp.ClientSession() as s:
+        for name, (method, path, _role) in ENDPOINTS.items():
+            if name == "rooms":
+                continue
+            status = await _status(s, server.url, method, path.replace(ROOM, room), admin)
+            assert status == 400, (name, room, status)
+
+
+def test_tokens_are_not_minted_for_a_reserved_or_malformed_room() -> None:
+    from emostream.server import auth
+
+    for room in ("dead", "a b", "x" * 65, "events:x"):
+        with pytest.raises(ValueError, match="room id"):
+            auth.create(SECRET, room, "subscribe")

@@ -117,3 +117,15 @@ async def test_a_restarted_fan_out_resumes_at_the_cursor_and_dead_letters_garbag
     for r in rooms:
         assert await _room_ids(bus, r) == [event(r, i).id for i in range(100)]
     assert await bus.length(EmotionEvent.stream + ":dead") == 1
+
+
+async def test_events_for_a_reserved_or_malformed_room_are_dead_lettered_not_filed(bus: Bus) -> None:
+    """A producer on the bus (an old worker, a script) naming room ``dead`` must not write into the
+    events' dead-letter stream as if it were a room: the fan-out dead-letters it with the reason."""
+    await bus.ensure_group(EmotionEvent.stream, "rooms", "$")
+    await bus.publish_many(EmotionEvent.stream, [encode(event("dead", 0)), encode(event("ok", 0))])
+    await bus.publish(EmotionEvent.stream, encode(event("a b", 1)))
+    assert await _run_fan_outs(bus, 1, ["ok"], 1) == 1
+    assert await _room_ids(bus, "ok") == [event("ok", 0).id]
+    dead = await bus.tail({EmotionEvent.stream + ":dead": "0"}, 10, 10)
+    assert len(dead) == 2
