@@ -29,6 +29,18 @@ class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     pass
 
 
+def retention_in(table: dict[str, float], default: float, stream: str) -> float:
+    """Seconds ``stream`` keeps entries: its own entry in ``table``; else, for a member of a family
+    (``events:<room>``, not a ``:dead`` stream), the family's (a room keeps its events as long as the
+    ``events`` stream, which is what SSE/WebSocket resume reads from); else ``default``."""
+    if stream in table:
+        return float(table[stream])
+    family, sep, _ = stream.partition(":")
+    if sep and not stream.endswith(":dead") and family in table:
+        return float(table[family])
+    return float(default)
+
+
 class BusSettings(Section):
     url: str = "memory://"
     """``memory://`` (embedded, in-process) or ``redis://[:password@]host:port/db`` / ``rediss://`` (TLS)."""
@@ -72,8 +84,8 @@ class BusSettings(Section):
     """Largest media blob (utterance audio, frame JPEG) ``put_blob`` stores."""
 
     def retention_for(self, stream: str) -> float:
-        """Retention of ``stream`` in seconds (0 = none): the per-stream value, else ``retention_s``."""
-        return float(self.retention.get(stream, self.retention_s))
+        """Retention of ``stream`` in seconds (0 = none): see :func:`retention_in`."""
+        return retention_in(self.retention, self.retention_s, stream)
 
 
 class StageSettings(Section):

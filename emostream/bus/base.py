@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from emostream.config import retention_in
 from emostream.errors import UserError
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class Bus(abc.ABC):
 
     def retention_of(self, stream: str) -> float:
         """Seconds entries of ``stream`` are kept once acked by every group (0 = until maxlen)."""
-        return float((self.retention or {}).get(stream, self.retention_s))
+        return retention_in(self.retention or {}, self.retention_s, stream)
 
     def check_size(self, stream: str, data: bytes) -> None:
         """Refuse (counted, one line) a message bigger than ``bus.max_message_bytes``."""

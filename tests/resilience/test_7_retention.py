@@ -17,6 +17,8 @@ def test_defaults_state_how_long_each_stream_is_kept() -> None:
     bus = load_settings(env={}).bus
     assert bus.retention_for("transcripts") == 600 and bus.retention_for("contexts") == 600
     assert bus.retention_for("events") == 3600
+    assert bus.retention_for("events:room-1") == 3600  # a room keeps its events as long as `events`
+    assert bus.retention_for("events:dead") == 86_400 and bus.retention_for("transcripts:dead") == 600
     custom = load_settings(env={"EMOSTREAM_BUS_RETENTION": "events=60,transcripts=30"}).bus
     assert custom.retention_for("events") == 60 and custom.retention_for("transcripts") == 30
 
