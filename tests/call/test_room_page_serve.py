@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from emostream.bench.call import _words
+from emostream.bench.call import words
 from emostream.bench.call_media import load_prompt
 from emostream.bench.netns import Network
 from emostream.client import subscribe
@@ -34,8 +34,8 @@ TIMELINE = (
 
 
 def _wer(refs: list[str], hyps: list[str]) -> float:
-    errors = sum(edit_distance(_words(r), _words(h)) for r, h in zip(refs, hyps, strict=True))
-    return errors / sum(len(_words(r)) for r in refs)
+    errors = sum(edit_distance(words(r), words(h)) for r, h in zip(refs, hyps, strict=True))
+    return errors / sum(len(words(r)) for r in refs)
 
 
 async def _timeline(profile: str) -> list[dict[str, Any]]:

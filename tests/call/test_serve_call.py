@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from emostream.bench.call import _words, publish_token
+from emostream.bench.call import publish_token, words
 from emostream.bench.call_media import FaceTrack, Program, SpeechTrack, load_prompt
 from emostream.bench.netns import Network
 from emostream.client import subscribe
@@ -58,8 +58,8 @@ async def test_serve_whip_to_sse(private_net: Network, tmp_path: Path) -> None:
             serve.proc.kill()
     assert [ev.speaker for ev in got] == ["dana", "dana"], got
     errors = sum(
-        edit_distance(_words(p.text), _words(ev.transcript)) for p, ev in zip(prompts, got, strict=True)
+        edit_distance(words(p.text), words(ev.transcript)) for p, ev in zip(prompts, got, strict=True)
     )
-    assert errors / sum(len(_words(p.text)) for p in prompts) <= 0.15, [ev.transcript for ev in got]
+    assert errors / sum(len(words(p.text)) for p in prompts) <= 0.15, [ev.transcript for ev in got]
     text = await asyncio.to_thread(_tail, log, 100_000)
     assert "whip session ended" in text and "stopped" in text, text[-3000:]
