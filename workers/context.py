@@ -69,6 +69,17 @@ class Rooms:
         self.rooms.pop(room, None)
         self.last_at.pop(room, None)
 
+    def control(self, message: RoomControl) -> None:
+        """``room_end`` forgets the room; ``room_start`` forgets only turns older than the start: the
+        ``rooms`` and ``transcripts`` streams are handled concurrently, so the new session's first
+        turns may already be in when its ``room_start`` is handled."""
+        if message.action == "room_end":
+            self.end(message.room)
+        elif message.action == "room_start":
+            last = self.last_at.get(message.room)
+            if message.at <= 0 or last is None or last < message.at:
+                self.end(message.room)
+
 
 class ContextStage(Stage):
     def __init__(self, settings: Settings, model: TextModel | None = None, follow: bool = True) -> None:
@@ -119,8 +130,8 @@ class ContextStage(Stage):
         for _, message in sorted(items, key=lambda kv: kv[0]):
             if isinstance(message, Transcript):
                 self.rooms.add(message)
-            elif isinstance(message, RoomControl) and message.action in ("room_start", "room_end"):
-                self.rooms.end(message.room)
+            elif isinstance(message, RoomControl):
+                self.rooms.control(message)
         return last_transcript
 
     def _seen(self, transcript: Transcript) -> None:
@@ -128,8 +139,8 @@ class ContextStage(Stage):
             self.rooms.add(transcript)
 
     async def room_control(self, message: RoomControl, ctx: StageContext) -> list[Emit]:
-        if message.action in ("room_start", "room_end") and self.rooms is not None:
-            self.rooms.end(message.room)
+        if self.rooms is not None:
+            self.rooms.control(message)
         return []
 
     async def transcript(self, message: Transcript, ctx: StageContext) -> list[Emit]:

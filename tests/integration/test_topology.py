@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from redis.exceptions import ResponseError
 from skimage import data
 
 from emostream import schema
@@ -26,6 +27,7 @@ from emostream.config import BusSettings, load_settings
 from emostream.ingest.audio import iter_file
 from emostream.ingest.frames import FrameBuffer
 from emostream.ingest.participant import SpeechIngest, store_frames
+from emostream.runtime.errors import GroupMissing
 from emostream.runtime.topology import PIPELINE
 from emostream.schema import EmotionEvent, FrameRef, Transcript, VisualDescription
 from emostream.testing.harness import start_worker
@@ -91,6 +93,17 @@ async def test_compose_topology_turns_speech_and_face_into_an_event(
         await bus.ensure_group(stream, "observer", "0")
     procs = start_workers(secured_redis)
     try:
+        # Media is reference-counted per consumer group that exists at publish time, so the workers'
+        # groups must exist before the ingest publishes (docs/resilience.md, "Media lifetime").
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            assert not died(procs), died(procs)
+            try:
+                for group in ("asr", "fec"):
+                    await bus.group_cursor(schema.Utterance.stream, group)
+                break
+            except (GroupMissing, ResponseError):  # no group yet, or no stream yet
+                await asyncio.sleep(0.2)
         frames = FrameBuffer(settings.frames)
         face = data.astronaut()
         for i in range(80):  # 8 s of video at 10 fps covers the utterance window

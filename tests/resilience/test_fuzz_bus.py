@@ -82,7 +82,7 @@ def payloads(draw: st.DrawFn, kind: type[Message]) -> bytes:
             st.recursive(
                 st.none()
                 | st.booleans()
-                | st.integers()
+                | st.integers(-(2**63), 2**64 - 1)  # what msgpack can carry
                 | st.floats()
                 | st.text(max_size=8)
                 | st.binary(max_size=8),

@@ -172,7 +172,7 @@ async def test_raw_media_lives_only_as_blobs_with_the_ttl(acl_redis: tuple[Redis
     assert len(blobs) >= 1 + len(utterances[0].frames), blobs
     for key in blobs:
         assert 0 < admin.pttl(key) <= ttl_s * 1000, key
-    audio_bytes = admin.get(b"emostream:" + utterances[0].audio.encode())
+    audio_bytes = admin.hget(b"emostream:" + utterances[0].audio.encode(), "d")  # a blob: d = bytes, n = refs
     assert audio_bytes is not None and len(audio_bytes) > 50_000
     for stream in admin.scan_iter("emostream:*", _type="stream"):
         for _, fields in admin.xrange(stream) or []:
