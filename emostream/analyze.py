@@ -25,7 +25,7 @@ from emostream.bus.base import Bus
 from emostream.config import Settings
 from emostream.errors import UserError
 from emostream.runtime.pipeline import Pipeline
-from emostream.runtime.topology import TEXT_ONLY, build
+from emostream.runtime.topology import TEXT_ONLY, build, ensure_readers
 from emostream.schema import (
     EmotionEvent,
     Message,
@@ -149,6 +149,7 @@ async def analyze(
         )
     bus = open_bus(settings.bus.url, settings.bus)
     await bus.ping()
+    await ensure_readers(bus, settings)  # --redis: the workers' groups exist before the first utterance
     result = Result()
     stop = asyncio.Event()
     runner: asyncio.Task[object] | None = None

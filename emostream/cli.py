@@ -7,6 +7,7 @@ User-facing errors are raised as :class:`UserError` and printed as one line, nev
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import sys
 from collections.abc import Sequence
@@ -75,6 +76,9 @@ def _everywhere(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A crash inside a native library (ONNX Runtime, CTranslate2, MediaPipe, FFmpeg) would end the
+    # process with nothing but "Segmentation fault"; this prints which Python call it was in.
+    faulthandler.enable()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -22,7 +22,7 @@ EMOTIONS: tuple[str, ...] = ("neutral", "surprise", "fear", "sadness", "joy", "d
 
 Emotion = Literal["neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"]
 Modality = Literal["text", "visual", "audio"]
-VisualStatus = Literal["used", "absent", "late", "no_face", "unreliable", "disabled"]
+VisualStatus = Literal["used", "absent", "late", "no_face", "expired", "unreliable", "disabled"]
 """How the face took part in a decision (``unreliable``: seen, but too unreliable to count)."""
 
 _EVENT_NS = uuid.UUID("4f0c1c52-6c53-4f7e-9a53-5e3c0f6b9e11")
@@ -218,6 +218,8 @@ class KeyFrames(Keyed, frozen=True, kw_only=True):
     """Key frames in time order."""
     frames_seen: int = 0
     frames_bad: int = 0
+    frames_expired: int = 0
+    """Of ``frames_bad``, those whose media blob was gone when the face expert read it."""
     face_found: bool = False
     eos_at: float = 0.0
     face: FaceReading | None = None
@@ -236,6 +238,8 @@ class VisualDescription(Keyed, frozen=True, kw_only=True):
     eos_at: float = 0.0
     face: FaceReading | None = None
     """The face expert's reading, passed on from KeyFrames (v2)."""
+    media_expired: bool = False
+    """No face because every frame's media was gone (TTL, or published before the fec group existed)."""
 
 
 # ------------------------------------------------------------------------------------ text + fusion

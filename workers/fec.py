@@ -15,7 +15,9 @@ KeyFrames with ``face_found=False`` so the downstream stages never wait for it.
 from __future__ import annotations
 
 import asyncio
+import logging
 
+import msgspec
 import numpy as np
 from prometheus_client import Counter
 
@@ -27,7 +29,11 @@ from emostream.workers.face.analyze import Analysis, AnalyzeOptions, FaceAnalyze
 
 FRAMES = Counter("emostream_fec_frames", "Utterance frames seen by the fec stage, by outcome", ["outcome"])
 """outcome: ``face`` (at least one face found), ``no_face``, ``bad`` (expired, corrupt, tiny or odd)."""
+EXPIRED = Counter(
+    "emostream_fec_frames_expired", "Frames whose media blob was gone when read (also counted as bad)"
+)
 UTTERANCES = Counter("emostream_fec_utterances", "Utterances analysed, by whether a face was found", ["face"])
+log = logging.getLogger("emostream.fec")
 
 
 def analyze_options(settings: Settings) -> AnalyzeOptions:
@@ -70,6 +76,14 @@ class FecStage(Stage):
             await self.setup(ctx)
         assert self.analyzer is not None
         blobs = [await ctx.bus.get_blob(f.blob) for f in message.frames]
+        expired = sum(b is None for b in blobs)
+        if expired:
+            EXPIRED.inc(expired)
+            log.warning(
+                "face frames' media gone before the face expert read them (blob TTL, or published before "
+                "the fec group existed): counted as bad frames",
+                extra={"utterance": message.key, "expired": expired, "frames": len(blobs)},
+            )
         frames = [(f.t, b) for f, b in zip(message.frames, blobs, strict=True)]  # decoded in the pool
         analysis = await asyncio.to_thread(self.analyzer.analyze, frames, (message.start, message.end))
         FRAMES.labels("face").inc(analysis.frames_with_face)
@@ -77,7 +91,7 @@ class FecStage(Stage):
         FRAMES.labels("no_face").inc(analysis.frames_seen - analysis.frames_bad - analysis.frames_with_face)
         UTTERANCES.labels("yes" if analysis.face_found else "no").inc()
         out = await to_keyframes(message, analysis, ctx, self.settings.bus.blob_ttl_s)
-        return [Emit(out)]
+        return [Emit(msgspec.structs.replace(out, frames_expired=expired))]
 
     async def close(self) -> None:
         if self._owns_analyzer and self.analyzer is not None:

@@ -140,7 +140,7 @@ class FusionStage(Stage):
         if visual is None:
             return "absent"
         if not visual.face_found:
-            return "no_face"
+            return "expired" if visual.media_expired else "no_face"
         if mode == "fused" and self.head is not None and self.head.usable(visual.embedding):
             return "used"
         if visual.face is None:

@@ -51,12 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 async def follow(args: argparse.Namespace, settings: Settings) -> int:
     from emostream.bus import open_bus
     from emostream.runtime.pipeline import Pipeline
-    from emostream.runtime.topology import build
+    from emostream.runtime.topology import build, ensure_readers
     from emostream.server.janus import JanusListener, JanusOptions
     from emostream.server.tracks import call_sink
 
     bus = open_bus(settings.bus.url, settings.bus)
     await bus.ping()
+    await ensure_readers(bus, settings)  # the workers' groups exist before the first utterance
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from emostream.errors import UserError
 
 if TYPE_CHECKING:
+    from emostream.bus.base import Bus
     from emostream.config import Settings
     from emostream.runtime.stage import Stage
 
@@ -58,6 +59,9 @@ STAGES: dict[str, StageSpec] = {
 }
 """In pipeline order. fusion reads ``descriptions`` by tailing it (no group), the others by group."""
 
+TAILED: frozenset[tuple[str, str]] = frozenset({("fusion", "descriptions")})
+"""(stage, stream) pairs read by tailing, without a consumer group."""
+
 PIPELINE: tuple[str, ...] = tuple(n for n, s in STAGES.items() if s.public)
 """Every stage of a run with media, in order."""
 TEXT_ONLY: tuple[str, ...] = tuple(n for n in PIPELINE if not STAGES[n].visual)
@@ -75,3 +79,39 @@ def spec(name: str) -> StageSpec:
 def build(settings: Settings, names: tuple[str, ...] = PIPELINE) -> list[Stage]:
     """The stages ``names``, each built by its factory from ``settings``."""
     return [spec(n).create(settings) for n in names]
+
+
+def readers(stream: str, settings: Settings) -> list[str]:
+    """The consumer groups (stage names) that read ``stream``: the visual stages only when the face
+    takes part (``fusion.mode`` other than ``text``)."""
+    visual = settings.fusion.mode != "text"
+    return [
+        s.name
+        for s in STAGES.values()
+        if s.public and stream in s.inputs and (s.name, stream) not in TAILED and (visual or not s.visual)
+    ]
+
+
+INGEST: tuple[str, ...] = ("rooms", "partials", "utterances")
+"""What a participant's ingest writes (``serve``, ``analyze``, ``join``): RoomControl, PartialAudio,
+Utterance."""
+
+
+async def ensure_readers(
+    bus: Bus, settings: Settings, streams: tuple[str, ...] = INGEST
+) -> list[tuple[str, str]]:
+    """Create, before the first publish, the groups of every stage that reads what a producer writes.
+
+    A blob is kept for each group that exists when a message referring to it is published
+    (``Bus.put_blob``); a worker that creates its group later would find the media of earlier
+    messages gone. Created here, the work waits for a worker that is not running yet instead.
+    Only on a shared bus: in-process stages create their own groups before they are ready, and a
+    group nobody reads would hold the memory bus's media. Returns the (stream, group) pairs ensured."""
+    done: list[tuple[str, str]] = []
+    if bus.url.startswith("memory"):
+        return done
+    for stream in streams:
+        for group in readers(stream, settings):
+            await bus.ensure_group(stream, group, "0")
+            done.append((stream, group))
+    return done

@@ -24,6 +24,7 @@ from emostream.errors import UserError
 from emostream.runtime import looplag
 from emostream.runtime.pipeline import Pipeline, default_consumer, install_stop_signals, warn_if_open
 from emostream.runtime.stage import Stage
+from emostream.runtime.topology import ensure_readers
 from emostream.server import auth
 from emostream.server.app import ServerState, build_app, rooms_of
 from emostream.server.feed import FeedOptions
@@ -112,6 +113,7 @@ async def start(settings: Settings, host: str, port: int, stages: list[Stage], s
     bus = open_bus(settings.bus.url, settings.bus)
     await bus.ping()
     await warn_if_open(bus)  # as every worker does: serve reads the same transcripts and events
+    await ensure_readers(bus, settings)  # the workers' groups exist before the first utterance
     api = settings.api
     state = ServerState(
         settings=settings,

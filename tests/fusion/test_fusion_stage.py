@@ -17,10 +17,12 @@ UNCERTAIN = [1.0, 0.2, 0.0, 0.9, 0.3, 0.0, 0.1]  # logits: neutral ~0.3, sadness
 CONFIDENT = [5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # neutral ~0.96
 
 
-def described(utterance: int, face: FaceReading | None, found: bool = True) -> VisualDescription:
+def described(
+    utterance: int, face: FaceReading | None, found: bool = True, expired: bool = False
+) -> VisualDescription:
     return VisualDescription(
         room="r", speaker="alice", utterance=utterance, text="The mouth corners are pulling outward.",
-        face_found=found, face=face, confidence=0.9, trace={"vlm": schema.now()},
+        face_found=found, face=face, confidence=0.9, trace={"vlm": schema.now()}, media_expired=expired,
     )  # fmt: skip
 
 
@@ -43,9 +45,11 @@ async def test_late_fusion_uses_a_reliable_face_and_says_so() -> None:
     got = await decide(
         "fused",
         [(UNCERTAIN, described(0, JOY_FACE)), (CONFIDENT, described(1, JOY_FACE)),
-         (UNCERTAIN, described(2, weak)), (UNCERTAIN, described(3, None, found=False)), (UNCERTAIN, None)],
+         (UNCERTAIN, described(2, weak)), (UNCERTAIN, described(3, None, found=False)), (UNCERTAIN, None),
+         (UNCERTAIN, described(5, None, found=False, expired=True))],
     )  # fmt: skip
-    moved, held, weak_e, no_face, absent = (got[i] for i in range(5))
+    moved, held, weak_e, no_face, absent, expired = (got[i] for i in range(6))
+    assert expired.visual_status == "expired" and expired.probabilities == expired.text_probs
     assert moved.visual_status == "used" and moved.fusion == "late" and moved.label == "joy"
     assert moved.modalities == ["text", "visual"] and driver_of(moved) == moved.driver == "face"
     assert moved.face_cues == ["mouthSmileLeft 0.82", "mouthSmileRight 0.80"] and moved.face_frames == 12

@@ -79,9 +79,11 @@ async def test_bad_frames_are_counted(
         (1.5, jpeg(grid_of_faces(np.ascontiguousarray(astronaut[20:260, 160:400]), n=20))),
     ]
     before = REGISTRY.get_sample_value("emostream_fec_frames_total", {"outcome": "bad"}) or 0.0
+    gone = REGISTRY.get_sample_value("emostream_fec_frames_expired_total") or 0.0
     out = await run(stage, await utterance(ctx, frames), ctx)
-    assert out.frames_seen == 6 and out.frames_bad == 3
+    assert out.frames_seen == 6 and out.frames_bad == 3 and out.frames_expired == 1
     assert REGISTRY.get_sample_value("emostream_fec_frames_total", {"outcome": "bad"}) == before + 3
+    assert REGISTRY.get_sample_value("emostream_fec_frames_expired_total") == gone + 1
     assert out.face_found  # the grayscale and the 4K frame still show her face
     assert {round(f.t, 1) for f in out.frames} >= {0.9}
     assert all(f.box[2] > 0 for f in out.frames)

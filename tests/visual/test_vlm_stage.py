@@ -88,6 +88,9 @@ async def test_no_face_publishes_without_embedding(
     empty = KeyFrames(room="r", speaker="s", utterance=3, start=0.0, end=1.0, frames_seen=3, face_found=False)
     out = await one(stage, empty, ctx)
     assert out.text == NO_FACE and out.embedding is None and out.face_found is False
+    assert not out.media_expired  # frames were seen, just no face in them
+    gone = msgspec.structs.replace(empty, utterance=4, frames_bad=3, frames_expired=3)
+    assert (await one(stage, gone, ctx)).media_expired  # every frame's media was gone: said so
 
 
 class FakeVlmServer:

@@ -14,6 +14,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+import msgspec
 from prometheus_client import Counter
 
 from emostream import schema
@@ -69,7 +70,9 @@ class VlmStage(Stage):
         assert self.describer is not None and self.encoder is not None
         if not message.face_found or not message.frames:
             DESCRIPTIONS.labels("none").inc()
-            return [Emit(self._message(message, text=NO_FACE, face_found=False, backend=self.describer.name))]
+            gone = message.frames_seen > 0 and message.frames_expired == message.frames_seen
+            out = self._message(message, text=NO_FACE, face_found=False, backend=self.describer.name)
+            return [Emit(msgspec.structs.replace(out, media_expired=gone))]
         text, backend = await self.describe(message, ctx)
         DESCRIPTIONS.labels(backend).inc()
         vector = await asyncio.to_thread(self.encoder.encode, [text])
