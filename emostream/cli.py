@@ -7,6 +7,7 @@ User-facing errors are raised as :class:`UserError` and printed as one line, nev
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import importlib
 import sys
@@ -78,7 +79,9 @@ def _everywhere(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     # A crash inside a native library (ONNX Runtime, CTranslate2, MediaPipe, FFmpeg) would end the
     # process with nothing but "Segmentation fault"; this prints which Python call it was in.
-    faulthandler.enable()
+    if not faulthandler.is_enabled():
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # stderr without a file (captured)
+            faulthandler.enable()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

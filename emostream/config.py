@@ -197,6 +197,12 @@ class FecSettings(Section):
     """Side in pixels of the square key-frame crop handed to the VLM."""
     threads: int = 2
     """Landmarker instances analysing an utterance's frames in parallel (about one per CPU core to spare)."""
+    early_frames: bool = True
+    """The pause partial carries the frames so far and fec analyses them during the VAD hangover (as ASR
+    does the audio), so at end of speech only the newest frames are left: the face is ready about when
+    the text is. Costs a second blob write of those frames per pause."""
+    memo_frames: OffOrCount = 64
+    """Analysed frames the face expert remembers (by JPEG content) to reuse at end of speech."""
 
 
 class VlmSettings(Section):
@@ -279,6 +285,10 @@ class CallSettings(Section):
     """Publishers at once in this process (all rooms)."""
     max_sdp_bytes: int = 20_000
     """Largest SDP offer accepted (413 beyond): browser offers are 3-8 kB."""
+    audio_jitter_packets: OffOrCount = 1
+    """Opus packets aiortc's receiver holds back before decoding (aiortc's default, 4 = 80 ms, smooths
+    playout; the analyzer plays nothing, so 1 is enough to keep packets in order and 60 ms come off end
+    of speech -> event; raise it on links that reorder packets)."""
     require_video: bool = False
     """Refuse offers without a video m-line (422); by default audio-only publishers are fine."""
     ice_servers: str = ""

@@ -125,6 +125,13 @@ class SpeechStarted(Keyed, frozen=True, kw_only=True):
     start: float
 
 
+class FrameRef(msgspec.Struct, frozen=True, kw_only=True):
+    """One sampled video frame of the utterance window: a JPEG blob with its media time."""
+
+    t: float
+    blob: str
+
+
 class PartialAudio(Keyed, frozen=True, kw_only=True):
     """Audio of an utterance still in progress (16 kHz mono float32 blob), for early ASR."""
 
@@ -134,13 +141,9 @@ class PartialAudio(Keyed, frozen=True, kw_only=True):
     seq: int
     sample_rate: int = 16000
     audio: str = ""
-
-
-class FrameRef(msgspec.Struct, frozen=True, kw_only=True):
-    """One sampled video frame of the utterance window: a JPEG blob with its media time."""
-
-    t: float
-    blob: str
+    frames: list[FrameRef] = []
+    """The pause partial's sampled frames so far (JPEG blobs): the face expert reads them during the
+    hangover, so at end of speech only the last frames are new to it."""
 
 
 class Utterance(Keyed, frozen=True, kw_only=True):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 
 import msgspec
 import numpy as np
@@ -24,7 +25,7 @@ from prometheus_client import Counter
 from emostream import schema
 from emostream.config import Settings
 from emostream.runtime.stage import Emit, Stage, StageContext
-from emostream.schema import FaceFrame, FaceReading, KeyFrames, Utterance
+from emostream.schema import FaceFrame, FaceReading, KeyFrames, PartialAudio, Utterance
 from emostream.workers.face.analyze import Analysis, AnalyzeOptions, FaceAnalyzer
 
 FRAMES = Counter("emostream_fec_frames", "Utterance frames seen by the fec stage, by outcome", ["outcome"])
@@ -33,6 +34,9 @@ EXPIRED = Counter(
     "emostream_fec_frames_expired", "Frames whose media blob was gone when read (also counted as bad)"
 )
 UTTERANCES = Counter("emostream_fec_utterances", "Utterances analysed, by whether a face was found", ["face"])
+EARLY = Counter(
+    "emostream_fec_early", "Pause partials whose frames fec read ahead of end of speech", ["outcome"]
+)
 log = logging.getLogger("emostream.fec")
 
 
@@ -42,6 +46,7 @@ def analyze_options(settings: Settings) -> AnalyzeOptions:
         mask_background=settings.fec.mask_background,
         max_side=settings.frames.max_side,
         crop_size=settings.fec.crop_size,
+        memo_frames=settings.fec.memo_frames,
     )
 
 
@@ -63,18 +68,55 @@ class FecStage(Stage):
     def __init__(self, settings: Settings, analyzer: FaceAnalyzer | None = None) -> None:
         super().__init__("fec")
         self.on(Utterance, self.utterance)
+        self.on(PartialAudio, self.partial)
         self.settings = settings
         self.analyzer = analyzer
         self._owns_analyzer = analyzer is None
+        self._early: dict[str, asyncio.Future[Analysis]] = {}
+        """Utterance key -> the pause partial's pass (its utterance waits for it while it runs)."""
+        self._done: OrderedDict[str, None] = OrderedDict()
+        """Utterances already read: a partial delivered after its utterance is not read any more."""
 
     async def setup(self, ctx: StageContext) -> None:
         if self.analyzer is None:
             self.analyzer = await asyncio.to_thread(build_analyzer, self.settings)
 
+    async def partial(self, message: PartialAudio, ctx: StageContext) -> list[Emit]:
+        """The pause partial's frames, read during the hangover: the analyzer remembers each frame, so
+        the Utterance that follows has only its newest frames left to read. Publishes nothing."""
+        running = self._early.get(message.key)
+        if not message.frames or message.key in self._done or (running is not None and not running.done()):
+            EARLY.labels("skipped").inc()
+            return []
+        if self.analyzer is None:
+            await self.setup(ctx)
+        assert self.analyzer is not None
+        blobs = [await ctx.bus.get_blob(f.blob) for f in message.frames]
+        frames = [(f.t, b) for f, b in zip(message.frames, blobs, strict=True) if b is not None]
+        run = asyncio.ensure_future(
+            asyncio.to_thread(self.analyzer.analyze, frames, (message.start, message.end))
+        )
+        self._early[message.key] = run
+        while len(self._early) > 64:  # keys whose utterance never came (a pause that did not end it)
+            self._early.pop(next(iter(self._early)))
+        try:
+            await asyncio.shield(run)
+            EARLY.labels("read").inc()
+        except Exception as exc:  # the utterance's own pass will meet (and report) the same problem
+            EARLY.labels("failed").inc()
+            log.warning("early face pass failed", extra={"utterance": message.key, "error": str(exc)})
+        return []
+
     async def utterance(self, message: Utterance, ctx: StageContext) -> list[Emit]:
         if self.analyzer is None:
             await self.setup(ctx)
         assert self.analyzer is not None
+        self._done[message.key] = None
+        while len(self._done) > 256:
+            self._done.popitem(last=False)
+        early = self._early.pop(message.key, None)
+        if early is not None:  # its frames are being read right now: wait, then reuse them
+            await asyncio.wait([early])
         blobs = [await ctx.bus.get_blob(f.blob) for f in message.frames]
         expired = sum(b is None for b in blobs)
         if expired:

@@ -79,8 +79,9 @@ async def follow(args: argparse.Namespace, settings: Settings) -> int:
                 raise UserError("the pipeline stopped while starting")
         status = lambda line: print(f"emostream join: {line}", file=sys.stderr, flush=True)  # noqa: E731
         options = JanusOptions(
-            args.url, args.room, args.room_secret, args.token, args.api_secret, args.display
-        )
+            args.url, args.room, args.room_secret, args.token, args.api_secret, args.display,
+            audio_jitter_packets=settings.call.audio_jitter_packets,
+        )  # fmt: skip
         listener = JanusListener(options, bus, args.analyzer_room, call_sink(bus, settings), status)
         start = await bus.last_id(schema.EmotionEvent.stream)
         tasks.append(asyncio.create_task(_print_events(bus, start, args)))

@@ -109,6 +109,8 @@ class FrameBuffer:
         self._keep_dt = 1.0 / (2 * self.fps + 1)
         cap = math.ceil(self.settings.buffer_s / self._keep_dt) + 2
         self._frames: deque[tuple[float, RGB]] = deque(maxlen=cap)
+        self._jpeg: dict[float, bytes] = {}
+        """Encoded frames by media time: the pause partial and its utterance share most frames."""
         self.stats = FrameStats()
 
     def __len__(self) -> int:
@@ -167,11 +169,21 @@ class FrameBuffer:
         return [self._frames[j] for j in picked]
 
     def encode(self, start: float, end: float) -> list[tuple[float, bytes]]:
-        """The window's sampled frames as JPEG bytes (``frames.jpeg_quality``)."""
-        return [(t, encode_jpeg(img, self.settings.jpeg_quality)) for t, img in self.sample(start, end)]
+        """The window's sampled frames as JPEG bytes (``frames.jpeg_quality``), each encoded once."""
+        oldest = self._frames[0][0] if self._frames else math.inf
+        for t in [t for t in self._jpeg if t < oldest]:
+            del self._jpeg[t]
+        out = []
+        for t, img in self.sample(start, end):
+            jpeg = self._jpeg.get(t)
+            if jpeg is None:
+                jpeg = self._jpeg[t] = encode_jpeg(img, self.settings.jpeg_quality)
+            out.append((t, jpeg))
+        return out
 
     def clear(self) -> None:
         self._frames.clear()
+        self._jpeg.clear()
 
 
 class FrameBuffers:

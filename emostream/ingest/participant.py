@@ -160,11 +160,15 @@ class SpeechIngest:
             return SpeechStarted(**ids, start=ev.start, trace=trace)
         if isinstance(ev, SpeechPartial):
             ref = await self.bus.put_blob(f"{base}/p{ev.seq}", _bytes(ev.audio), ttl)
+            frames = []
             if ev.pause:
                 self._pause_blob[ev.utterance] = ev.seq
+                if self.frames and self.settings.fec.early_frames:
+                    frames = await self.frames(f"{key}/p{ev.seq}", ev.start, ev.end)
             return PartialAudio(
-                **ids, start=ev.start, end=ev.end, seq=ev.seq, audio=ref, sample_rate=SAMPLE_RATE, trace=trace
-            )
+                **ids, start=ev.start, end=ev.end, seq=ev.seq, audio=ref, sample_rate=SAMPLE_RATE,
+                frames=frames, trace=trace,
+            )  # fmt: skip
         assert isinstance(ev, SpeechEnd)
         pause_seq = self._pause_blob.pop(ev.utterance, None)
         # The same audio as the pause partial: stored again under that partial's key, because ASR may

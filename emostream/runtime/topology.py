@@ -50,7 +50,7 @@ STAGES: dict[str, StageSpec] = {
     s.name: s
     for s in (
         StageSpec("asr", "emostream.workers.asr", ("utterances", "partials"), ("transcripts",)),
-        StageSpec("fec", "emostream.workers.fec", ("utterances",), ("keyframes",), visual=True),
+        StageSpec("fec", "emostream.workers.fec", ("utterances", "partials"), ("keyframes",), visual=True),
         StageSpec("vlm", "emostream.workers.vlm", ("keyframes",), ("descriptions",), visual=True),
         StageSpec("context", "emostream.workers.context", ("transcripts", "rooms"), ("contexts",)),
         StageSpec("fusion", "emostream.workers.fusion", ("contexts", "descriptions"), ("events",)),

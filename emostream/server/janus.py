@@ -28,6 +28,7 @@ import aiohttp
 from emostream.bus.base import Bus
 from emostream.errors import UserError
 from emostream.schema import RoomControl, encode, now
+from emostream.server.receiver import tune_audio_receivers
 from emostream.server.tracks import TrackPump
 
 log = logging.getLogger("emostream.janus")
@@ -53,6 +54,8 @@ class JanusOptions:
     keepalive_s: float = 25.0
     reconnect_s: float = 2.0
     reconnect_max_s: float = 30.0
+    audio_jitter_packets: int = 1
+    """``call.audio_jitter_packets`` (:mod:`emostream.server.receiver`)."""
 
 
 @dataclass
@@ -189,6 +192,7 @@ class JanusListener:
                 self.on_status(f"media from {speaker} failed (ICE/DTLS): check the network to Janus")
 
         await pc.setRemoteDescription(RTCSessionDescription(sdp=jsep["sdp"], type=jsep["type"]))
+        tune_audio_receivers(pc, self.options.audio_jitter_packets)
         await pc.setLocalDescription(await pc.createAnswer())
         answer = {"type": pc.localDescription.type, "sdp": pc.localDescription.sdp}
         self.feeds[feed] = Feed(feed, speaker, handle, pump, pc)

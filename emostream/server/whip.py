@@ -34,6 +34,7 @@ from multidict import CIMultiDict
 from prometheus_client import Counter, Gauge
 
 from emostream.config import CallSettings
+from emostream.server.receiver import tune_audio_receivers
 from emostream.server.rooms import ROOM_PATTERN, room_error
 
 log = logging.getLogger("emostream.whip")
@@ -296,6 +297,7 @@ class WhipEndpoint:
         try:
             _receivers(pc, offer.kinds)
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            tune_audio_receivers(pc, self.options.audio_jitter_packets)
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:  # aiortc's reasons are short; the offer is the client's
             await pc.close()

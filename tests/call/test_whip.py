@@ -14,6 +14,8 @@ from multidict import CIMultiDict
 from emostream.bench.call_media import FaceTrack, Program, SpeechTrack, load_prompt, transcripts
 from emostream.bench.netns import Network
 from emostream.config import CallSettings
+from emostream.schema import PartialAudio, decode
+from emostream.server.receiver import audio_prefetch
 from emostream.server.whip import link_headers, parse_offer
 from emostream.server.whip_client import WhipError, WhipPublisher
 
@@ -58,6 +60,9 @@ async def test_speech_and_video_become_utterances(server: WhipServer) -> None:
     pub = WhipPublisher(server.whip("r1"), token("r1", name="alice"), [speech, FaceTrack()])
     await pub.start()
     assert pub.location.startswith(server.whip("r1") + "/") and pub.etag.startswith('"')
+    (session,) = server.endpoint.sessions.values()  # aiortc holds 1 Opus packet back, not 4 (80 ms)
+    audio = [t.receiver for t in session.pc.getTransceivers() if t.kind == "audio"]
+    assert [audio_prefetch(r) for r in audio] == [server.settings.call.audio_jitter_packets] == [1]
     await asyncio.sleep(program.duration + 0.3)
     utts = await server.utterances(2, wait_s=5)
     assert [u.speaker for u in utts] == ["alice", "alice"]
@@ -69,6 +74,10 @@ async def test_speech_and_video_become_utterances(server: WhipServer) -> None:
         assert 0 < u.eos_at - end < 10.0
         assert len(u.frames) >= 3 and all(f.blob for f in u.frames)
         assert u.audio and await server.bus.get_blob(u.audio)
+    partials = [decode(e.data, PartialAudio) for e in await server.bus.tail({"partials": "0"}, 1000, 10)]
+    early = [p for p in partials if p.frames]  # the pause partials bring the face's frames so far
+    assert len(early) >= 2
+    assert all([await server.bus.get_blob(f.blob) for p in early for f in p.frames])
     pump = server.pumps[0]
     assert pump.stats.audio_frames > 100 and pump.stats.video_frames > 10 and pump.stats.errors == 0
     async with aiohttp.ClientSession() as http:

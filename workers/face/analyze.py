@@ -17,6 +17,7 @@ from emostream.workers.face.expert import FaceEvidence, face_expert
 from emostream.workers.face.expression import ExpressionModel
 from emostream.workers.face.image import Image, decode_jpeg, encode_jpeg, face_crop, masked_crop, normalize
 from emostream.workers.face.landmarks import Face, FaceLandmarks
+from emostream.workers.face.memo import MISSING, Memo, digest
 from emostream.workers.face.quality import FaceScorer, Quality, frame_quality
 from emostream.workers.face.select import key_frame_scores, top_k_in_time_order
 from emostream.workers.face.speaker import active_speaker
@@ -35,6 +36,8 @@ class AnalyzeOptions:
     change_weight: float = 0.5
     """Weight of expression change vs confidence in the key-frame score."""
     jpeg_quality: int = 90
+    memo_frames: int = 0
+    """Frames whose detection and speaker reading are remembered by content (0: none)."""
 
 
 @dataclass(slots=True)
@@ -99,6 +102,8 @@ class FaceAnalyzer:
         for lm in self.pool:
             self._free.put(lm)
         self._executor = ThreadPoolExecutor(len(self.pool), "fec") if len(self.pool) > 1 else None
+        self.memo = Memo(2 * self.options.memo_frames)
+        """Per frame (by JPEG content): its detection, and the reading of the face chosen in it."""
 
     @property
     def landmarks(self) -> FaceLandmarks:
@@ -124,6 +129,29 @@ class FaceAnalyzer:
             return [self._prepare(r) for r in raws]
         return list(self._executor.map(self._prepare, raws))
 
+    def _prepared(
+        self, raws: Sequence[np.ndarray | bytes | None], keys: Sequence[bytes | None]
+    ) -> list[tuple[Image, float, list[Face]] | None]:
+        """``prepare_all`` of the frames the memo does not already hold."""
+        got = [self.memo.get(k) for k in keys]
+        todo = [i for i, g in enumerate(got) if g is MISSING]
+        for i, prepared in zip(todo, self.prepare_all([raws[i] for i in todo]), strict=True):
+            got[i] = prepared
+            self.memo.put(keys[i], prepared)
+        return got
+
+    def _read(
+        self, key: bytes | None, image: tuple[float, Image, float], face: Face, index: int
+    ) -> tuple[np.ndarray, Quality]:
+        """The expression probabilities and quality of face ``index`` of a frame (remembered)."""
+        found = self.memo.get((key, index) if key is not None else None)
+        if found is not MISSING:
+            return found
+        crop = face_crop(image[1], face)
+        read = (np.asarray(self.expression.probs(crop), dtype=np.float32), self._quality(image, face, crop))
+        self.memo.put((key, index) if key is not None else None, read)
+        return read
+
     def close(self) -> None:
         """Close every landmarker of the pool (the analyzer is unusable afterwards)."""
         if self._executor is not None:
@@ -143,15 +171,20 @@ class FaceAnalyzer:
         against which mouth movement picks the speaking face among several."""
         out = Analysis(frames_seen=len(frames))
         ordered = sorted(frames, key=lambda f: f[0])
+        keys = [digest(raw) for _, raw in ordered]
         images: list[tuple[float, Image, float]] = []
         faces: list[list[Face]] = []
-        for (t, _), prepared in zip(ordered, self.prepare_all([raw for _, raw in ordered]), strict=True):
+        image_keys: list[bytes | None] = []
+        for (t, _), key, prepared in zip(
+            ordered, keys, self._prepared([r for _, r in ordered], keys), strict=True
+        ):
             if prepared is None:
                 out.frames_bad += 1
                 continue
             img, scale, found = prepared
             images.append((t, img, scale))
             faces.append(found)
+            image_keys.append(key)
         out.faces_max = max((len(f) for f in faces), default=0)
         out.frames_with_face = sum(1 for f in faces if f)
         talking = None if speech is None else [speech[0] <= t <= speech[1] for t, _, _ in images]
@@ -159,11 +192,9 @@ class FaceAnalyzer:
         order = sorted(chosen)
         if not order:
             return out
-        crops = [face_crop(images[i][1], faces[i][chosen[i]]) for i in order]
-        probs = np.stack([self.expression.probs(c) for c in crops]).astype(np.float32)
-        out.qualities = [
-            self._quality(images[i], faces[i][chosen[i]], c) for i, c in zip(order, crops, strict=True)
-        ]
+        reads = [self._read(image_keys[i], images[i], faces[i][chosen[i]], chosen[i]) for i in order]
+        probs = np.stack([p for p, _ in reads]).astype(np.float32)
+        out.qualities = [q for _, q in reads]
         out.evidence = face_expert(
             probs, out.qualities, len(images), [faces[i][chosen[i]].blendshapes for i in order]
         )
