@@ -203,6 +203,9 @@ class FecSettings(Section):
     the text is. Costs a second blob write of those frames per pause."""
     memo_frames: OffOrCount = 64
     """Analysed frames the face expert remembers (by JPEG content) to reuse at end of speech."""
+    nice: Annotated[int, msgspec.Meta(ge=0, le=19)] = 5
+    """Nice value added to the face threads: sharing cores with Whisper, the text (what the event
+    waits for) goes first and the face uses the fusion deadline's slack (0: same priority)."""
 
 
 class VlmSettings(Section):

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
 import numpy as np
@@ -24,6 +26,7 @@ from prometheus_client import Counter
 
 from emostream import schema
 from emostream.config import Settings
+from emostream.runtime.niceness import lower_this_thread
 from emostream.runtime.stage import Emit, Stage, StageContext
 from emostream.schema import FaceFrame, FaceReading, KeyFrames, PartialAudio, Utterance
 from emostream.workers.face.analyze import Analysis, AnalyzeOptions, FaceAnalyzer
@@ -47,6 +50,7 @@ def analyze_options(settings: Settings) -> AnalyzeOptions:
         max_side=settings.frames.max_side,
         crop_size=settings.fec.crop_size,
         memo_frames=settings.fec.memo_frames,
+        nice=settings.fec.nice,
     )
 
 
@@ -74,6 +78,13 @@ class FecStage(Stage):
         self._owns_analyzer = analyzer is None
         self._early: dict[str, asyncio.Future[Analysis]] = {}
         """Utterance key -> the pause partial's pass (its utterance waits for it while it runs)."""
+        self._runner = ThreadPoolExecutor(
+            max(1, settings.stage.concurrency),
+            "fec-run",
+            initializer=lower_this_thread,
+            initargs=(settings.fec.nice,),
+        )
+        """Where analyses run: threads at ``fec.nice`` (the default executor serves everything else)."""
         self._done: OrderedDict[str, None] = OrderedDict()
         """Utterances already read: a partial delivered after its utterance is not read any more."""
 
@@ -93,9 +104,7 @@ class FecStage(Stage):
         assert self.analyzer is not None
         blobs = [await ctx.bus.get_blob(f.blob) for f in message.frames]
         frames = [(f.t, b) for f, b in zip(message.frames, blobs, strict=True) if b is not None]
-        run = asyncio.ensure_future(
-            asyncio.to_thread(self.analyzer.analyze, frames, (message.start, message.end))
-        )
+        run = asyncio.ensure_future(self._analyze(frames, (message.start, message.end)))
         self._early[message.key] = run
         while len(self._early) > 64:  # keys whose utterance never came (a pause that did not end it)
             self._early.pop(next(iter(self._early)))
@@ -127,7 +136,7 @@ class FecStage(Stage):
                 extra={"utterance": message.key, "expired": expired, "frames": len(blobs)},
             )
         frames = [(f.t, b) for f, b in zip(message.frames, blobs, strict=True)]  # decoded in the pool
-        analysis = await asyncio.to_thread(self.analyzer.analyze, frames, (message.start, message.end))
+        analysis = await self._analyze(frames, (message.start, message.end))
         FRAMES.labels("face").inc(analysis.frames_with_face)
         FRAMES.labels("bad").inc(analysis.frames_bad)
         FRAMES.labels("no_face").inc(analysis.frames_seen - analysis.frames_bad - analysis.frames_with_face)
@@ -135,7 +144,15 @@ class FecStage(Stage):
         out = await to_keyframes(message, analysis, ctx, self.settings.bus.blob_ttl_s)
         return [Emit(msgspec.structs.replace(out, frames_expired=expired))]
 
+    async def _analyze(
+        self, frames: Sequence[tuple[float, bytes | None]], speech: tuple[float, float]
+    ) -> Analysis:
+        assert self.analyzer is not None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._runner, self.analyzer.analyze, frames, speech)
+
     async def close(self) -> None:
+        await asyncio.to_thread(self._runner.shutdown, True)
         if self._owns_analyzer and self.analyzer is not None:
             self.analyzer.close()
             self.analyzer = None

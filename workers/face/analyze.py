@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from emostream.runtime.niceness import lower_this_thread
 from emostream.workers.face.expert import FaceEvidence, face_expert
 from emostream.workers.face.expression import ExpressionModel
 from emostream.workers.face.image import Image, decode_jpeg, encode_jpeg, face_crop, masked_crop, normalize
@@ -38,6 +39,8 @@ class AnalyzeOptions:
     jpeg_quality: int = 90
     memo_frames: int = 0
     """Frames whose detection and speaker reading are remembered by content (0: none)."""
+    nice: int = 0
+    """Nice value added to the landmarker pool's threads (:mod:`emostream.runtime.niceness`)."""
 
 
 @dataclass(slots=True)
@@ -101,7 +104,13 @@ class FaceAnalyzer:
         self._free: queue.SimpleQueue[FaceLandmarks] = queue.SimpleQueue()
         for lm in self.pool:
             self._free.put(lm)
-        self._executor = ThreadPoolExecutor(len(self.pool), "fec") if len(self.pool) > 1 else None
+        self._executor = (
+            ThreadPoolExecutor(
+                len(self.pool), "fec", initializer=lower_this_thread, initargs=(self.options.nice,)
+            )
+            if len(self.pool) > 1
+            else None
+        )
         self.memo = Memo(2 * self.options.memo_frames)
         """Per frame (by JPEG content): its detection, and the reading of the face chosen in it."""
 
