@@ -159,6 +159,9 @@ class Utterance(Keyed, frozen=True, kw_only=True):
     """Known text (replay with gold text); when set the ASR stage passes it through."""
     eos_at: float = 0.0
     """Wall-clock second the segmenter decided speech had ended (latency origin)."""
+    partial_seq: int = -1
+    """The pause partial (``PartialAudio.seq``) whose audio this utterance repeats exactly, so ASR reuses
+    that pass; -1: none. (Its own blob, never the partial's: an ack of the partial may delete that.)"""
 
 
 class Word(msgspec.Struct, frozen=True, kw_only=True, array_like=True):

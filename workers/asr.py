@@ -137,7 +137,8 @@ class AsrStage(Stage):
             self.on(PartialAudio, self.partial)
         self.engine: WhisperEngine | None = None
         self.scheduler: Scheduler | None = None
-        self._spec: OrderedDict[str, tuple[str, asyncio.Future[Transcription]]] = OrderedDict()
+        self._spec: OrderedDict[str, tuple[int, asyncio.Future[Transcription]]] = OrderedDict()
+        """Utterance key -> (pause partial seq, its speculative pass)."""
         self._latest: OrderedDict[str, int] = OrderedDict()
         self._done: OrderedDict[str, None] = OrderedDict()
 
@@ -170,7 +171,12 @@ class AsrStage(Stage):
         await self.ensure_model()
         assert self.scheduler is not None
         result: Transcription | None = None
-        if spec is not None and spec[0] == msg.audio and not spec[1].cancelled():
+        if (
+            spec is not None
+            and msg.partial_seq >= 0
+            and spec[0] == msg.partial_seq
+            and not spec[1].cancelled()
+        ):
             try:
                 result = await asyncio.shield(spec[1])
                 RESULTS.labels("speculative").inc()
@@ -204,7 +210,7 @@ class AsrStage(Stage):
         old = self._spec.get(key)
         if old is not None and not old[1].done():
             old[1].cancel()
-        _remember(self._spec, key, (msg.audio, future))
+        _remember(self._spec, key, (msg.seq, future))
 
     def _transcript(self, msg: Utterance, r: Transcription, model: str) -> Transcript:
         words = [

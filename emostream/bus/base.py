@@ -215,6 +215,11 @@ class Bus(abc.ABC):
     async def release(self, stream: str, group: str, ids: list[str]) -> None:  # noqa: B027
         """Hand un-acked entries back: any consumer's next ``claim_stale`` may take them at once."""
 
+    async def pending_ids(self, stream: str, group: str, consumer: str, count: int) -> list[str]:
+        """Ids delivered to ``consumer`` and not acked, oldest first (what a crashed process of that
+        name left behind)."""
+        return []
+
     async def prune_consumers(self, stream: str, group: str, idle_ms: int) -> int:
         """Forget consumers idle for ``idle_ms`` with nothing pending (workers that are gone); returns
         how many. The in-memory bus keeps no consumer list, so there is nothing to prune."""

@@ -294,6 +294,10 @@ class MemoryBus(Bus):
             out.append(Delivery(stream, entry_id, data, p.count))
         return out
 
+    async def pending_ids(self, stream: str, group: str, consumer: str, count: int) -> list[str]:
+        pel = sorted(self._group(stream, group).pel.items(), key=lambda kv: kv[1].index)
+        return [entry_id for entry_id, p in pel if p.consumer == consumer][:count]
+
     async def release(self, stream: str, group: str, ids: list[str]) -> None:
         g = self._group(stream, group)
         for entry_id in ids:

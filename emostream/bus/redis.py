@@ -362,6 +362,12 @@ class RedisBus(Bus):
             )
         )
 
+    async def pending_ids(self, stream: str, group: str, consumer: str, count: int) -> list[str]:
+        rows: list[dict[str, Any]] = await self._call(
+            self._r.xpending_range(self._k(stream), group, "-", "+", count, consumername=consumer)
+        )
+        return [_s(r["message_id"]) for r in rows]
+
     async def prune_consumers(self, stream: str, group: str, idle_ms: int) -> int:
         pruned = 0
         key = self._k(stream)

@@ -97,7 +97,7 @@ class SpeechIngest:
             model=model or SileroModel.shared(settings),
         )
         self._clock_set = t0 is not None
-        self._pause_blob: dict[int, int] = {}
+        self._pause_seq: dict[int, int] = {}
         """Utterance -> seq of its last pause partial (whose audio the Utterance may repeat)."""
 
     async def push(self, frame: Any, sample_rate: int | None = None) -> list[Message]:
@@ -162,7 +162,7 @@ class SpeechIngest:
             ref = await self.bus.put_blob(f"{base}/p{ev.seq}", _bytes(ev.audio), ttl)
             frames = []
             if ev.pause:
-                self._pause_blob[ev.utterance] = ev.seq
+                self._pause_seq[ev.utterance] = ev.seq
                 if self.frames and self.settings.fec.early_frames:
                     frames = await self.frames(f"{key}/p{ev.seq}", ev.start, ev.end)
             return PartialAudio(
@@ -170,13 +170,10 @@ class SpeechIngest:
                 frames=frames, trace=trace,
             )  # fmt: skip
         assert isinstance(ev, SpeechEnd)
-        pause_seq = self._pause_blob.pop(ev.utterance, None)
-        # The same audio as the pause partial: stored again under that partial's key, because ASR may
-        # already have acked the partial (which deletes an unreferenced blob); the equal ref lets it
-        # reuse the partial's pass.
-        name = f"{base}/p{pause_seq}" if pause_seq is not None and pause_seq == ev.partial_seq else base
-        ref = await self.bus.put_blob(name, _bytes(ev.audio), ttl)
+        pause_seq = self._pause_seq.pop(ev.utterance, None)
+        same = pause_seq if pause_seq is not None and pause_seq == ev.partial_seq else -1
         frames = await self.frames(key, ev.start, ev.end) if self.frames else []
+        ref = await self.bus.put_blob(base, _bytes(ev.audio), ttl)
         return utterance(
             self.room,
             self.speaker,
@@ -188,11 +185,12 @@ class SpeechIngest:
             eos_at=ev.eos_at,
             trace=trace,
             session=self.session,
+            partial_seq=same,
         )
 
     def close(self) -> None:
         self.segmenter.close()
-        self._pause_blob.clear()
+        self._pause_seq.clear()
 
 
 def utterance(
@@ -208,6 +206,7 @@ def utterance(
     eos_at: float | None = None,
     trace: dict[str, float] | None = None,
     session: str = "",
+    partial_seq: int = -1,
 ) -> Utterance:
     """The Utterance message (every producer builds it here): identity, span, blob refs, end of speech
     (``eos_at``, default now) and the producer's ``trace`` stamp."""
@@ -224,6 +223,7 @@ def utterance(
         text=text,
         eos_at=now() if eos_at is None else eos_at,
         trace=trace or {},
+        partial_seq=partial_seq,
     )
 
 

@@ -173,6 +173,7 @@ class _Runner:
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None) -> StageStats:
         await self.stage.setup(self.ctx)
         await self._ensure_groups()
+        await self._take_back()
         if ready is not None:
             ready.set()
         log.info("stage started", extra={"stage": self.stage.name, "consumer": self.consumer})
@@ -194,6 +195,16 @@ class _Runner:
     async def _ensure_groups(self) -> None:
         for stream in self.streams:
             await self.bus.ensure_group(stream, self.group, "0")
+
+    async def _take_back(self) -> None:
+        """A restart under the same consumer name (compose's ``asr-1``) finds what the crashed process
+        had taken and not acked: hand it back for the first claim now instead of after
+        ``bus.claim_idle_ms`` (30 s) of idleness."""
+        for stream in self.streams:
+            ids = await self.bus.pending_ids(stream, self.group, self.consumer, 10_000)
+            if ids:
+                await self.bus.release(stream, self.group, ids)
+                log.info("taking back unfinished work", extra={"stage": self.stage.name, "count": len(ids)})
 
     async def _read_loop(self, stop: asyncio.Event) -> None:
         next_claim = 0.0

@@ -66,3 +66,24 @@ async def test_killed_consumer_work_is_reclaimed_exactly_once(bus: Bus) -> None:
     # so a consumer killed mid-work leaves no published-but-unacked input behind: nothing doubles.
     assert set(seen.values()) == {1}, f"duplicated: {[k for k, v in seen.items() if v > 1][:5]}"
     assert await bus.pending_count(stream_of(0), "toy1") == 0
+
+
+async def test_a_restart_under_the_same_name_takes_its_work_back_at_once(bus: Bus) -> None:
+    """compose restarts ``asr-1`` as ``asr-1``: what the dead process held is handed back at start, not
+    after ``bus.claim_idle_ms`` (here 10 minutes, so only the take-back can deliver it in time)."""
+    settings = fast_settings(bus.url, claim_idle_ms=600_000)
+    await bus.ensure_group(stream_of(0), "toy1", "0")
+    await bus.ensure_group(stream_of(1), SINK, "0")
+    await publish_all(bus, pings(20))
+    held = await bus.read_group([stream_of(0)], "toy1", "worker-1", 8, 100)  # then the process died
+    assert len(held) == 8 and await bus.pending_ids(stream_of(0), "toy1", "worker-1", 100) == [
+        d.id for d in held
+    ]
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_stage(relay(1), bus, settings, consumer="worker-1", stop=stop))
+    seen = await collect(bus, stream_of(1), {f"m{i}" for i in range(20)}, timeout_s=20)
+    stop.set()
+    stats = await task
+    assert len(seen) == 20 and set(seen.values()) == {1}
+    assert stats.reclaimed == 8
+    assert await bus.pending_ids(stream_of(0), "toy1", "worker-1", 100) == []
