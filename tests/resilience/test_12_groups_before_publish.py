@@ -48,7 +48,11 @@ def serve(flush_redis: str, tmp_path: Path) -> Iterator[ServeProc]:
 
 
 def test_serve_creates_the_workers_groups_before_any_worker_runs(serve: ServeProc, flush_redis: str) -> None:
-    assert _groups(flush_redis) == {"rooms": {"context"}, "partials": {"asr", "fec"}, "utterances": {"asr", "fec"}}
+    assert _groups(flush_redis) == {
+        "rooms": {"context"},
+        "partials": {"asr", "fec"},
+        "utterances": {"asr", "fec"},
+    }
 
 
 def test_a_text_only_topology_has_no_face_group() -> None:
