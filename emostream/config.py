@@ -135,10 +135,12 @@ class VadSettings(Section):
     """When a pause begins, publish the utterance so far as PartialAudio: it is exactly the Utterance that
     follows if the pause lasts ``hangover_ms``, so ASR transcribes it during the hangover (speculative
     end of speech). Costs one extra ASR pass per pause that does not end the utterance."""
-    pause_partial_ms: int = 128
+    pause_partial_ms: int = 96
     """Silence before that pause partial is published (at least ``tail_ms``). Later = fewer wasted passes
-    on commas and breaths, but less of the hangover left to hide the ASR time in. Measured (bench asr,
-    tiny.en, 40 MELD lines): 64 ms -> 2.1 speculative passes per utterance, 160 ms -> 1.7."""
+    on commas and breaths, but less of the hangover left to hide the ASR (and face) time in. Measured
+    (bench asr, tiny.en, 40 MELD lines): 64 ms -> 2.1 speculative passes per utterance, 96 -> 2.18,
+    128 -> 1.93, 160 -> 1.7; live (bench call, 2 participants, alternating runs) 96 ms took end of
+    speech -> event p50 from ~600 to ~575 ms."""
     partial_every_ms: int = 0
     """Also publish partial audio of unbroken speech this often (0 = never). Each one costs an ASR pass
     when ``asr.early_partials`` is on and does not shorten end-of-speech latency; for consumers that
