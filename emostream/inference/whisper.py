@@ -13,6 +13,7 @@ not thread-safe on its own, callers serialize (see emostream/workers/asr.py's sc
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import zlib
@@ -260,11 +261,16 @@ class WhisperEngine:
 
 
 def _looped(text: str, n_tokens: int, budget: int) -> bool:
-    """A tiny model stuck repeating itself: output ran into the budget or compresses too well."""
+    """A tiny model stuck repeating itself: output ran into the budget, compresses too well, or says
+    one sentence twice in a row (tiny.en in a short window, seen on a browser's Opus audio:
+    "Please enter the conference PIN number. Please enter the conference PIN number.")."""
     if n_tokens >= budget:
         return True
     data = text.encode()
-    return len(data) > 40 and len(data) / len(zlib.compress(data)) > 2.4
+    if len(data) > 40 and len(data) / len(zlib.compress(data)) > 2.4:
+        return True
+    sentences = [s.strip(" ,").lower() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
+    return any(a == b and len(a.split()) >= 3 for a, b in zip(sentences, sentences[1:], strict=False))
 
 
 def _fields(t: Transcription) -> dict[str, Any]:
