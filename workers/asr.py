@@ -26,7 +26,6 @@ import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import numpy as np
 from prometheus_client import Counter, Histogram
@@ -34,6 +33,7 @@ from prometheus_client import Counter, Histogram
 from emostream.config import Settings
 from emostream.inference.whisper import Transcription, WhisperEngine, WhisperOptions
 from emostream.ingest.audio import SAMPLE_RATE
+from emostream.runtime.bounded import remember
 from emostream.runtime.errors import BlobExpired
 from emostream.runtime.stage import Emit, Stage, StageContext
 from emostream.schema import PartialAudio, Transcript, Utterance, Word, derive
@@ -47,8 +47,6 @@ MODEL_SECONDS = Histogram(
     "Model time per batch",
     buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 2, 5, 10),
 )
-
-V = TypeVar("V")
 
 _CACHE = 512
 """Utterance keys remembered for speculation (bounded: oldest forgotten)."""
@@ -162,7 +160,7 @@ class AsrStage(Stage):
     async def transcribe(self, msg: Utterance, ctx: StageContext) -> Transcript:
         """The Transcript of one utterance (gold text, a speculative result, or a fresh pass)."""
         key = msg.key
-        _remember(self._done, key, None)
+        remember(self._done, key, None, _CACHE)
         self._latest.pop(key, None)
         spec = self._spec.pop(key, None)
         if msg.text:
@@ -199,7 +197,7 @@ class AsrStage(Stage):
         if self._latest.get(key, -1) > msg.seq:
             PARTIALS.labels("superseded").inc()
             return
-        _remember(self._latest, key, msg.seq)
+        remember(self._latest, key, msg.seq, _CACHE)
         await self.ensure_model()
         assert self.scheduler is not None
         audio = await _audio(ctx, msg.audio, msg.sample_rate)
@@ -210,7 +208,7 @@ class AsrStage(Stage):
         old = self._spec.get(key)
         if old is not None and not old[1].done():
             old[1].cancel()
-        _remember(self._spec, key, (msg.seq, future))
+        remember(self._spec, key, (msg.seq, future), _CACHE)
 
     def _transcript(self, msg: Utterance, r: Transcription, model: str) -> Transcript:
         words = [
@@ -228,13 +226,6 @@ class AsrStage(Stage):
 def _count_partial(fut: asyncio.Future[Transcription]) -> None:
     if not fut.cancelled() and fut.exception() is None:
         PARTIALS.labels("transcribed").inc()
-
-
-def _remember(cache: OrderedDict[str, V], key: str, value: V) -> None:
-    cache[key] = value
-    cache.move_to_end(key)
-    while len(cache) > _CACHE:
-        cache.popitem(last=False)
 
 
 async def _audio(ctx: StageContext, ref: str, sample_rate: int) -> np.ndarray | None:

@@ -26,6 +26,7 @@ from prometheus_client import Counter
 
 from emostream import schema
 from emostream.config import Settings
+from emostream.runtime.bounded import remember
 from emostream.runtime.niceness import lower_this_thread
 from emostream.runtime.stage import Emit, Stage, StageContext
 from emostream.schema import FaceFrame, FaceReading, KeyFrames, PartialAudio, Utterance
@@ -76,7 +77,7 @@ class FecStage(Stage):
         self.settings = settings
         self.analyzer = analyzer
         self._owns_analyzer = analyzer is None
-        self._early: dict[str, asyncio.Future[Analysis]] = {}
+        self._early: OrderedDict[str, asyncio.Future[Analysis]] = OrderedDict()
         """Utterance key -> the pause partial's pass (its utterance waits for it while it runs)."""
         self._runner = ThreadPoolExecutor(
             max(1, settings.stage.concurrency),
@@ -105,9 +106,7 @@ class FecStage(Stage):
         blobs = [await ctx.bus.get_blob(f.blob) for f in message.frames]
         frames = [(f.t, b) for f, b in zip(message.frames, blobs, strict=True) if b is not None]
         run = asyncio.ensure_future(self._analyze(frames, (message.start, message.end)))
-        self._early[message.key] = run
-        while len(self._early) > 64:  # keys whose utterance never came (a pause that did not end it)
-            self._early.pop(next(iter(self._early)))
+        remember(self._early, message.key, run, 64)  # bounded: a pause that did not end its utterance
         try:
             await asyncio.shield(run)
             EARLY.labels("read").inc()
@@ -120,9 +119,7 @@ class FecStage(Stage):
         if self.analyzer is None:
             await self.setup(ctx)
         assert self.analyzer is not None
-        self._done[message.key] = None
-        while len(self._done) > 256:
-            self._done.popitem(last=False)
+        remember(self._done, message.key, None, 256)
         early = self._early.pop(message.key, None)
         if early is not None:  # its frames are being read right now: wait, then reuse them
             await asyncio.wait([early])
