@@ -171,6 +171,12 @@ class AsrSettings(Section):
     """Utterances waiting at the same time are transcribed as one batch of at most this many. On 2 CPU
     cores batching gained nothing (tiny.en: 0.19 s/utterance alone, 0.18 in pairs, 0.23 in fours) and
     makes the first one wait for the whole batch, so 1; raise it on a GPU."""
+    workers: Count = 1
+    """Model passes that may run at once (CTranslate2 workers, each with ``cpu_threads``): with 2, two
+    speakers who stop together are transcribed side by side. tiny.en on 2 cores: one pass 240 ms, two at
+    once 350 ms each (vs 240 + 480 in turn), but in ``bench call --participants 4`` (alternating runs)
+    2 was no better than 1 (p95 1200 / 924 vs 781 / 975 ms): the cores are the limit. Raise it with
+    cores to spare or on a GPU."""
     early_partials: bool = True
     """Transcribe partial audio while the person speaks; an Utterance whose audio equals a transcribed
     partial reuses its result (end of speech then costs only what is left of that pass)."""

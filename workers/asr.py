@@ -1,7 +1,7 @@
 """ASR stage: ``utterances`` (and ``partials``) -> ``transcripts``, faster-whisper on CTranslate2.
 
 One model per process (:meth:`WhisperEngine.shared`), used by every room through one scheduler that
-runs model calls one at a time in a worker thread: waiting utterances go first (batched up to
+runs model calls in worker threads (``asr.workers`` at once): waiting utterances go first (batched up to
 ``asr.max_batch``), then partials; a queued partial is dropped when a newer one of the same utterance
 arrives (latest wins).
 
@@ -62,15 +62,19 @@ class _Job:
 
 
 class Scheduler:
-    """Serializes model use: one pass at a time in a thread; finals before partials; batches finals."""
+    """Runs model passes in threads, at most ``parallel`` at once (CTranslate2 workers); finals before
+    partials; batches finals. One pass alone gets every intra-op thread; two utterances ending together
+    run side by side instead of the second waiting for the first."""
 
-    def __init__(self, engine: WhisperEngine, max_batch: int = 1) -> None:
+    def __init__(self, engine: WhisperEngine, max_batch: int = 1, parallel: int = 1) -> None:
         self.engine = engine
         self.max_batch = max(1, max_batch)
+        self.parallel = max(1, parallel)
         self._queue: list[_Job] = []
         self._seq = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
 
     def submit(self, audio: np.ndarray, final: bool, key: str = "") -> asyncio.Future[Transcription]:
         loop = asyncio.get_running_loop()
@@ -87,9 +91,18 @@ class Scheduler:
             self._task = asyncio.create_task(self._run())
         return job.future
 
+    def promote(self, future: asyncio.Future[Transcription]) -> None:
+        """A final now waits on this queued partial's pass: run it with the finals, not after them
+        (else the utterance waits behind every other speaker's finals and partials)."""
+        for job in self._queue:
+            if job.future is future and job.priority == 1:
+                job.priority = 0
+                self._wake.set()
+
     async def _run(self) -> None:
         while True:
-            if not self._queue:
+            self._queue = [j for j in self._queue if not j.future.cancelled()]
+            if not self._queue or len(self._running) >= self.parallel:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -99,32 +112,44 @@ class Scheduler:
             jobs = same[: self.max_batch if first.priority == 0 else 1]
             for j in jobs:
                 self._queue.remove(j)
-            jobs = [j for j in jobs if not j.future.cancelled()]
-            if not jobs:
-                continue
-            t0 = time.perf_counter()
-            try:
-                results = await asyncio.to_thread(self.engine.transcribe_batch, [j.audio for j in jobs])
-            except Exception as exc:  # the model failed: every waiter sees the error (and retries)
-                for j in jobs:
-                    if not j.future.done():
-                        j.future.set_exception(exc)
-                continue
-            MODEL_SECONDS.observe(time.perf_counter() - t0)
-            for j, r in zip(jobs, results, strict=True):
+            task = asyncio.create_task(self._pass(jobs))
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wake.set()
+
+    async def _pass(self, jobs: list[_Job]) -> None:
+        t0 = time.perf_counter()
+        try:
+            results = await asyncio.to_thread(self.engine.transcribe_batch, [j.audio for j in jobs])
+        except Exception as exc:  # the model failed: every waiter sees the error (and retries)
+            for j in jobs:
                 if not j.future.done():
-                    j.future.set_result(r)
+                    j.future.set_exception(exc)
+            return
+        MODEL_SECONDS.observe(time.perf_counter() - t0)
+        for j, r in zip(jobs, results, strict=True):
+            if not j.future.done():
+                j.future.set_result(r)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [t for t in (self._task, *self._running) if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for j in self._queue:
             j.future.cancel()
         self._queue.clear()
 
 
 class AsrStage(Stage):
+    min_concurrency = 16
+    """Handlers only submit to the :class:`Scheduler` (one model pass at a time) and wait: with
+    ``stage.concurrency`` (2) two waiting finals would stop every other speaker's pause partial from
+    being read, so no speculative pass could run during their hangover."""
+
     def __init__(self, settings: Settings) -> None:
         super().__init__("asr")
         self.settings = settings
@@ -146,7 +171,7 @@ class AsrStage(Stage):
     async def ensure_model(self) -> WhisperEngine:
         if self.engine is None:
             self.engine = await asyncio.to_thread(WhisperEngine.shared, self.opts, self.settings)
-            self.scheduler = Scheduler(self.engine, self.asr.max_batch)
+            self.scheduler = Scheduler(self.engine, self.asr.max_batch, self.asr.workers)
         return self.engine
 
     async def utterance(self, message: Utterance, ctx: StageContext) -> list[Emit]:
@@ -175,11 +200,14 @@ class AsrStage(Stage):
             and spec[0] == msg.partial_seq
             and not spec[1].cancelled()
         ):
+            self.scheduler.promote(spec[1])
             try:
                 result = await asyncio.shield(spec[1])
                 RESULTS.labels("speculative").inc()
             except (asyncio.CancelledError, Exception):
                 result = None
+        elif spec is not None:  # an older partial's pass nobody will read: drop it if still queued
+            spec[1].cancel()
         if result is None:
             audio = await _audio(ctx, msg.audio, msg.sample_rate)
             if audio is None:

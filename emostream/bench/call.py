@@ -155,12 +155,15 @@ async def run_call(
     redis: str | None = None,
     settle_s: float = 30.0,
     bar: Steps | None = None,
+    encoded: bool = True,
 ) -> CallRun:
     """Run one call against ``emostream serve`` (embedded bus, every stage): in-process, or with
     ``subprocess`` a child process of its own (events still missing after the call are waited for up
     to ``settle_s``, so a slow server's latencies are measured, not cut off); with ``redis`` (a bus
     URL) that child only runs the API and the call ingest, and every stage is an ``emostream worker``
-    process. Its events are read by an SSE subscriber (``emostream.client``). Call inside
+    process. Its events are read by an SSE subscriber (``emostream.client``). With ``encoded`` the
+    publishers send Opus and VP8 encoded once at start (a remote client's encoder costs this machine
+    nothing); without it they encode every frame as they send it. Call inside
     ``netns.private_network()``."""
     bar = bar or Steps("", show=False)
     bar.update(description="bench call: starting emostream serve (every stage)")
@@ -187,7 +190,9 @@ async def run_call(
     tail = asyncio.create_task(follow(subscribe(url, room, viewer), events))
     await asyncio.sleep(0.3)  # the subscriber is connected before anyone speaks
     try:
-        spoken = await _speak(f"{url}/whip/{room}", room, participants, prompts, pause_s, drain_s, bar)
+        spoken = await _speak(
+            f"{url}/whip/{room}", room, participants, prompts, pause_s, drain_s, bar, encoded
+        )
         # a slow server's last events still count (late, not lost): wait for one per prompt, bounded
         deadline = time.monotonic() + settle_s
         while len(events) < len(spoken) and time.monotonic() < deadline:  # noqa: ASYNC110 - a count
@@ -248,6 +253,24 @@ async def server_figures(url: str, workers: list[str] | None = None) -> dict[str
         if c:
             handle[st] = round(value("emostream_handle_seconds_sum", stage=st) / c * 1000, 1)
     out["handler_mean_ms"] = handle
+    asr = {
+        f"utterances_{how}": value("emostream_asr_utterances_total", how=how)
+        for how in ("speculative", "fresh")
+    }
+    asr |= {
+        f"partials_{r}": value("emostream_asr_partials_total", result=r)
+        for r in ("transcribed", "superseded", "late")
+    }
+    passes = value("emostream_asr_model_seconds_count")
+    if passes:
+        asr |= {
+            "passes": passes,
+            "pass_mean_ms": round(value("emostream_asr_model_seconds_sum") / passes * 1000, 1),
+        }
+    out["asr"] = asr
+    out["vlm_embeddings"] = {
+        h: value("emostream_vlm_embeddings_total", how=h) for h in ("encoded", "remembered")
+    }
     return out
 
 
@@ -259,6 +282,7 @@ async def _speak(
     pause_s: float,
     drain_s: float,
     bar: Steps,
+    encoded: bool,
 ) -> list[Spoken]:
     """N publishers say their prompts (rotated, staggered starts); the prompts' last voiced samples."""
     texts = transcripts()
@@ -268,11 +292,10 @@ async def _speak(
     try:
         for i in range(participants):
             order = loaded[i % len(loaded) :] + loaded[: i % len(loaded)]
-            speech = SpeechTrack(Program(order, pause_s=pause_s, lead_s=1.0 + 0.37 * i))
+            speech = SpeechTrack(Program(order, pause_s=pause_s, lead_s=1.0 + 0.37 * i), encoded=encoded)
             name = f"speaker{i + 1}"
-            pub = WhipPublisher(
-                url, publish_token(room, name), [speech, FaceTrack(portraits[i % len(portraits)])]
-            )
+            face = FaceTrack(portraits[i % len(portraits)], encoded=encoded)
+            pub = WhipPublisher(url, publish_token(room, name), [speech, face])
             await pub.start()
             pubs.append(pub)
             tracks.append((name, speech))
@@ -321,6 +344,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--details", action="store_true", help="also print one JSON line per event")
     parser.add_argument(
+        "--live-encode",
+        action="store_true",
+        help="publishers encode every audio and video frame as they send it, as a real client does on "
+        "its own machine (default: Opus and VP8 encoded once at start, so the publishers sharing this "
+        "machine do not take the server's CPU)",
+    )
+    parser.add_argument(
         "--redis",
         action="store_true",
         help="the Redis topology: a private redis-server, `emostream serve --redis` (API + call ingest "
@@ -350,11 +380,15 @@ def run(args: argparse.Namespace) -> int:
                 config=config,
                 bar=bar,
                 redis=redis,
+                encoded=not args.live_encode,
             )
         )
     if args.details:
         for m in result.matched:
             print(json.dumps({k: (round(v, 1) if isinstance(v, float) else v) for k, v in m.items()}))
-    line = result.summary(args.participants) | {"topology": "redis" if args.redis else "embedded"}
+    line = result.summary(args.participants) | {
+        "topology": "redis" if args.redis else "embedded",
+        "publishers": "live-encode" if args.live_encode else "pre-encoded",
+    }
     print(json.dumps(line) if args.json else "\n".join(f"{k}: {v}" for k, v in line.items()))
     return 0

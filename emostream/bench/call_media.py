@@ -102,6 +102,8 @@ class Program:
             self.offsets.append(at)
             pieces += [p.audio, np.zeros(int(self.pause_s * RATE), np.int16)]
             at += p.audio.size + int(self.pause_s * RATE)
+        frame = int(RATE * PTIME)
+        pieces.append(np.zeros(-at % frame, np.int16))  # whole 20 ms frames: a loop is whole packets
         self.audio = np.concatenate(pieces)
 
     @property
@@ -125,7 +127,7 @@ class SpeechTrack(_tracks_base()):  # type: ignore[misc]
 
     kind = "audio"
 
-    def __init__(self, program: Program, loop: bool = False) -> None:
+    def __init__(self, program: Program, loop: bool = False, encoded: bool = False) -> None:
         super().__init__()
         self.program = program
         self.loop = loop
@@ -134,8 +136,11 @@ class SpeechTrack(_tracks_base()):  # type: ignore[misc]
         self._sent = 0
         self._sent_at: list[float] = []
         """Wall-clock second each 20 ms frame was actually handed to the encoder."""
+        self._packets = opus_packets(program.audio) if encoded else None
+        """With ``encoded``, the program's Opus packets, encoded once here: the benches' publishers
+        then send what a remote client's encoder would, without spending the server's CPU on it."""
 
-    async def recv(self) -> av.AudioFrame:
+    async def recv(self) -> av.AudioFrame | av.Packet:
         n = int(RATE * PTIME)
         if self.started is None:
             self.started = time.time()
@@ -143,6 +148,8 @@ class SpeechTrack(_tracks_base()):  # type: ignore[misc]
             delay = self.started + self._sent / RATE - time.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+        if self._packets is not None:
+            return self._next_packet(n)
         if self.loop:
             chunk = np.take(self.program.audio, np.arange(self._sent, self._sent + n), mode="wrap")
         else:
@@ -156,6 +163,17 @@ class SpeechTrack(_tracks_base()):  # type: ignore[misc]
         self._sent += n
         self._sent_at.append(time.time())
         return frame
+
+    def _next_packet(self, n: int) -> av.Packet:
+        assert self._packets is not None
+        k = self._sent // n
+        data = self._packets[k % len(self._packets)] if self.loop or k < len(self._packets) else SILENT_OPUS
+        packet = av.Packet(data)
+        packet.pts = self._sent
+        packet.time_base = fractions.Fraction(1, RATE)
+        self._sent += n
+        self._sent_at.append(time.time())
+        return packet
 
     @property
     def finished(self) -> bool:
@@ -194,11 +212,15 @@ class SpeechTrack(_tracks_base()):  # type: ignore[misc]
 
 
 class FaceTrack(_tracks_base()):  # type: ignore[misc]
-    """Video track repeating a portrait at ``fps`` (a face for the visual branch)."""
+    """Video track of a portrait at ``fps`` (a face for the visual branch) that sways a few pixels, as
+    a head does: every frame differs, so nothing downstream can treat the video as a still (a face
+    stage memo hit on a repeated frame would make a static bench cheaper than a real call)."""
 
     kind = "video"
 
-    def __init__(self, image: str | Path = PORTRAITS / "astronaut.jpg", fps: float = 15.0) -> None:
+    def __init__(
+        self, image: str | Path = PORTRAITS / "astronaut.jpg", fps: float = 15.0, encoded: bool = False
+    ) -> None:
         super().__init__()
         import cv2
 
@@ -211,16 +233,95 @@ class FaceTrack(_tracks_base()):  # type: ignore[misc]
         self.fps = fps
         self._start: float | None = None
         self._n = 0
+        self._loop = max(1, round(fps * LOOP_S))
+        self._packets = (
+            vp8_loop([self.image(i) for i in range(self._loop)], round(fps * GOP_S)) if encoded else None
+        )
+        """With ``encoded``: the ``LOOP_S`` of video, VP8-encoded once and sent in a loop."""
 
-    async def recv(self) -> av.VideoFrame:
+    def image(self, n: int) -> npt.NDArray[np.uint8]:
+        """Frame ``n``: the portrait moved by up to 3 px on a slow ellipse (period ``LOOP_S``), at
+        sub-pixel steps, so no two frames of a period are alike."""
+        import cv2
+
+        t = 2 * np.pi * (n % self._loop) / self._loop
+        h, w = self._img.shape[:2]
+        move = np.array([[1, 0, 3 * np.sin(t)], [0, 1, 2 * np.cos(t)]], np.float32)
+        out = cv2.warpAffine(self._img, move, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return np.ascontiguousarray(out)
+
+    async def recv(self) -> av.VideoFrame | av.Packet:
         if self._start is None:
             self._start = time.time()
         else:
             delay = self._start + self._n / self.fps - time.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-        frame = av.VideoFrame.from_ndarray(self._img, format="rgb24")
+        if self._packets is not None:
+            packet = av.Packet(self._packets[self._n % len(self._packets)])
+            packet.pts = int(self._n * 90_000 / self.fps)
+            packet.time_base = fractions.Fraction(1, 90_000)
+            self._n += 1
+            return packet
+        frame = av.VideoFrame.from_ndarray(self.image(self._n), format="rgb24")
         frame.pts = int(self._n * 90_000 / self.fps)
         frame.time_base = fractions.Fraction(1, 90_000)
         self._n += 1
         return frame
+
+
+GOP_S = 2.0
+"""Seconds between key frames of a pre-encoded face video (a receiver that lost one waits this long)."""
+LOOP_S = 20.0
+"""Seconds of distinct face video before it repeats."""
+SILENT_OPUS = b"\xf8\xff\xfe"
+"""One 20 ms Opus packet of digital silence (CELT, TOC 0xf8 + the silence frame)."""
+
+
+def opus_packets(audio: npt.NDArray[np.int16]) -> list[bytes]:
+    """``audio`` (48 kHz mono, whole 20 ms frames) as 20 ms Opus packets, encoded the way aiortc's own
+    sender does (stereo, 96 kbit/s, ``voip``), one packet per frame."""
+    codec = av.CodecContext.create("libopus", "w")
+    codec.bit_rate = 96_000
+    codec.format = "s16"
+    codec.layout = "stereo"
+    codec.sample_rate = RATE
+    codec.time_base = fractions.Fraction(1, RATE)
+    codec.options = {"application": "voip"}
+    n = int(RATE * PTIME)
+    stereo = np.repeat(audio.reshape(-1, 1), 2, axis=1).reshape(-1)
+    out: list[bytes] = []
+    for i in range(audio.size // n):
+        frame = av.AudioFrame.from_ndarray(
+            stereo[2 * i * n : 2 * (i + 1) * n].reshape(1, -1), format="s16", layout="stereo"
+        )
+        frame.sample_rate = RATE
+        frame.pts = i * n
+        frame.time_base = fractions.Fraction(1, RATE)
+        out += [bytes(p) for p in codec.encode(frame)]
+    out += [bytes(p) for p in codec.encode(None)]
+    frames = audio.size // n
+    return (out + [SILENT_OPUS] * frames)[:frames]
+
+
+def vp8_loop(images: list[npt.NDArray[np.uint8]], gop: int) -> list[bytes]:
+    """``images`` (RGB) as VP8 frames, a key frame every ``gop``: aiortc's real-time encoder settings
+    (500 kbit/s CBR), so the receiver decodes what a live aiortc client would send."""
+    h, w = images[0].shape[:2]
+    codec = av.CodecContext.create("libvpx", "w")
+    codec.width, codec.height = w, h
+    codec.pix_fmt = "yuv420p"
+    codec.bit_rate = 500_000
+    codec.gop_size = max(1, gop)
+    codec.time_base = fractions.Fraction(1, 90_000)
+    codec.options = {"deadline": "realtime", "cpu-used": "-6", "lag-in-frames": "0", "static-thresh": "1"}
+    out: list[bytes] = []
+    for i, rgb in enumerate(images):
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+        frame.pts = i * 6000
+        frame.time_base = fractions.Fraction(1, 90_000)
+        if i % max(1, gop) == 0:
+            frame.pict_type = av.video.frame.PictureType.I
+        out += [bytes(p) for p in codec.encode(frame)]
+    out += [bytes(p) for p in codec.encode(None)]
+    return out[: len(images)]

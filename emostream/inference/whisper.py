@@ -7,8 +7,9 @@ encoder work, same WER on our bench. Shorter windows make tiny models loop on sh
 window stays >= 10 s, the token budget is capped by the audio length, and a looping or truncated output
 is redone with the stock 30 s window. Audio longer than 29 s goes through stock ``transcribe``.
 
-One :class:`WhisperEngine` per process and model (``WhisperEngine.shared``), shared by all rooms; it is
-not thread-safe on its own, callers serialize (see emostream/workers/asr.py's scheduler).
+One :class:`WhisperEngine` per process and model (``WhisperEngine.shared``), shared by all rooms. Calls
+from several threads run in parallel up to ``workers`` (CTranslate2 replicas), more wait; ASR's
+scheduler (emostream/workers/asr.py) decides what runs.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class WhisperOptions:
     device: str
     compute_type: str
     cpu_threads: int
+    workers: int
     language: str
     beam_size: int
     word_timestamps: bool
@@ -74,6 +76,7 @@ class WhisperOptions:
             device=s.device,
             compute_type=s.compute_type,
             cpu_threads=s.cpu_threads,
+            workers=s.workers,
             language=s.language,
             beam_size=s.beam_size,
             word_timestamps=s.word_timestamps,
@@ -105,7 +108,11 @@ class WhisperEngine:
             compute = "float16" if device == "cuda" else "int8"
         try:
             self.fw = WhisperModel(
-                str(path), device=device, compute_type=compute, cpu_threads=opts.cpu_threads, num_workers=1
+                str(path),
+                device=device,
+                compute_type=compute,
+                cpu_threads=opts.cpu_threads,
+                num_workers=opts.workers,
             )
         except (RuntimeError, ValueError) as exc:
             raise UserError(f"cannot load {opts.model} on {device}/{compute}: {exc}") from None
@@ -115,6 +122,7 @@ class WhisperEngine:
         if not self.multilingual:
             lang = "en"
         self._tokenizers: dict[str | None, Any] = {}
+        self._tok_lock = threading.Lock()
         self._make_tokenizer = lambda language: Tokenizer(
             self.fw.hf_tokenizer, self.multilingual, task="transcribe", language=language
         )
@@ -134,10 +142,11 @@ class WhisperEngine:
             return engine
 
     def _tokenizer(self, language: str | None) -> Any:
-        tok = self._tokenizers.get(language)
-        if tok is None:
-            tok = self._tokenizers[language] = self._make_tokenizer(language)
-        return tok
+        with self._tok_lock:  # passes run in parallel threads
+            tok = self._tokenizers.get(language)
+            if tok is None:
+                tok = self._tokenizers[language] = self._make_tokenizer(language)
+            return tok
 
     # ------------------------------------------------------------------------------------- public
     def transcribe(self, audio: Audio) -> Transcription:

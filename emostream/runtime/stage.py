@@ -88,6 +88,10 @@ class Stage:
     name: str
     inputs: dict[str, type[Message]]
     """stream name -> message type consumed from it (through the stage's consumer group)."""
+    min_concurrency: int = 1
+    """Handlers in flight at least this many, whatever ``stage.concurrency`` says: for a stage whose
+    handlers mostly wait on a queue of its own (ASR's model scheduler), so a waiting final never keeps
+    the next speaker's partial from being read."""
 
     def __init__(self, name: str = "") -> None:
         if name:  # a subclass may still declare name/inputs as class attributes and override handle()
@@ -157,7 +161,7 @@ class _Runner:
         self.consumer, self.group = consumer, group
         self.streams = list(stage.inputs)
         self.ctx = StageContext(bus=bus, settings=settings, stage=stage.name, consumer=consumer)
-        self.concurrency = max(1, settings.stage.concurrency)
+        self.concurrency = max(1, stage.min_concurrency, settings.stage.concurrency)
         every = settings.stage.claim_every_ms or min(5_000, max(100, settings.bus.claim_idle_ms // 2))
         self.claim_every_s = every / 1000
         self.inflight: dict[tuple[str, str], asyncio.Task[None]] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
 
 from emostream.bus import Bus
@@ -76,3 +77,32 @@ async def test_pipeline_fails_fast_when_a_stage_cannot_start(bus: Bus) -> None:
     pipeline = Pipeline(bus, fast_settings(bus.url)).add(relay(1), consumer="a").add(Broken(), consumer="b")
     with pytest.raises(UserError, match="models pull x"):
         await asyncio.wait_for(pipeline.run(asyncio.Event()), 10)
+
+
+async def test_a_stage_can_ask_for_more_handlers_than_stage_concurrency() -> None:
+    """ASR's handlers wait on its own scheduler: with ``min_concurrency`` the runtime keeps that many in
+    flight even where ``stage.concurrency`` is 2 (10 pings of 0.3 s each: ~0.3 s, not ~1.5 s)."""
+    from emostream.bus.memory import MemoryBus
+    from emostream.runtime.stage import run_stage
+    from emostream.testing.toy import relay
+
+    took = {}
+    for wide in (False, True):
+        bus = MemoryBus()
+        base = fast_settings(bus.url)
+        settings = msgspec.structs.replace(base, stage=msgspec.structs.replace(base.stage, concurrency=2))
+        stage = relay(1, delay_s=0.3)
+        if wide:
+            stage.min_concurrency = 10
+        await bus.ensure_group(stream_of(1), SINK, "0")
+        stop, ready = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(run_stage(stage, bus, settings, consumer="c", stop=stop, ready=ready))
+        await ready.wait()
+        t0 = asyncio.get_running_loop().time()
+        await publish_all(bus, pings(10))
+        await collect(bus, stream_of(1), {f"m{i}" for i in range(10)}, settle_s=0)
+        took[wide] = asyncio.get_running_loop().time() - t0
+        stop.set()
+        await task
+        await bus.close()
+    assert took[False] >= 1.4 and took[True] < 0.9, took

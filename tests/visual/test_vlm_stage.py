@@ -80,6 +80,14 @@ async def test_landmarks_stage_embeds_description(
     assert out.encoder == "all-MiniLM-L6-v2-onnx" and 0.9 < out.confidence <= 1.0
     assert set(out.trace) >= {"fec", "vlm"}
 
+    def embedded(how: str) -> float:
+        return REGISTRY.get_sample_value("emostream_vlm_embeddings_total", {"how": how}) or 0.0
+
+    before = embedded("encoded"), embedded("remembered")
+    again = await one(stage, msgspec.structs.replace(keyframes, utterance=8), ctx)
+    assert again.text == out.text and again.embedding == out.embedding  # same text: same vector
+    assert (embedded("encoded"), embedded("remembered")) == (before[0], before[1] + 1)  # encoder not run
+
 
 async def test_no_face_publishes_without_embedding(
     settings: Settings, encoder: SentenceEncoder, ctx: StageContext

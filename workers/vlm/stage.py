@@ -5,13 +5,16 @@ refined (no emotion words, no duplicates, 2-3 sentences) and embedded with the t
 encoder. When the chosen backend fails (server down, timeout) or leaves nothing after refinement, the
 embedded ``landmarks`` describer answers instead (``backend`` then reads e.g. ``landmarks<-openai``),
 so fusion is never left waiting. No face in the utterance: a VisualDescription saying so, without
-embedding and with ``face_found=False``.
+embedding and with ``face_found=False``. Embeddings are remembered by text (``_EMBEDDINGS`` of them):
+the landmarks describer composes its sentences from fixed phrases, so a steady face repeats its
+description and the encoder runs once for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -19,6 +22,7 @@ from prometheus_client import Counter
 
 from emostream import schema
 from emostream.config import Settings
+from emostream.runtime.bounded import remember
 from emostream.runtime.stage import Emit, Stage, StageContext
 from emostream.schema import KeyFrames, VisualDescription
 from emostream.workers.vlm.base import Describer, create_describer
@@ -34,6 +38,11 @@ DESCRIPTIONS = Counter(
     "emostream_vlm_descriptions", "Visual descriptions published, by backend that wrote them", ["backend"]
 )
 """``landmarks<-openai`` etc. count fallbacks; ``none`` counts no-face utterances."""
+
+EMBEDDED = Counter("emostream_vlm_embeddings", "Description embeddings, by how", ["how"])
+"""how: ``encoded`` (the sentence encoder ran) or ``remembered`` (the same text was embedded before)."""
+_EMBEDDINGS = 512
+"""Description texts whose embedding is kept (oldest forgotten)."""
 
 NO_FACE = "No face is visible in the video during this utterance."
 
@@ -52,6 +61,7 @@ class VlmStage(Stage):
         self.encoder = encoder
         self.fallback = LandmarksDescriber()
         self.fallbacks = 0
+        self._vectors: OrderedDict[str, list[float]] = OrderedDict()
         """Utterances answered by the landmarks describer because the configured one failed."""
 
     async def setup(self, ctx: StageContext) -> None:
@@ -75,18 +85,29 @@ class VlmStage(Stage):
             return [Emit(msgspec.structs.replace(out, media_expired=gone))]
         text, backend = await self.describe(message, ctx)
         DESCRIPTIONS.labels(backend).inc()
-        vector = await asyncio.to_thread(self.encoder.encode, [text])
+        embedding = await self._embed(text)
         confidence = sum(max(f.expression, default=0.0) for f in message.frames) / len(message.frames)
         out = self._message(
             message,
             text=text,
-            embedding=[float(x) for x in vector[0]],
+            embedding=embedding,
             encoder=self.encoder.name,
             backend=backend,
             face_found=True,
             confidence=round(confidence, 4),
         )
         return [Emit(out)]
+
+    async def _embed(self, text: str) -> list[float]:
+        assert self.encoder is not None
+        vector = self._vectors.get(text)
+        if vector is None:
+            vector = [float(x) for x in (await asyncio.to_thread(self.encoder.encode, [text]))[0]]
+            EMBEDDED.labels("encoded").inc()
+        else:
+            EMBEDDED.labels("remembered").inc()
+        remember(self._vectors, text, vector, _EMBEDDINGS)
+        return vector
 
     def _message(
         self,
