@@ -104,10 +104,9 @@ class Participant:
         """A new WHIP session (a 409 while the server still closes the old one is retried)."""
         deadline = time.monotonic() + timeout_s
         while True:
-            speech = SpeechTrack(self.program, loop=True)
-            pub = WhipPublisher(
-                self.url, publish_token(ROOM, self.name), [speech, FaceTrack(self.portrait, self.fps)]
-            )
+            speech = SpeechTrack(self.program, loop=True, encoded=True)
+            face = FaceTrack(self.portrait, self.fps, encoded=True)
+            pub = WhipPublisher(self.url, publish_token(ROOM, self.name), [speech, face])
             try:
                 await pub.start()
             except WhipError as exc:
@@ -264,12 +263,17 @@ class Options:
     fps: float = 15.0
     quiet_s: float = 60.0
     """After the talk, stop waiting once no event came for this long."""
+    pause_s: float = 1.5
+    """Silence between one participant's prompts."""
+    retention_s: float = 120.0
+    """``bus.retention_s`` (and ``context.room_idle_s``) of the stack: Redis holds that much of every
+    stream, so its memory only levels off once the talk is longer than this (warm-up past it)."""
 
 
 async def run_soak(out: Path, opts: Options) -> SoakRun:
     from emostream.bench import soak_stack
 
-    stack = soak_stack.start(out / "stack", SECRET)
+    stack = soak_stack.start(out / "stack", SECRET, retention_s=opts.retention_s)
     try:
         await stack.ready()
         return await _talk(stack, opts)
@@ -289,7 +293,7 @@ async def _talk(stack: SoakStack, opts: Options) -> SoakRun:
     for i in range(participants):
         order = prompts[i % len(prompts) :] + prompts[: i % len(prompts)]
         name = f"speaker{i + 1}"
-        program = Program(order, pause_s=1.5, lead_s=1.0 + 0.37 * i)
+        program = Program(order, pause_s=opts.pause_s, lead_s=1.0 + 0.37 * i)
         people[name] = Participant(name, program, portraits[i % len(portraits)], url, opts.fps)
     faults = schedule(talk_s, warmup_s, stop_s, participants, opts.only)
     events: list[tuple[float, EmotionEvent]] = []
@@ -407,7 +411,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=10.0, metavar="M", help="talk time (default 10)")
     parser.add_argument("--participants", type=int, default=8, metavar="N", help="publishers (default 8)")
     parser.add_argument("--out", default="out/soak", metavar="DIR", help="report folder (default out/soak)")
-    parser.add_argument("--warmup", type=float, default=60.0, metavar="S", help="before faults and RSS start")
+    parser.add_argument(
+        "--warmup", type=float, default=150.0, metavar="S", help="before faults and RSS start (default 150)"
+    )
+    parser.add_argument(
+        "--pause", type=float, default=1.5, metavar="S", help="silence between one speaker's prompts (1.5)"
+    )
+    parser.add_argument(
+        "--retention",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="the stack's bus.retention_s: Redis keeps this much of each stream (default 120)",
+    )
     parser.add_argument("--stop-s", type=float, default=30.0, metavar="S", help="SIGSTOP length (default 30)")
     parser.add_argument("--drain", type=float, default=180.0, metavar="S", help="wait for late events")
     parser.add_argument(
@@ -439,8 +455,9 @@ def run(args: argparse.Namespace) -> int:
     if only is not None and not only <= set(KINDS):
         raise UserError(f"--faults {args.faults!r}: choose from {', '.join(KINDS)}", exit_code=2)
     opts = Options(
-        args.participants, args.minutes, args.warmup, args.stop_s, args.drain, only, args.fps, args.quiet
-    )
+        args.participants, args.minutes, args.warmup, args.stop_s, args.drain, only, args.fps, args.quiet,
+        args.pause, args.retention,
+    )  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _client_logs(out / "bench.log")

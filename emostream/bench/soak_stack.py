@@ -140,11 +140,13 @@ class SoakStack:
         return self.stack.stop()
 
 
-def start(data_dir: Path, secret: str, asr_replicas: int = 2) -> SoakStack:
-    """Redis (AOF) + ``serve --redis`` + the five workers (``asr_replicas`` asr) as local processes."""
+def start(data_dir: Path, secret: str, asr_replicas: int = 2, retention_s: float = 600.0) -> SoakStack:
+    """Redis (AOF) + ``serve --redis`` + the five workers (``asr_replicas`` asr) as local processes,
+    every one with ``bus.retention_s`` = ``context.room_idle_s`` = ``retention_s``."""
     if not COMPOSE.is_file():
         raise UserError(f"{COMPOSE} not found: run the soak from a checkout of emostream")
     env = {**os.environ, "EMOSTREAM_API_SECRET": secret, "REDIS_PASSWORD": secrets.token_hex(16)}
+    env |= {"EMOSTREAM_BUS_RETENTION_S": str(retention_s), "EMOSTREAM_CONTEXT_ROOM_IDLE_S": str(retention_s)}
     env.pop("EMOSTREAM_BUS_URL", None)
     stack = localstack.start(COMPOSE, data_dir=data_dir, scale={"asr": asr_replicas}, env=env)
     return SoakStack(stack, secret)
