@@ -26,22 +26,14 @@ from typing import Any
 
 import msgspec
 
-from emostream.bench.call import SECRET, Spoken, follow, publish_token
-from emostream.bench.call_media import (
-    DEFAULT_PROMPTS,
-    PORTRAITS,
-    FaceTrack,
-    Program,
-    SpeechTrack,
-    load_prompt,
-    transcripts,
-)
+from emostream.bench.call import SECRET, Spoken, follow
+from emostream.bench.call_media import PORTRAITS
+from emostream.bench.soak_participant import ParticipantProc, loop_lag
 from emostream.bench.soak_stack import SoakStack
 from emostream.client import subscribe
 from emostream.errors import UserError
 from emostream.schema import STREAM_TYPES, Dropped, EmotionEvent, Utterance, decode
 from emostream.server import auth
-from emostream.server.whip_client import WhipError, WhipPublisher
 
 HELP = (
     "Soak: N WHIP participants talk for M minutes into serve --redis + worker processes while workers "
@@ -85,90 +77,6 @@ def schedule(
 
 
 @dataclass
-class Participant:
-    name: str
-    program: Program
-    portrait: Path
-    url: str
-    fps: float = 15.0
-    tracks: list[SpeechTrack] = field(default_factory=list)
-    pub: WhipPublisher | None = None
-    log: list[tuple[float, str]] = field(default_factory=list)
-    rejoining: asyncio.Task[None] | None = None
-    rtp: list[tuple[float, str, int, int]] = field(default_factory=list)
-    """(wall second, kind, packets sent, packets the server reported lost): this session's counters
-    from the server's RTCP receiver reports (what reached it), polled while talking."""
-    """(wall second, what): connection states, planned drops, unplanned losses of the call."""
-
-    async def join(self, timeout_s: float = 60) -> None:
-        """A new WHIP session (a 409 while the server still closes the old one is retried)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            speech = SpeechTrack(self.program, loop=True, encoded=True)
-            face = FaceTrack(self.portrait, self.fps, encoded=True)
-            pub = WhipPublisher(self.url, publish_token(ROOM, self.name), [speech, face])
-            try:
-                await pub.start()
-            except WhipError as exc:
-                await pub.stop()  # its HTTP session
-                if exc.status not in (409, 429) or time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.5)
-                continue
-            self.tracks.append(speech)
-            self.pub = pub
-            pub.pc.on(
-                "connectionstatechange", lambda pc=pub.pc: self.log.append((time.time(), pc.connectionState))
-            )
-            return
-
-    async def rejoin(self) -> None:
-        try:
-            await self.drop(planned=False)
-            await self.join()
-        finally:
-            self.rejoining = None
-
-    async def poll_rtp(self) -> None:
-        if self.pub is None or self.pub.pc is None or self.pub.pc.connectionState != "connected":
-            return
-        sent: dict[str, int] = {}
-        lost: dict[str, int] = {}
-        for st in (await self.pub.pc.getStats()).values():
-            if st.type == "outbound-rtp":
-                sent[st.kind] = st.packetsSent
-            elif st.type == "remote-inbound-rtp":
-                lost[st.kind] = st.packetsLost
-        now = time.time()
-        for kind, n in sent.items():
-            self.rtp.append((now, kind, n, lost.get(kind, 0)))
-
-    def lost_call(self) -> bool:
-        """Whether the call ended without this participant leaving (what a person would notice)."""
-        return self.pub is not None and self.pub.pc.connectionState in ("failed", "closed")
-
-    async def drop(self, planned: bool = True) -> None:
-        """The network goes: the peer connection closes without a WHIP DELETE."""
-        if planned:
-            self.log.append((time.time(), "dropped (planned)"))
-        if self.pub is not None:
-            if self.pub.pc is not None:
-                await self.pub.pc.close()
-            if self.pub._http is not None:
-                await self.pub._http.close()
-            self.pub = None
-
-    async def leave(self) -> None:
-        if self.pub is not None:
-            with contextlib.suppress(Exception):
-                await self.pub.stop()
-            self.pub = None
-
-    def spoken(self) -> list[Spoken]:
-        return [Spoken(self.name, p.name, p.text, t) for tr in self.tracks for p, t in tr.spoken()]
-
-
-@dataclass
 class SoakRun:
     """What happened, for :mod:`emostream.bench.soak_report`."""
 
@@ -192,8 +100,11 @@ class SoakRun:
     """Per participant: (second of the talk, connection state / drop / unplanned loss)."""
     bench_errors: list[str]
     loop_lag_ms: list[float]
+    """The participant processes' event-loop lag samples (their ICE/RTP run on those loops)."""
     fps: float
     rtp: dict[str, list[tuple[float, str, int, int]]] = field(default_factory=dict)
+    other_lag_ms: dict[str, list[float]] = field(default_factory=dict)
+    """Loop lag of the other bench loops: ``bench`` (the SSE subscriber and Redis tail)."""
 
 
 class Tail:
@@ -233,7 +144,7 @@ class Tail:
         return out
 
 
-async def _apply(fault: Fault, stack: SoakStack, people: dict[str, Participant], stop_s: float) -> None:
+async def _apply(fault: Fault, stack: SoakStack, people: dict[str, ParticipantProc], stop_s: float) -> None:
     fault.started = time.time()
     if fault.kind == "kill9":
         await stack.kill9(fault.target)
@@ -242,12 +153,7 @@ async def _apply(fault: Fault, stack: SoakStack, people: dict[str, Participant],
     elif fault.kind == "sigstop":
         await stack.pause(fault.target, stop_s)
     elif fault.kind == "rejoin":
-        who = people[fault.target]
-        if who.rejoining is not None:
-            await who.rejoining
-        await who.drop()
-        await asyncio.sleep(5.0)  # offline for a moment, then the same participant comes back
-        await who.join()
+        await people[fault.target].drop()  # offline for a moment, then the same participant is back
     fault.ended = time.time()
 
 
@@ -276,25 +182,23 @@ async def run_soak(out: Path, opts: Options) -> SoakRun:
     stack = soak_stack.start(out / "stack", SECRET, retention_s=opts.retention_s)
     try:
         await stack.ready()
-        return await _talk(stack, opts)
+        return await _talk(stack, opts, out)
     finally:
         await asyncio.to_thread(stack.stop)
 
 
-async def _talk(stack: SoakStack, opts: Options) -> SoakRun:
+async def _talk(stack: SoakStack, opts: Options, out: Path) -> SoakRun:
     participants, talk_s, warmup_s, stop_s, drain_s = (
         opts.participants, opts.minutes * 60, opts.warmup_s, opts.stop_s, opts.drain_s
     )  # fmt: skip
-    texts = transcripts()
-    prompts = [load_prompt(n, texts) for n in DEFAULT_PROMPTS]
     portraits = sorted(PORTRAITS.glob("*.jpg"))
     url = f"{stack.api_url}/whip/{ROOM}"
-    people = {}
-    for i in range(participants):
-        order = prompts[i % len(prompts) :] + prompts[: i % len(prompts)]
-        name = f"speaker{i + 1}"
-        program = Program(order, pause_s=opts.pause_s, lead_s=1.0 + 0.37 * i)
-        people[name] = Participant(name, program, portraits[i % len(portraits)], url, opts.fps)
+    people = {
+        f"speaker{i + 1}": ParticipantProc(
+            f"speaker{i + 1}", i, portraits[i % len(portraits)], url, opts.pause_s, opts.fps
+        )
+        for i in range(participants)
+    }
     faults = schedule(talk_s, warmup_s, stop_s, participants, opts.only)
     events: list[tuple[float, EmotionEvent]] = []
     sub = subscribe(stack.api_url, ROOM, auth.create(SECRET, ROOM, "subscribe", name="soak", ttl_s=86_400))
@@ -308,22 +212,21 @@ async def _talk(stack: SoakStack, opts: Options) -> SoakRun:
     tasks = [
         asyncio.create_task(follow(sub, events)),
         asyncio.create_task(tail.run(stop)),
-        asyncio.create_task(_loop_lag(lag)),
+        asyncio.create_task(loop_lag(lag)),
     ]
     await asyncio.sleep(0.5)
     started = time.time()
     try:
         for p in people.values():
-            await p.join()
+            await p.join(ROOM, out / "bench.log")
         for fault in faults:
             while time.time() < started + fault.at:
-                await _tick(stack, 1.0, people)
+                await _tick(stack, 1.0)
             await _apply(fault, stack, people, stop_s)
         while time.time() < started + talk_s:
-            await _tick(stack, 1.0, people)
-        for p in people.values():
-            await p.leave()
-        spoken = [s for p in people.values() for s in p.spoken()]
+            await _tick(stack, 1.0)
+        accounts = {p.name: await p.leave() for p in people.values()}
+        spoken = [s for a in accounts.values() for s in a.spoken]
         ended = time.time()
         while not _settled(ended, drain_s, opts.quiet_s, events, len(tail.dropped), len(spoken)):
             await _tick(stack, 1.0)
@@ -332,6 +235,8 @@ async def _talk(stack: SoakStack, opts: Options) -> SoakRun:
         metrics = await _scrape(stack.api_url)
         dead = await tail.dead_letters()
     finally:
+        for p in people.values():
+            p.kill()
         stop.set()
         for t in tasks:
             t.cancel()
@@ -342,8 +247,10 @@ async def _talk(stack: SoakStack, opts: Options) -> SoakRun:
     return SoakRun(
         participants, started, talk_s, warmup_s, faults, spoken, events, tail.utterances, tail.dropped,
         dead, metrics, stack.rss, stack.restarted_at, stack.crashes, sub.reconnects, _load(),
-        {p.name: [(round(t - started, 1), what) for t, what in p.log] for p in people.values()}, errors,
-        lag, opts.fps, {p.name: p.rtp for p in people.values()},
+        {n: [(round(t - started, 1), what) for t, what in a.log] for n, a in accounts.items()},
+        errors + [f"{n}: {e}" for n, a in accounts.items() for e in a.errors],
+        [ms for a in accounts.values() for ms in a.loop_lag_ms], opts.fps,
+        {n: a.rtp for n, a in accounts.items()}, {"bench": lag},
     )  # fmt: skip
 
 
@@ -361,27 +268,12 @@ def _settled(
     return len({e.id for _, e in events}) + dropped >= spoken or now > ended + drain_s or now > last + quiet_s
 
 
-async def _loop_lag(out: list[float], every_s: float = 0.1) -> None:
-    """How late this process's event loop wakes (the participants' ICE/RTP run on it): a lag near
-    aioice's 0.5 s consent timeout would make the *bench* drop calls, not the server."""
-    while True:
-        t = time.monotonic()
-        await asyncio.sleep(every_s)
-        out.append((time.monotonic() - t - every_s) * 1000)
-
-
-async def _tick(stack: SoakStack, seconds: float, people: dict[str, Participant] | None = None) -> None:
-    """Sample RSS (every 5 s), restart crashed processes and rejoin participants whose call ended
-    unasked (logged: a real client would redial) while waiting."""
+async def _tick(stack: SoakStack, seconds: float) -> None:
+    """Sample RSS (every 5 s) and restart crashed processes while waiting (each participant process
+    redials a call that ended unasked itself, logged: a real client would)."""
     if not stack.rss or time.time() - stack.rss[-1][0] >= 5.0:
         stack.sample()
     stack.watch()
-    for p in (people or {}).values():
-        with contextlib.suppress(Exception):
-            await p.poll_rtp()
-        if p.lost_call() and p.rejoining is None:
-            p.log.append((time.time(), "call lost (unplanned): rejoining"))
-            p.rejoining = asyncio.create_task(p.rejoin())
     await asyncio.sleep(seconds)
 
 
@@ -390,17 +282,6 @@ async def _scrape(api_url: str) -> str:
 
     async with aiohttp.ClientSession() as http, http.get(f"{api_url}/metrics") as r:
         return await r.text()
-
-
-def _client_logs(path: Path) -> None:
-    """The participants' WebRTC warnings (ICE consent lost, DTLS errors) go to ``bench.log``."""
-    import logging
-
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    for name in ("aioice", "aiortc"):
-        logging.getLogger(name).setLevel(logging.INFO)
-        logging.getLogger(name).addHandler(handler)
 
 
 def _load() -> str:
@@ -460,7 +341,6 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _client_logs(out / "bench.log")
     with private_network("emo-soak"):
         result = asyncio.run(run_soak(out, opts))
     (out / "run.json").write_bytes(msgspec.json.encode(result))

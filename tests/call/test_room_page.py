@@ -19,8 +19,9 @@ from emostream.bench.netns import Network
 from .helpers import start_whip, token
 
 
-def _media(tmp: Path) -> tuple[Path, Path]:
-    program = Program([load_prompt("agent-pass"), load_prompt("conf-getpin")], pause_s=1.5, lead_s=0.5)
+def _media(tmp: Path, lead_s: float = 0.5) -> tuple[Path, Path]:
+    """Chromium loops the WAV from getUserMedia on; ``lead_s`` of silence covers the call set-up."""
+    program = Program([load_prompt("agent-pass"), load_prompt("conf-getpin")], pause_s=1.5, lead_s=lead_s)
     wav = tmp / "speech.wav"
     with wave.open(str(wav), "wb") as out:
         out.setnchannels(1)

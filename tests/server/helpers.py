@@ -56,6 +56,11 @@ class ServeProc:
             self.proc.terminate()
         return self.proc.wait(timeout)
 
+    def tail(self, chars: int = 2000) -> str:
+        """The end of the server's log, for assertion messages."""
+        with open(self.log, errors="replace") as f:
+            return f.read()[-chars:]
+
 
 def start_serve(
     bus_url: str | None, log_path: str, stages: str = "none", ready_s: float = 30, **env: str
