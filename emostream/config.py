@@ -162,6 +162,10 @@ class AsrSettings(Section):
     beam_size: Count = 5
     """Beam search width. Measured (bench asr, tiny.en, 200 MELD lines, first voice set): 5 -> WER 17.6%, RTF 0.13;
     1 (greedy) -> WER 21.8%, RTF 0.10. Early partials hide most of the extra time."""
+    busy_beam_size: OffOrCount = 0
+    """Beam width of a pass that starts while other passes wait (several speakers stopping at once on
+    a saturated box): a narrower beam there trades a little WER for the queue's wait. 0 = always
+    ``beam_size``."""
     word_timestamps: bool = True
     """Word start/end times (one extra alignment pass over the encoder output)."""
     min_window_s: float = 10.0

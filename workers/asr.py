@@ -42,6 +42,8 @@ RESULTS = Counter("emostream_asr_utterances", "Utterances transcribed, by how", 
 """how: ``speculative`` (reused a partial's pass), ``fresh``, ``gold`` (text given), ``empty`` (no audio)."""
 PARTIALS = Counter("emostream_asr_partials", "Partial audio handled, by outcome", ["result"])
 """result: ``transcribed``, ``superseded`` (a newer partial came first), ``late`` (utterance done)."""
+PASSES = Counter("emostream_asr_passes", "Model passes, by beam", ["beam"])
+"""beam: ``full`` (``asr.beam_size``) or ``busy`` (``asr.busy_beam_size``: others were waiting)."""
 MODEL_SECONDS = Histogram(
     "emostream_asr_model_seconds",
     "Model time per batch",
@@ -66,10 +68,14 @@ class Scheduler:
     partials; batches finals. One pass alone gets every intra-op thread; two utterances ending together
     run side by side instead of the second waiting for the first."""
 
-    def __init__(self, engine: WhisperEngine, max_batch: int = 1, parallel: int = 1) -> None:
+    def __init__(
+        self, engine: WhisperEngine, max_batch: int = 1, parallel: int = 1, busy_beam: int = 0
+    ) -> None:
         self.engine = engine
         self.max_batch = max(1, max_batch)
         self.parallel = max(1, parallel)
+        self.busy_beam = busy_beam
+        """Beam width of a pass that starts while other passes wait (0: always the engine's own)."""
         self._queue: list[_Job] = []
         self._seq = 0
         self._wake = asyncio.Event()
@@ -112,7 +118,9 @@ class Scheduler:
             jobs = same[: self.max_batch if first.priority == 0 else 1]
             for j in jobs:
                 self._queue.remove(j)
-            task = asyncio.create_task(self._pass(jobs))
+            busy = self.busy_beam > 0 and any(not j.future.cancelled() for j in self._queue)
+            PASSES.labels("busy" if busy else "full").inc()
+            task = asyncio.create_task(self._pass(jobs, self.busy_beam if busy else 0))
             self._running.add(task)
             task.add_done_callback(self._finished)
 
@@ -120,10 +128,10 @@ class Scheduler:
         self._running.discard(task)
         self._wake.set()
 
-    async def _pass(self, jobs: list[_Job]) -> None:
+    async def _pass(self, jobs: list[_Job], beam: int = 0) -> None:
         t0 = time.perf_counter()
         try:
-            results = await asyncio.to_thread(self.engine.transcribe_batch, [j.audio for j in jobs])
+            results = await asyncio.to_thread(self.engine.transcribe_batch, [j.audio for j in jobs], beam)
         except Exception as exc:  # the model failed: every waiter sees the error (and retries)
             for j in jobs:
                 if not j.future.done():
@@ -171,7 +179,9 @@ class AsrStage(Stage):
     async def ensure_model(self) -> WhisperEngine:
         if self.engine is None:
             self.engine = await asyncio.to_thread(WhisperEngine.shared, self.opts, self.settings)
-            self.scheduler = Scheduler(self.engine, self.asr.max_batch, self.asr.workers)
+            self.scheduler = Scheduler(
+                self.engine, self.asr.max_batch, self.asr.workers, self.asr.busy_beam_size
+            )
         return self.engine
 
     async def utterance(self, message: Utterance, ctx: StageContext) -> list[Emit]:

@@ -53,6 +53,8 @@ class Transcription:
     batch: int = 1
     fallback: bool = False
     """True when the short window looped and the stock 30 s window was used."""
+    beam: int = 0
+    """Beam width of the pass (0: the stock path, which does not say)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,22 +154,24 @@ class WhisperEngine:
     def transcribe(self, audio: Audio) -> Transcription:
         return self.transcribe_batch([audio])[0]
 
-    def transcribe_batch(self, audios: list[Audio]) -> list[Transcription]:
-        """Transcribe several utterances in one encoder/decoder pass (long ones individually)."""
+    def transcribe_batch(self, audios: list[Audio], beam_size: int = 0) -> list[Transcription]:
+        """Transcribe several utterances in one encoder/decoder pass (long ones individually);
+        ``beam_size`` > 0 overrides the configured width for this pass."""
+        beam = beam_size or self.opts.beam_size
         out: list[Transcription | None] = [None] * len(audios)
         short = [i for i, a in enumerate(audios) if a.size / SAMPLE_RATE <= _MAX_S]
         for i, a in enumerate(audios):
             if i not in short:
-                out[i] = self._stock(a)
+                out[i] = self._stock(a, beam)
         if short:
             window = max(self.opts.min_window_s, max(audios[i].size for i in short) / SAMPLE_RATE + 1.0)
-            results = self._windowed([audios[i] for i in short], min(30.0, window))
+            results = self._windowed([audios[i] for i in short], min(30.0, window), beam)
             for i, r in zip(short, results, strict=True):
                 out[i] = r
         return [r for r in out if r is not None]
 
     # ----------------------------------------------------------------------------------- internals
-    def _windowed(self, audios: list[Audio], window_s: float) -> list[Transcription]:
+    def _windowed(self, audios: list[Audio], window_s: float, beam: int) -> list[Transcription]:
         t0 = time.perf_counter()
         n_frames = int(round(window_s * 100)) // 2 * 2
         feats = np.stack([self._features(a, n_frames) for a in audios])
@@ -179,7 +183,7 @@ class WhisperEngine:
         res = self.fw.model.generate(
             enc,
             prompts,
-            beam_size=self.opts.beam_size,
+            beam_size=beam,
             max_length=budget,
             return_scores=True,
             return_no_speech_prob=True,
@@ -196,7 +200,7 @@ class WhisperEngine:
         out: list[Transcription] = []
         for i, a in enumerate(audios):
             if window_s < 30.0 and _looped(texts[i], len(res[i].sequences_ids[0]), budget - len(prompts[i])):
-                redo = self._windowed([a], 30.0)[0]
+                redo = self._windowed([a], 30.0, beam)[0]
                 out.append(Transcription(**{**_fields(redo), "fallback": True}))
                 continue
             out.append(
@@ -207,6 +211,7 @@ class WhisperEngine:
                     duration=a.size / SAMPLE_RATE,
                     compute_s=dt,
                     batch=len(audios),
+                    beam=beam,
                 )
             )
         return out
@@ -248,12 +253,12 @@ class WhisperEngine:
             )
         return out
 
-    def _stock(self, audio: Audio) -> Transcription:
+    def _stock(self, audio: Audio, beam: int) -> Transcription:
         t0 = time.perf_counter()
         segments, info = self.fw.transcribe(
             audio,
             language=self.language,
-            beam_size=self.opts.beam_size,
+            beam_size=beam,
             word_timestamps=self.opts.word_timestamps,
             condition_on_previous_text=False,
             vad_filter=False,
@@ -266,6 +271,7 @@ class WhisperEngine:
             language=info.language,
             duration=audio.size / SAMPLE_RATE,
             compute_s=time.perf_counter() - t0,
+            beam=beam,
         )
 
 

@@ -119,6 +119,11 @@ def test_engine_batch_long_audio_and_silence() -> None:
     for text, one, b in zip(lines, single, batch, strict=True):
         assert edit_distance(normalize(one), normalize(b.text)) <= 1
         assert edit_distance(normalize(text), normalize(b.text)) <= 2
+    assert {b.beam for b in batch} == {AsrSettings().beam_size}
+    greedy = engine.transcribe_batch(audios, beam_size=1)  # the scheduler's busy beam
+    assert [g.beam for g in greedy] == [1, 1]
+    for text, g in zip(lines, greedy, strict=True):
+        assert edit_distance(normalize(text), normalize(g.text)) <= 2
     silence = engine.transcribe(np.zeros(16_000, np.float32))
     assert len(normalize(silence.text)) <= 2 and not silence.fallback
     gap = np.zeros(15 * 16_000, np.float32)

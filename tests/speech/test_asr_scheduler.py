@@ -23,12 +23,14 @@ class Recorder:
     def __init__(self, pass_s: float = 0.05) -> None:
         self.pass_s = pass_s
         self.order: list[float] = []
+        self.beams: list[int] = []
         self.running = 0
         self.most = 0
         self._lock = threading.Lock()
 
-    def transcribe_batch(self, audios: list[Any]) -> list[Transcription]:
+    def transcribe_batch(self, audios: list[Any], beam: int = 0) -> list[Transcription]:
         with self._lock:
+            self.beams.append(beam)
             self.running += 1
             self.most = max(self.most, self.running)
         time.sleep(self.pass_s)
@@ -127,3 +129,25 @@ async def test_the_stage_reuses_its_partial_ahead_of_other_speakers_partials() -
     await asyncio.sleep(0.2)
     assert 3.0 not in engine.order
     await stage.close()
+
+
+async def test_a_pass_started_while_others_wait_uses_the_busy_beam() -> None:
+    engine = Recorder()
+    sched = Scheduler(engine, busy_beam=1)  # type: ignore[arg-type]
+    await sched.submit(_audio(0), final=True, key="alone")  # nobody waiting: the configured beam
+    first = sched.submit(_audio(1), final=True, key="a")
+    await asyncio.sleep(0.01)  # running; two more queue behind it
+    rest = [sched.submit(_audio(i), final=True, key=f"k{i}") for i in (2, 3)]
+    await asyncio.gather(first, *rest)
+    # 0 alone, 1 started with nothing queued yet, 2 started with 3 waiting, 3 started last and alone
+    assert engine.order == [0, 1, 2, 3]
+    assert engine.beams == [0, 0, 1, 0]
+    await sched.close()
+
+
+async def test_busy_beam_off_keeps_the_configured_beam() -> None:
+    engine = Recorder()
+    sched = Scheduler(engine)  # type: ignore[arg-type]
+    await asyncio.gather(*[sched.submit(_audio(i), final=True, key=f"k{i}") for i in range(3)])
+    assert engine.beams == [0, 0, 0]
+    await sched.close()
