@@ -34,6 +34,9 @@ from emostream.server.whip_client import WhipError, WhipPublisher
 
 REJOIN_AFTER_S = 5.0
 """How long a planned network drop lasts before the same participant comes back."""
+REPLY_LIMIT = 64 * 1024 * 1024
+"""Longest reply line: a 10-minute Account (loop lag every 0.1 s, RTP every second) is ~200 KB, over
+asyncio's 64 KiB default."""
 
 
 @dataclass
@@ -231,7 +234,11 @@ class ParticipantProc:
         cmd += ["--pause", str(self.pause_s), "--fps", str(self.fps)]
         with log.open("ab") as err:
             self.proc = await asyncio.create_subprocess_exec(
-                *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err
+                *cmd,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=err,
+                limit=REPLY_LIMIT,
             )
         await self._send(publish_token(room, self.name))
         await self._expect("joined")

@@ -174,22 +174,27 @@ def per_minute(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def rss(run: SoakRun) -> dict[str, dict[str, Any]]:
     """Per process: RSS after warm-up and at the end, and the growth; a restarted process is measured
-    from warm-up after its (last) restart when the run lasted that long."""
+    from warm-up after its (last) restart when the run lasted that long, else over the life before it
+    (``measured`` says which)."""
     out = {}
     names = sorted({n for _, n, _ in run.rss})
+    first = run.started + run.warmup_s
     for name in names:
         series = [(t, mb) for t, n, mb in run.rss if n == name]
-        since = run.started + run.warmup_s
-        if name in run.restarted_at:
-            since = max(since, run.restarted_at[name] + run.warmup_s)
-        base = next(((t, mb) for t, mb in series if t >= since), None)
-        end = series[-1]
-        row: dict[str, Any] = {"start_mb": None, "end_mb": round(end[1], 1), "growth_pct": None}
-        if name in run.restarted_at:
-            row["restarted_at_s"] = round(run.restarted_at[name] - run.started, 1)
-        if base is not None and base[0] < end[0]:
-            row["start_mb"] = round(base[1], 1)
-            row["growth_pct"] = round((end[1] - base[1]) / base[1] * 100, 1)
+        restarted = run.restarted_at.get(name)
+        row: dict[str, Any] = {"start_mb": None, "end_mb": round(series[-1][1], 1), "growth_pct": None}
+        lives = [("whole run", [(t, mb) for t, mb in series if t >= first])]
+        if restarted is not None:
+            row["restarted_at_s"] = round(restarted - run.started, 1)
+            after = [(t, mb) for t, mb in series if t >= max(first, restarted + run.warmup_s)]
+            before = [(t, mb) for t, mb in series if first <= t < restarted]
+            lives = [("after its restart", after), ("before its restart", before)]
+        for how, life in lives:
+            if len(life) >= 2:
+                (_, base), (_, end) = life[0], life[-1]
+                row.update(start_mb=round(base, 1), end_mb=round(end, 1), measured=how)
+                row["growth_pct"] = round((end - base) / base * 100, 1)
+                break
         out[name] = row
     return out
 
