@@ -28,7 +28,7 @@ import msgspec
 
 from emostream.bench.call import SECRET, Spoken, follow
 from emostream.bench.call_media import PORTRAITS
-from emostream.bench.soak_participant import ParticipantProc, loop_lag
+from emostream.bench.soak_participant import ParticipantProc
 from emostream.bench.soak_stack import SoakStack
 from emostream.client import subscribe
 from emostream.errors import UserError
@@ -103,8 +103,6 @@ class SoakRun:
     """The participant processes' event-loop lag samples (their ICE/RTP run on those loops)."""
     fps: float
     rtp: dict[str, list[tuple[float, str, int, int]]] = field(default_factory=dict)
-    other_lag_ms: dict[str, list[float]] = field(default_factory=dict)
-    """Loop lag of the other bench loops: ``bench`` (the SSE subscriber and Redis tail)."""
 
 
 class Tail:
@@ -208,11 +206,9 @@ async def _talk(stack: SoakStack, opts: Options, out: Path) -> SoakRun:
         lambda _, ctx: errors.append(str(ctx.get("exception") or ctx["message"]))
     )
     stop = asyncio.Event()
-    lag: list[float] = []
     tasks = [
         asyncio.create_task(follow(sub, events)),
         asyncio.create_task(tail.run(stop)),
-        asyncio.create_task(loop_lag(lag)),
     ]
     await asyncio.sleep(0.5)
     started = time.time()
@@ -250,7 +246,7 @@ async def _talk(stack: SoakStack, opts: Options, out: Path) -> SoakRun:
         {n: [(round(t - started, 1), what) for t, what in a.log] for n, a in accounts.items()},
         errors + [f"{n}: {e}" for n, a in accounts.items() for e in a.errors],
         [ms for a in accounts.values() for ms in a.loop_lag_ms], opts.fps,
-        {n: a.rtp for n, a in accounts.items()}, {"bench": lag},
+        {n: a.rtp for n, a in accounts.items()},
     )  # fmt: skip
 
 

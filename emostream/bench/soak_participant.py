@@ -154,7 +154,7 @@ def program_for(index: int, pause_s: float) -> Program:
     return Program(prompts[k:] + prompts[:k], pause_s=pause_s, lead_s=1.0 + 0.37 * index)
 
 
-async def loop_lag(out: list[float], every_s: float = 0.1) -> None:
+async def _loop_lag(out: list[float], every_s: float = 0.1) -> None:
     """How late this process's event loop wakes: a lag near aioice's consent timeout would make the
     *bench* drop calls, not the server."""
     while True:
@@ -174,7 +174,7 @@ async def _serve(p: Participant) -> Account:
         lambda _, ctx: errors.append(str(ctx.get("exception") or ctx["message"]))
     )
     lag: list[float] = []
-    background = [asyncio.create_task(loop_lag(lag))]
+    background = [asyncio.create_task(_loop_lag(lag))]
     await p.join()
     _reply({"joined": time.time()})
     background.append(asyncio.create_task(p.watch()))
