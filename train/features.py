@@ -56,19 +56,44 @@ def join(teacher: dict[str, np.ndarray], visual: dict[str, np.ndarray]) -> dict[
     }
 
 
-def teacher_features(model_dir: str | Path, csv: str | Path, out: str | Path, batch_size: int = 64) -> Path:
-    """Run a saved text teacher (emostream.train.text_model.save_hf folder) over a MELD CSV, past-only, and cache."""
-    from emostream.evaluation.meld import read_meld
+def teacher_features(
+    model_dir: str | Path,
+    csv: str | Path,
+    out: str | Path,
+    batch_size: int = 64,
+    variant: str = "gold",
+    context_turns: int | None = None,
+    folds: int = 0,
+    fold: int = 0,
+) -> Path:
+    """Run a saved text teacher (emostream.train.text_model.save_hf folder) over a MELD CSV, past-only, and cache.
+
+    ``variant`` perturbs the text (emostream.evaluation.meld.text_variant); ``context_turns`` caps the past
+    turns in each input (default: the model's meta ``context_turns``, else the whole past); with ``folds``
+    only the dialogues of held-out fold ``fold`` are scored (out-of-fold features, emostream.train.text.fold_split).
+    The cache also holds ``speakers`` [N], each utterance's first-appearance speaker index in its dialogue.
+    """
+    from emostream.evaluation.meld import read_meld, speaker_indices
     from emostream.inference.prompt import PromptBuilder
-    from emostream.train.text import predict
+    from emostream.train.text import fold_split, predict
     from emostream.train.text_data import encode_split
     from emostream.train.text_model import load_hf
 
     model, tok, meta = load_hf(model_dir)
-    examples = encode_split(read_meld(csv), PromptBuilder(tok.backend_tokenizer, int(meta["max_tokens"])))
+    split = read_meld(csv, variant)
+    if folds:
+        split = fold_split(split, folds, fold, held_out=True)
+    past = meta.get("context_turns") if context_turns is None else context_turns
+    examples = encode_split(split, PromptBuilder(tok.backend_tokenizer, int(meta["max_tokens"])), past)
+    speakers = [s for d in split.dialogues.values() for s in speaker_indices(d)]
     logits, h = predict(model, examples, batch_size)
     return save_cache(
-        out, keys=[e.key for e in examples], h=h, logits=logits, labels=[e.label for e in examples]
+        out,
+        keys=[e.key for e in examples],
+        h=h,
+        logits=logits,
+        labels=[e.label for e in examples],
+        speakers=speakers,
     )
 
 

@@ -16,7 +16,12 @@ ALPHAS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def calibration_feeds(
-    tokenizer_json: Path, max_tokens: int, csv: Path, n: int = 256, skip: int = 0
+    tokenizer_json: Path,
+    max_tokens: int,
+    csv: Path,
+    n: int = 256,
+    skip: int = 0,
+    past_turns: int | None = None,
 ) -> list[dict[str, np.ndarray]]:
     """``n`` teacher inputs (past-only prompts) from a MELD CSV in a fixed shuffled order, after the first
     ``skip`` of that order (so calibration and selection sets never overlap)."""
@@ -27,7 +32,7 @@ def calibration_feeds(
     from emostream.inference.prompt import PromptBuilder
 
     tok: Any = Tokenizer.from_file(str(tokenizer_json))
-    builder = PromptBuilder(tok, max_tokens=max_tokens)
+    builder = PromptBuilder(tok, max_tokens=max_tokens, past_turns=past_turns)
     prompts = [p for d in read_meld(csv).dialogues.values() for p in meld_prompts(builder, d)]
     order = np.random.default_rng(0).permutation(len(prompts))[skip : skip + n]
     feeds = []

@@ -162,14 +162,17 @@ def dynamic_int8(src: Path, dst: Path) -> None:
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
 
 
-def agreement(ref: Path, test: Path, tokenizer_json: Path, max_tokens: int, csv: Path) -> dict[str, float]:
-    """Top-1 agreement and mean embedding cosine of ``test`` vs ``ref`` on every prompt of a MELD CSV."""
+def agreement(
+    ref: Path, test: Path, tokenizer_json: Path, meta: dict[str, Any], csv: Path
+) -> dict[str, float]:
+    """Top-1 agreement and mean embedding cosine of ``test`` vs ``ref`` on every prompt of a MELD CSV (the
+    prompts ``meta`` describes: ``max_tokens``, ``context_turns``)."""
     from emostream.evaluation.meld import read_meld
     from emostream.inference.dialogue import meld_prompts
     from emostream.inference.text import TextModel
 
-    a = TextModel.from_files(ref, tokenizer_json, max_tokens=max_tokens)
-    b = TextModel.from_files(test, tokenizer_json, max_tokens=max_tokens)
+    a = TextModel.from_files(ref, tokenizer_json, meta)
+    b = TextModel.from_files(test, tokenizer_json, meta)
     prompts = [p for d in read_meld(csv).dialogues.values() for p in meld_prompts(a.builder, d)]
     ea, la = (np.concatenate(x) for x in zip(*(a.run([p]) for p in prompts), strict=True))
     eb, lb = (np.concatenate(x) for x in zip(*(b.run([p]) for p in prompts), strict=True))
@@ -183,14 +186,14 @@ def agreement(ref: Path, test: Path, tokenizer_json: Path, max_tokens: int, csv:
     }
 
 
-def fixture_reference(fp32: Path, tokenizer_json: Path, max_tokens: int) -> dict[str, Any]:
+def fixture_reference(fp32: Path, tokenizer_json: Path, meta: dict[str, Any]) -> dict[str, Any]:
     """FP32 logits on the fixture CSV, stored in meta.json: tests check the shipped INT8 model against them
     without needing the FP32 weights (which are not shipped)."""
     from emostream.evaluation.meld import read_meld
     from emostream.inference.dialogue import meld_prompts
     from emostream.inference.text import TextModel
 
-    model = TextModel.from_files(fp32, tokenizer_json, max_tokens=max_tokens)
+    model = TextModel.from_files(fp32, tokenizer_json, meta)
     prompts = [p for d in read_meld(FIXTURE).dialogues.values() for p in meld_prompts(model.builder, d)]
     logits = np.concatenate([model.run([p])[1] for p in prompts])
     return {
@@ -235,9 +238,12 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.time()
         export_fp32(model, fp32)
         tok, budget, calib_csv = ckpt / "tokenizer.json", meta["max_tokens"], Path(args.calib_csv)
-        calib = calibration_feeds(tok, budget, calib_csv, n=args.calib)
+        past = meta.get("context_turns")
+        calib = calibration_feeds(tok, budget, calib_csv, n=args.calib, past_turns=past)
         select = (
-            calibration_feeds(tok, budget, calib_csv, n=args.select, skip=args.calib) if args.select else None
+            calibration_feeds(tok, budget, calib_csv, n=args.select, skip=args.calib, past_turns=past)
+            if args.select
+            else None
         )
         report = woq_int8(fp32, out / "model.onnx", args.kernel, keep, calib, args.alpha, select)
         shutil.copy(ckpt / "tokenizer.json", out / "tokenizer.json")
@@ -258,11 +264,9 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
             ),
             "source_sha256": sha256(ckpt / "model.safetensors"),
             **report,
-            "fixture_fp32": fixture_reference(fp32, ckpt / "tokenizer.json", meta["max_tokens"]),
+            "fixture_fp32": fixture_reference(fp32, ckpt / "tokenizer.json", meta),
         }
-        check = agreement(
-            fp32, out / "model.onnx", out / "tokenizer.json", meta["max_tokens"], Path(args.csv)
-        )
+        check = agreement(fp32, out / "model.onnx", out / "tokenizer.json", meta, Path(args.csv))
         quant["check"] = {"csv": Path(args.csv).name, **check}
         (out / "meta.json").write_text(json.dumps({**meta, "quantization": quant}, indent=2) + "\n")
     result = {

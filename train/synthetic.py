@@ -44,3 +44,32 @@ def make_caches(out: str | Path, n: int, split: str, dim: int = 32, seed: int = 
         confidence=rng.uniform(0.5, 1.0, size=n)[order].astype(np.float32),
     )
     return t, v
+
+
+def make_dialogue_cache(path: str | Path, dialogues: int, seed: int = 0, dim: int = 16) -> Path:
+    """A teacher cache whose dialogues carry emotional inertia: each speaker mostly keeps one emotion.
+
+    The per-utterance logits are a weak, noisy view of the label, so a model that pools a speaker's
+    turns (emostream.train.dialogue) beats them; one that ignores the dialogue cannot.
+    """
+    rng = np.random.default_rng(seed)
+    prior = np.asarray(MELD_PRIOR) / sum(MELD_PRIOR)
+    keys, speakers, labels = [], [], []
+    for d in range(dialogues):
+        mood = rng.choice(7, size=3, p=prior)
+        for u in range(int(rng.integers(3, 12))):
+            s = int(rng.integers(0, 3))
+            keys.append((d, u))
+            speakers.append(s)
+            labels.append(int(mood[s]) if rng.random() < 0.85 else int(rng.choice(7, p=prior)))
+    y = np.asarray(labels)
+    logits = np.eye(7)[y] * 1.2 + rng.normal(scale=1.0, size=(len(y), 7))
+    h = np.concatenate([logits, rng.normal(size=(len(y), dim - 7))], axis=1)
+    return save_cache(
+        path,
+        keys=np.asarray(keys),
+        h=h.astype(np.float32),
+        logits=logits.astype(np.float32),
+        labels=y,
+        speakers=np.asarray(speakers),
+    )

@@ -25,7 +25,7 @@ import torch
 
 from emostream.config import Settings
 from emostream.errors import UserError
-from emostream.evaluation.meld import read_meld, text_variant
+from emostream.evaluation.meld import MeldSplit, read_meld, text_variant
 from emostream.inference.prompt import PromptBuilder
 from emostream.schema import EMOTIONS
 from emostream.train.config import resolve_model_path
@@ -100,6 +100,11 @@ class TextConfig:
     """Per epoch, the share of train utterances with all punctuation removed (on top of punct_flat)."""
     select_on: str = "gold"
     """Dev selection score: ``gold`` wF1, or ``mean`` of gold and ``flat`` (punctuation-flattened) wF1."""
+    folds: int = 0
+    """K-fold training (0 = off): train on the dialogues with ``dialogue_id % folds != fold`` only, so the
+    held-out fold can be scored by a model that never saw it (out-of-fold features for a dialogue model)."""
+    fold: int = 0
+    """Which fold is held out (0 <= fold < folds)."""
     stop_at: str = ""
     """Optional UTC wall-clock "HH:MM" (its next occurrence after the run starts): past it, the current epoch
     ends early and is scored and saved."""
@@ -126,6 +131,12 @@ def stop_deadline(stop_at: str, now: float) -> float | None:
 
 def _past(deadline: float | None) -> bool:
     return deadline is not None and time.time() >= deadline
+
+
+def fold_split(split: MeldSplit, folds: int, fold: int, held_out: bool) -> MeldSplit:
+    """The dialogues of fold ``fold`` of ``folds`` (by dialogue id), or all the others."""
+    keep = {d: u for d, u in split.dialogues.items() if (d % folds == fold) == held_out}
+    return MeldSplit(keep, split.skipped)
 
 
 def seed_everything(seed: int) -> None:
@@ -192,6 +203,10 @@ def train_text(
     encoder_path = resolve_model_path(cfg.encoder, "all-MiniLM-L6-v2", settings)
     tok = load_tokenizer(encoder_path)
     train_split, dev_split = read_meld(cfg.train_csv), read_meld(cfg.dev_csv)
+    if cfg.folds:
+        if not 0 <= cfg.fold < cfg.folds:
+            raise UserError(f"fold must be in 0..{cfg.folds - 1}, not {cfg.fold}")
+        train_split = fold_split(train_split, cfg.folds, cfg.fold, held_out=False)
     log.info(
         "train %d utterances (skipped %s), dev %d",
         len(train_split),
@@ -340,6 +355,8 @@ def train_text(
             if entry[which]["select"] > best.get("select", -1.0):
                 best = {**entry[which], "epoch": epoch, "which": which}
                 meta = meta_for(cfg.max_tokens, int(net.head.in_features), dev=best, seed=cfg.seed)
+                if cfg.eval_context == 0:
+                    meta["context_turns"] = 0  # the encoder reads the current utterance only
                 save_hf(net, tok, run / "best", meta)
                 log.info("saved best (%s, epoch %d) to %s", which, epoch, run / "best")
         entry["minutes"] = (time.time() - t0) / 60

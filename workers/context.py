@@ -2,7 +2,9 @@
 
 Each room keeps its last ``context.history`` utterances (:class:`emostream.inference.dialogue.DialogueHistory`,
 start-time order, past-only). For each new transcript the stage builds the teacher input (speaker tokens,
-left-truncated history, "now <sK> feels [MASK]") and runs the INT8 ONNX model off the event loop.
+left-truncated history, "now <sK> feels [MASK]") and runs the INT8 ONNX model off the event loop; a model
+with a dialogue model encodes each utterance alone and decides over the window of encodings
+(:meth:`emostream.inference.text.TextModel.decide`).
 
 With several context workers on Redis, the consumer group splits a room's transcripts between them, so
 every worker also tails the transcripts stream without a group into its histories: each one sees the whole
@@ -25,9 +27,8 @@ from collections import OrderedDict
 from emostream import schema
 from emostream.bus import Bus
 from emostream.config import Settings
-from emostream.inference.dialogue import DialogueHistory
+from emostream.inference.dialogue import DialogueHistory, Encoding, Window
 from emostream.inference.onnx import RuntimeOptions
-from emostream.inference.prompt import PromptInput
 from emostream.inference.text import TextModel
 from emostream.runtime.follow import Follower, id_key
 from emostream.runtime.stage import Emit, Stage, StageContext
@@ -56,7 +57,7 @@ class Rooms:
         self.rooms.move_to_end(room)
         return h
 
-    def add(self, t: Transcript) -> PromptInput:
+    def add(self, t: Transcript) -> Window:
         at = t.eos_at or max(t.trace.values(), default=0.0)
         last = self.last_at.get(t.room, 0.0)
         if at and last and at - last > self.idle_s:
@@ -64,6 +65,12 @@ class Rooms:
         if at > last:
             self.last_at[t.room] = at
         return self.get(t.room).add(t.key, t.speaker, t.start, t.text)
+
+    def remember(self, room: str, encodings: dict[str, Encoding]) -> None:
+        """Keep turn encodings computed for a decision (a room forgotten meanwhile keeps nothing)."""
+        history = self.rooms.get(room)
+        if history is not None and encodings:
+            history.remember(encodings)
 
     def end(self, room: str) -> None:
         self.rooms.pop(room, None)
@@ -145,14 +152,15 @@ class ContextStage(Stage):
 
     async def transcript(self, message: Transcript, ctx: StageContext) -> list[Emit]:
         assert self.model is not None and self.rooms is not None, "setup() was not run"
-        prompt = self.rooms.add(message)
-        embedding, logits = await asyncio.to_thread(self.model.run, [prompt])
+        window = self.rooms.add(message)
+        embedding, logits, encodings = await asyncio.to_thread(self.model.decide, window)
+        self.rooms.remember(message.room, encodings)
         out = schema.derive(
             message,
             TextContext,
             text=message.text,
-            embedding=embedding[0].tolist(),
-            logits=logits[0].tolist(),
+            embedding=embedding.tolist(),
+            logits=logits.tolist(),
             model=self.model.name,
         )
         return [Emit(out)]

@@ -67,7 +67,12 @@ def _build(args: argparse.Namespace, work: Path) -> dict[str, Path]:
     if not args.woq:
         kernel = args.kernel or quantize.DEFAULT_KERNEL
         meta = json.loads((ckpt / "meta.json").read_text())
-        calib = quantize.calibration_feeds(ckpt / "tokenizer.json", meta["max_tokens"], Path(args.calib_csv))
+        calib = quantize.calibration_feeds(
+            ckpt / "tokenizer.json",
+            meta["max_tokens"],
+            Path(args.calib_csv),
+            past_turns=meta.get("context_turns"),
+        )
         quantize.woq_int8(fp32, woq, kernel, quantize.DEFAULT_KEEP_FLOAT, calib)
     return {"onnx_fp32": fp32, "dynamic_int8": dyn, "woq_int8": woq}
 

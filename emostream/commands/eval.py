@@ -1,7 +1,7 @@
 """`emostream eval meld`: evaluate the runtime emotion model on a MELD-format CSV.
 
 Runs exactly what the context worker runs (:class:`emostream.inference.dialogue.DialogueHistory` for past-only
-context, :class:`emostream.inference.text.TextModel` at batch 1) over every dialogue of the CSV with its gold
+context, :meth:`emostream.inference.text.TextModel.decide` at batch 1) over every dialogue of the CSV with its gold
 text, and prints weighted-F1 and accuracy (percent), per-class F1, utterances and throughput.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,17 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def evaluate(
-    logits_of: Callable[[Any], np.ndarray],
-    builder: Any,
-    csv: str,
-    history: int,
-    limit: int = 0,
-    variant: str = "gold",
-) -> dict[str, Any]:
-    """Score ``logits_of(prompt) -> [7]`` over a MELD CSV; also returns the raw predictions."""
+def evaluate(model: Any, csv: str, history: int, limit: int = 0, variant: str = "gold") -> dict[str, Any]:
+    """Score a :class:`emostream.inference.text.TextModel` over a MELD CSV exactly as the context worker
+    runs it (:class:`DialogueHistory` windows, :meth:`TextModel.decide`); also returns the predictions."""
     from emostream.evaluation.meld import read_meld
-    from emostream.inference.dialogue import meld_prompts
+    from emostream.inference.dialogue import DialogueHistory
 
     split = read_meld(csv, variant)
     dialogues = list(split.dialogues.values())[: limit or None]
@@ -64,9 +57,13 @@ def evaluate(
         dialogues, description="scoring dialogues", console=err, transient=True, disable=not err.is_terminal
     )
     for dialogue in bar:
-        for utt, prompt in zip(dialogue, meld_prompts(builder, dialogue, history), strict=True):
+        turns = DialogueHistory(model.builder, history)
+        for utt in dialogue:
+            window = turns.add(str(utt.index), utt.speaker, float(utt.index), utt.text)
+            _, logits, encodings = model.decide(window)
+            turns.remember(encodings)
             gold.append(utt.label)
-            pred.append(int(np.argmax(logits_of(prompt))))
+            pred.append(int(np.argmax(logits)))
     elapsed = time.perf_counter() - t0
     if not gold:
         raise UserError(f"{csv}: no usable utterances (skipped: {dict(split.skipped)})")
@@ -87,14 +84,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     name = args.model or settings.context.model
     model = TextModel.load(name, RuntimeOptions.of(settings.context), settings, settings.context.max_tokens)
-    result = evaluate(
-        lambda p: model.run([p])[1][0],
-        model.builder,
-        args.csv,
-        settings.context.history,
-        args.limit,
-        args.text_variant,
-    )
+    result = evaluate(model, args.csv, settings.context.history, args.limit, args.text_variant)
     result.pop("predictions")
     result = {"model": name, "csv": args.csv, "text_variant": args.text_variant, **result}
     if args.json:

@@ -1,4 +1,4 @@
-"""`emostream train text|visual|fusion|quantize|calibrate|average`: train emostream's models (`train` extra).
+"""`emostream train text|visual|fusion|dialogue|quantize|calibrate|average`: train emostream's models (`train` extra).
 
 torch is imported only inside the chosen subcommand, so `emostream --help` stays light.
 """
@@ -20,6 +20,7 @@ _KINDS = {
     "text": ("emostream.train.text", "TextConfig", "train_text"),
     "visual": ("emostream.train.visual", "VisualConfig", "train_visual"),
     "fusion": ("emostream.train.fusion", "FusionConfig", "train_fusion"),
+    "dialogue": ("emostream.train.dialogue", "DialogueConfig", "train_dialogue"),
 }
 
 _POSTHOC = {
@@ -66,6 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     f.add_argument("--input", metavar="FILE", required=True, help="teacher: MELD CSV; descriptions: JSONL")
     f.add_argument("--out", metavar="NPZ", required=True)
+    f.add_argument("--variant", default="gold", help="teacher: text variant (gold, flat, lower, bare, ...)")
+    f.add_argument(
+        "--context-turns", type=int, help="teacher: past turns per input (default: the model's meta.json)"
+    )
+    f.add_argument("--folds", type=int, default=0, help="teacher: score only held-out fold --fold of K")
+    f.add_argument("--fold", type=int, default=0)
     q = sub.add_parser(  # "+" prefix: every "--option" (and --help) is passed through to emostream.train.quantize
         "quantize",
         help="weight-only INT8 export of a trained model (emostream/train/quantize.py)",
@@ -119,7 +126,13 @@ def _features(args: argparse.Namespace) -> int:
         if not args.model:
             raise UserError("features teacher needs --model DIR (a trained text teacher's best/ folder)")
         out = feats.teacher_features(
-            resolve_model_path(args.model, "", _settings(args)), args.input, args.out
+            resolve_model_path(args.model, "", _settings(args)),
+            args.input,
+            args.out,
+            variant=args.variant,
+            context_turns=args.context_turns,
+            folds=args.folds,
+            fold=args.fold,
         )
     else:
         out = feats.description_features(

@@ -5,6 +5,11 @@ Bounded to the last ``limit`` utterances. Turns are ordered by start time, so a 
 late (concurrent handlers, several ASR workers) still lands in its place, and a prediction only ever sees
 turns that started before it (past-only, the live setting). Each turn is tokenized once. Speakers get the
 index of their first appearance in the room, kept even after their turns fall out of the window.
+
+A model with a dialogue model (emostream.inference.dialogue_model) encodes each turn alone and reads the
+window of encodings; the history keeps each turn's encoding (:meth:`DialogueHistory.remember`), so a
+turn is encoded once, and one never encoded here (added by the tail or a rebuild) is encoded when first
+needed.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from emostream.inference.prompt import PromptBuilder, PromptInput, Turn
 
@@ -31,6 +38,24 @@ class _Turn:
     segment: tuple[int, ...] = field(compare=False)
 
 
+Encoding = tuple[np.ndarray, np.ndarray]
+"""One turn's encoder output alone: ([MASK] state [H], logits [7])."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """What a decision on one turn reads, taken when the turn was added (before the history is trimmed)."""
+
+    prompt: PromptInput
+    """The current turn's encoder input (with as much past as the model's prompt takes)."""
+    keys: tuple[str, ...]
+    """The turns up to and including the current one, oldest first (at most ``limit``)."""
+    speakers: tuple[int, ...]
+    segments: tuple[tuple[int, ...], ...]
+    encodings: tuple[Encoding | None, ...]
+    """Each turn's encoding alone, where this history already holds it."""
+
+
 class DialogueHistory:
     """The last ``limit`` utterances of one room, in start-time order."""
 
@@ -41,6 +66,7 @@ class DialogueHistory:
         self.limit = limit
         self.turns: list[_Turn] = []
         self.speakers: dict[str, int] = {}
+        self.encodings: dict[str, Encoding] = {}
 
     def __len__(self) -> int:
         return len(self.turns)
@@ -54,27 +80,45 @@ class DialogueHistory:
             self.speakers[speaker] = index
         return index
 
-    def add(self, key: str, speaker: str, start: float, text: str) -> PromptInput:
-        """Insert a turn (once per ``key``: redelivery changes nothing) and return its teacher input.
+    def add(self, key: str, speaker: str, start: float, text: str) -> Window:
+        """Insert a turn (once per ``key``: redelivery changes nothing) and return its :class:`Window`.
 
-        The input is taken before the window is trimmed, so even a turn older than the whole window gets
+        The window is taken before the history is trimmed, so even a turn older than the whole window gets
         its own (short) context instead of none.
         """
         if not any(t.key == key for t in self.turns):
             index = self.speaker_index(speaker)
             segment = tuple(self.builder.turn_ids(Turn(speaker=index, text=text)))
             bisect.insort(self.turns, _Turn(start=start, key=key, speaker=index, segment=segment))
-        prompt = self.prompt_for(key)
+        window = self.window(key)
+        for gone in self.turns[: max(0, len(self.turns) - self.limit)]:
+            self.encodings.pop(gone.key, None)
         del self.turns[: max(0, len(self.turns) - self.limit)]
-        return prompt
+        return window
 
-    def prompt_for(self, key: str) -> PromptInput:
-        """Teacher input for turn ``key`` from the turns before it (at most ``limit`` - 1 of them)."""
+    def window(self, key: str) -> Window:
+        """The window of turn ``key``: the turns before it (at most ``limit`` - 1 of them) and itself."""
         for i, turn in enumerate(self.turns):
             if turn.key == key:
                 past = self.turns[max(0, i - self.limit + 1) : i + 1]
-                return self.builder.assemble([t.segment for t in past], turn.speaker)
+                return Window(
+                    prompt=self.builder.assemble([t.segment for t in past], turn.speaker),
+                    keys=tuple(t.key for t in past),
+                    speakers=tuple(t.speaker for t in past),
+                    segments=tuple(t.segment for t in past),
+                    encodings=tuple(self.encodings.get(t.key) for t in past),
+                )
         raise KeyError(key)
+
+    def prompt_for(self, key: str) -> PromptInput:
+        """Teacher input for turn ``key`` from the turns before it (at most ``limit`` - 1 of them)."""
+        return self.window(key).prompt
+
+    def remember(self, encodings: dict[str, Encoding]) -> None:
+        """Keep turns' encodings (from :meth:`emostream.inference.text.TextModel.decide`) while they are in
+        the window; a turn trimmed meanwhile is not kept."""
+        present = {t.key for t in self.turns}
+        self.encodings.update((k, v) for k, v in encodings.items() if k in present)
 
 
 def meld_prompts(
@@ -82,4 +126,4 @@ def meld_prompts(
 ) -> list[PromptInput]:
     """Teacher inputs for every utterance of one MELD dialogue, each from its own past only (gold text)."""
     history = DialogueHistory(builder, limit)
-    return [history.add(str(u.index), u.speaker, float(u.index), u.text) for u in dialogue]
+    return [history.add(str(u.index), u.speaker, float(u.index), u.text).prompt for u in dialogue]

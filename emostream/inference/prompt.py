@@ -75,7 +75,9 @@ class PromptBuilder:
     Turns off the tokenizer's own padding and truncation (in place): this class does both.
     """
 
-    def __init__(self, tokenizer: TokenizerLike, max_tokens: int = 128) -> None:
+    def __init__(
+        self, tokenizer: TokenizerLike, max_tokens: int = 128, past_turns: int | None = None
+    ) -> None:
         ids = {t: tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", MASK_TOKEN, *SPEAKER_TOKENS)}
         missing = [t for t, i in ids.items() if i is None]
         if missing:
@@ -84,6 +86,9 @@ class PromptBuilder:
             getattr(tokenizer, switch, lambda: None)()
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
+        self.past_turns = past_turns
+        """At most this many past turns in an input (None = as many as fit; 0 = the current utterance only,
+        for an encoder whose past is read by a dialogue model)."""
         self._cls = int(ids["[CLS]"] or 0)
         self._sep = int(ids["[SEP]"] or 0)
         self._mask = int(ids[MASK_TOKEN] or 0)
@@ -104,6 +109,8 @@ class PromptBuilder:
 
     def assemble(self, segments: Sequence[Sequence[int]], speaker: int) -> PromptInput:
         """Join pre-tokenized segments (oldest first, current last), left-truncate, add the prompt."""
+        if self.past_turns is not None:
+            segments = segments[-(self.past_turns + 1) :]
         prompt = self._prompt[speaker % N_SPEAKER_TOKENS]
         budget = self.max_tokens - 2 - len(prompt)
         body = [i for seg in segments for i in seg]

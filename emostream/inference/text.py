@@ -3,7 +3,9 @@
 The model folder (store name ``emostream-text-int8``) holds ``model.onnx`` (inputs ``input_ids``,
 ``attention_mask``, ``mask_pos``; outputs ``embedding`` = final hidden state of the [MASK] token and
 ``logits`` over EMOTIONS), ``tokenizer.json`` (with the speaker tokens) and ``meta.json`` (labels,
-max_tokens, quantization). Inputs come from :class:`emostream.inference.prompt.PromptBuilder`, the same code
+max_tokens, quantization, ``context_turns``). A folder with ``dialogue.json`` also holds a dialogue model
+(emostream.inference.dialogue_model): the encoder then reads each utterance alone (``context_turns`` 0)
+and the dialogue model reads the window of their encodings. Inputs come from :class:`emostream.inference.prompt.PromptBuilder`, the same code
 training used, so the context worker and ``emostream eval meld`` see exactly what the teacher saw.
 """
 
@@ -19,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emostream.errors import UserError
+from emostream.inference.dialogue import Encoding, Window
+from emostream.inference.dialogue_model import DialogueModel
 from emostream.inference.onnx import RuntimeOptions, session
 from emostream.inference.prompt import PromptBuilder, PromptInput, Turn
 from emostream.schema import EMOTIONS
@@ -47,11 +51,21 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class TextModel:
     """Runs the exported teacher on :class:`PromptInput` batches; returns (embedding, logits)."""
 
-    def __init__(self, sess: Any, builder: PromptBuilder, meta: dict[str, Any], name: str = "") -> None:
+    def __init__(
+        self,
+        sess: Any,
+        builder: PromptBuilder,
+        meta: dict[str, Any],
+        name: str = "",
+        dialogue: DialogueModel | None = None,
+    ) -> None:
         self.session = sess
         self.builder = builder
         self.meta = meta
         self.name = name
+        self.dialogue = dialogue
+        if dialogue is not None and builder.past_turns != 0:
+            raise UserError(f"model {name or '?'}: a dialogue model needs an encoder with context_turns 0")
         labels = tuple(meta.get("labels", EMOTIONS))
         if labels != EMOTIONS:
             raise UserError(f"model {name or '?'} has labels {labels}, this emostream expects {EMOTIONS}")
@@ -66,14 +80,17 @@ class TextModel:
         max_tokens: int | None = None,
         options: RuntimeOptions | None = None,
         name: str = "",
+        dialogue: DialogueModel | None = None,
     ) -> TextModel:
         from tokenizers import Tokenizer
 
         meta = dict(meta or {})
         budget = int(max_tokens or meta.get("max_tokens", 128))
         tokenizer: Any = Tokenizer.from_file(str(tokenizer_json))
-        builder = PromptBuilder(tokenizer, max_tokens=budget)
-        return cls(session(onnx_path, options or RuntimeOptions.cpu(1)), builder, meta, name=name)
+        past = meta.get("context_turns")
+        builder = PromptBuilder(tokenizer, max_tokens=budget, past_turns=None if past is None else int(past))
+        sess = session(onnx_path, options or RuntimeOptions.cpu(1))
+        return cls(sess, builder, meta, name=name, dialogue=dialogue)
 
     @classmethod
     def from_dir(
@@ -91,8 +108,15 @@ class TextModel:
                 "(`emostream train quantize --checkpoint models/emostream-text-int8 --kernel dq`)",
                 extra={"model": folder.name, "provider": options.provider},
             )
+        dialogue = DialogueModel.from_dir(folder) if DialogueModel.present(folder) else None
         return cls.from_files(
-            folder / "model.onnx", folder / "tokenizer.json", meta, max_tokens, options, name=folder.name
+            folder / "model.onnx",
+            folder / "tokenizer.json",
+            meta,
+            max_tokens,
+            options,
+            name=folder.name,
+            dialogue=dialogue,
         )
 
     @classmethod
@@ -128,6 +152,29 @@ class TextModel:
         feed["mask_pos"] = np.array([p.mask_pos for p in prompts], dtype=np.int64)
         embedding, logits = self.session.run(["embedding", "logits"], feed)
         return embedding.astype(np.float32), logits.astype(np.float32)
+
+    def decide(self, window: Window) -> tuple[np.ndarray, np.ndarray, dict[str, Encoding]]:
+        """(embedding, logits) of the window's current turn, and the turn encodings computed on the way.
+
+        Without a dialogue model: the encoder over the turn's prompt. With one: every turn of the window
+        not yet encoded is encoded alone (one at a time: INT8 activation scales are per batch, so a batch
+        would change the numbers), then the dialogue model reads them all.
+        """
+        if self.dialogue is None:
+            embedding, logits = self.run([window.prompt])
+            return embedding[0], logits[0], {}
+        new: dict[str, Encoding] = {}
+        encodings: list[Encoding] = []
+        for key, speaker, segment, known in zip(
+            window.keys, window.speakers, window.segments, window.encodings, strict=True
+        ):
+            if known is None:
+                e, z = self.run([self.builder.assemble([segment], speaker)])
+                known = new[key] = (e[0], z[0])
+            encodings.append(known)
+        h = np.stack([e for e, _ in encodings])
+        z = np.stack([z for _, z in encodings])
+        return h[-1], self.dialogue.decide(h, z, window.speakers), new
 
     def predict(self, turns: Sequence[Turn]) -> tuple[np.ndarray, np.ndarray]:
         """Embedding and logits of ``turns[-1]`` given the past turns before it."""

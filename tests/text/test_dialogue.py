@@ -34,7 +34,7 @@ def test_prompt_sees_only_past_turns_in_start_order(tiny_models: TinyModels) -> 
     b = _builder(tiny_models)
     h = DialogueHistory(b, limit=8)
     h.add("k2", "bob", 2.0, "zebra")
-    first = h.add("k1", "alice", 1.0, "apple")  # arrives late, started earlier
+    first = h.add("k1", "alice", 1.0, "apple").prompt  # arrives late, started earlier
     text = _words(b, first.ids)
     assert "apple" in text and "zebra" not in text  # never a later utterance
     second = _words(b, h.prompt_for("k2").ids)
@@ -46,10 +46,10 @@ def test_redelivery_is_idempotent_and_speakers_keep_their_token(tiny_models: Tin
     b = _builder(tiny_models)
     h = DialogueHistory(b, limit=2)
     a = h.add("k1", "alice", 1.0, "hello there")
-    assert h.add("k1", "alice", 1.0, "hello there") == a and len(h) == 1
+    assert h.add("k1", "alice", 1.0, "hello there").prompt == a.prompt and len(h) == 1
     h.add("k2", "bob", 2.0, "hi")
     h.add("k3", "carol", 3.0, "hey")
-    last = h.add("k4", "alice", 4.0, "again")  # alice's turns left the window, her index stays 0
+    last = h.add("k4", "alice", 4.0, "again").prompt  # alice's turns left the window, her index stays 0
     s0 = b.tokenizer.token_to_id(SPEAKER_TOKENS[0])
     assert last.ids[-4] == s0  # "now <s0> feels [MASK] [SEP]"
 
@@ -58,7 +58,7 @@ def test_long_history_is_left_truncated_to_the_token_budget(tiny_models: TinyMod
     b = _builder(tiny_models, max_tokens=32)
     h = DialogueHistory(b, limit=32)
     for i in range(20):
-        p = h.add(f"k{i}", "alice", float(i), f"sentence {i} with several words")
+        p = h.add(f"k{i}", "alice", float(i), f"sentence {i} with several words").prompt
         assert len(p.ids) <= 32
     assert "19" in _words(b, p.ids) and " 0 " not in _words(b, p.ids)
 

@@ -149,7 +149,9 @@ async def test_context_then_fusion_end_to_end(bus: Bus, tiny_models: TinyModels,
         model.builder, 3
     )
     for i, text in enumerate(lines):
-        prompt = history.add(f"r/{('alice', 'bob')[i % 2]}/{i}", ("alice", "bob")[i % 2], float(i), text)
+        prompt = history.add(
+            f"r/{('alice', 'bob')[i % 2]}/{i}", ("alice", "bob")[i % 2], float(i), text
+        ).prompt
         if i == 3:
             expected = softmax(model.run([prompt])[1][0])
             assert np.allclose([got[3].probabilities[k] for k in schema.EMOTIONS], expected, atol=1e-5)
