@@ -51,11 +51,11 @@ class DialogueConfig:
     dev_flat: str = ""
     """Dev cache on flattened text (``!``/``?`` -> ``.``); empty = select on gold only."""
     run_dir: str = "train/runs/dialogue"
-    inputs: str = "h+logits"
-    """What the recurrence reads per turn: ``h+logits`` ([MASK] state and logits) or ``logits``."""
-    hidden: int = 128
-    dropout: float = 0.3
-    epochs: int = 20
+    inputs: str = "logits"
+    """What the recurrence reads per turn: ``logits`` or ``h+logits`` ([MASK] state and logits)."""
+    hidden: int = 64
+    dropout: float = 0.2
+    epochs: int = 12
     batch_dialogues: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-2

@@ -204,6 +204,22 @@ def fixture_reference(fp32: Path, tokenizer_json: Path, meta: dict[str, Any]) ->
     }
 
 
+DIALOGUE_FILES = ("dialogue.json", "dialogue.npz")
+
+
+def copy_dialogue(run: Path | None, out: Path, meta: dict[str, Any]) -> None:
+    """Ship a dialogue model beside the encoder (or remove a stale one when ``run`` is None)."""
+    for name in DIALOGUE_FILES:
+        if run is None:
+            (out / name).unlink(missing_ok=True)
+            continue
+        if not (run / name).is_file():
+            raise UserError(f"{run / name} missing: --dialogue takes a `emostream train dialogue` run folder")
+        if meta.get("context_turns") != 0:
+            raise UserError("a dialogue model needs an utterance encoder (meta.json context_turns 0)")
+        shutil.copyfile(run / name, out / name)
+
+
 def update_manifest(manifest: Path, name: str, folder: Path) -> None:
     """Rewrite the ``[models."NAME".files]`` table and ``size`` of one local-source entry in place."""
     text = manifest.read_text()
@@ -247,6 +263,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         )
         report = woq_int8(fp32, out / "model.onnx", args.kernel, keep, calib, args.alpha, select)
         shutil.copy(ckpt / "tokenizer.json", out / "tokenizer.json")
+        copy_dialogue(Path(args.dialogue) if args.dialogue else None, out, meta)
         if args.variants:
             dynamic_int8(fp32, Path(args.variants) / "dynamic_int8.onnx")
             shutil.copytree(ckpt, Path(args.variants) / "torch_fp32", dirs_exist_ok=True)
@@ -298,6 +315,7 @@ def rekernel(args: argparse.Namespace) -> int:
     onnx.save(model, str(out / "model.onnx"))
     shutil.copyfile(src / "tokenizer.json", out / "tokenizer.json")
     meta = json.loads((src / "meta.json").read_text())
+    copy_dialogue(src if (src / DIALOGUE_FILES[0]).is_file() else None, out, meta)
     meta["quantization"] = {
         **meta.get("quantization", {}),
         "kernel": "dq",
@@ -342,6 +360,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--alpha", type=float, default=DEFAULT_ALPHA, help="smoothing strength, 0 = off (integer kernel)"
     )
     p.add_argument("--variants", help="also write onnx_fp32.onnx, dynamic_int8.onnx, torch_fp32/ here")
+    p.add_argument(
+        "--dialogue",
+        help="a `train dialogue` run folder: its dialogue.json + dialogue.npz ship beside model.onnx "
+        "(the checkpoint must be an utterance encoder, meta context_turns 0)",
+    )
     p.add_argument("--csv", default=str(FIXTURE), help="MELD CSV for the INT8 vs FP32 agreement check")
     p.add_argument(
         "--manifest", default=str(REPO / "emostream/store/manifest.toml"), help="'' to skip the update"

@@ -139,3 +139,19 @@ def test_eval_meld_runs_the_dialogue_path(dialogue_dir: Path) -> None:
             encoder_only.append(int(np.argmax(model.run([window.prompt])[1][0])))
     assert result["predictions"] == manual and result["utterances"] == 42
     assert result["predictions"] != encoder_only  # the dialogue model decided, not the encoder alone
+
+
+def test_quantize_ships_the_dialogue_model_only_beside_an_utterance_encoder(tmp_path: Path) -> None:
+    from emostream.errors import UserError
+    from emostream.train.quantize import copy_dialogue
+
+    run, out = tmp_path / "run", tmp_path / "out"
+    run.mkdir()
+    out.mkdir()
+    _save(run, _members(9, 4, 1), "h+logits", 9, 4)
+    with pytest.raises(UserError, match="context_turns 0"):
+        copy_dialogue(run, out, {"max_tokens": 128})
+    copy_dialogue(run, out, {"context_turns": 0})
+    assert DialogueModel.present(out) and (out / "dialogue.npz").is_file()
+    copy_dialogue(None, out, {})  # re-quantizing without one removes the stale files
+    assert not DialogueModel.present(out) and not (out / "dialogue.npz").exists()

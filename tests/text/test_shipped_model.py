@@ -53,6 +53,24 @@ def test_int8_agrees_with_its_fp32_teacher_on_the_fixture(shipped: Path) -> None
     assert size < 30 and q["fp32_onnx_mb"] / size >= 3.5
 
 
+def test_the_shipped_model_reads_utterances_alone_and_the_dialogue_through_its_dialogue_model(
+    shipped: Path,
+) -> None:
+    model = TextModel.from_dir(shipped)
+    assert model.dialogue is not None and model.builder.past_turns == 0
+    assert model.dialogue.spec["members"] >= 1
+    window = None
+    from emostream.inference.dialogue import DialogueHistory
+
+    history = DialogueHistory(model.builder, 32)
+    for i, (speaker, text) in enumerate([("a", "We won the lottery!"), ("b", "What?"), ("a", "We did.")]):
+        window = history.add(str(i), speaker, float(i), text)
+        _, logits, new = model.decide(window)
+        history.remember(new)
+    assert window is not None and len(window.keys) == 3
+    assert len(window.prompt.ids) < 16  # the current utterance only: "[CLS] <s0> we did. now <s0> feels [MASK] [SEP]"
+
+
 def test_eval_meld_uses_the_int8_model_by_default(shipped: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(["eval", "meld", "--csv", str(FIXTURE_CSV), "--json"]) == 0
     r = json.loads(capsys.readouterr().out)

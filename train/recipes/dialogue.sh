@@ -14,7 +14,7 @@ mkdir -p "$runs/cache"
 for k in $(seq 0 $((folds - 1))) full; do
   sets=(); [ "$k" = full ] || sets=(--set "folds=$folds" --set "fold=$k")
   [ -d "$runs/utt-$k/best" ] && [ -f "$runs/utt-$k/metrics.json" ] && \
-    [ "$(python -c "import json,sys; print(len(json.load(open(sys.argv[1]))['history']))" "$runs/utt-$k/metrics.json")" -ge 4 ] || \
+    [ "$(${PYTHON:-python} -c "import json,sys; print(len(json.load(open(sys.argv[1]))['history']))" "$runs/utt-$k/metrics.json")" -ge 4 ] || \
     emostream train text --config $cfg --train-csv "$train_csv" --dev-csv "$dev_csv" \
       --run-dir "$runs/utt-$k" --no-progress "${sets[@]}"
 done
