@@ -68,7 +68,9 @@ def test_the_shipped_model_reads_utterances_alone_and_the_dialogue_through_its_d
         _, logits, new = model.decide(window)
         history.remember(new)
     assert window is not None and len(window.keys) == 3
-    assert len(window.prompt.ids) < 16  # the current utterance only: "[CLS] <s0> we did. now <s0> feels [MASK] [SEP]"
+    assert (
+        len(window.prompt.ids) < 16
+    )  # the current utterance only: "[CLS] <s0> we did. now <s0> feels [MASK] [SEP]"
 
 
 def test_eval_meld_uses_the_int8_model_by_default(shipped: Path, capsys: pytest.CaptureFixture[str]) -> None:
