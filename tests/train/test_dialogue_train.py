@@ -37,7 +37,7 @@ def test_the_dialogue_model_learns_what_single_utterances_miss(tmp_path: Path) -
     alone = scores(np.concatenate(split.labels).tolist(), np.concatenate(split.logits).argmax(1).tolist())
     assert result["ensemble"]["gold"]["weighted_f1"] > alone["weighted_f1"] + 3
     spec = json.loads((tmp_path / "run" / "dialogue.json").read_text())
-    assert spec["members"] == 2 and spec["d_in"] == 7 and len(spec["epochs"]) == 2  # the default reads logits only
+    assert spec["members"] == 2 and spec["d_in"] == 7 and len(spec["epochs"]) == 2
     assert (tmp_path / "run" / "metrics.json").is_file()
 
 
