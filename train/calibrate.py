@@ -107,7 +107,7 @@ def dev_logits(
     """FP32 dev logits of a checkpoint per text variant (past-only, its max_tokens), plus labels/dialogues."""
     import torch
 
-    from emostream.evaluation.meld import read_meld, text_variant
+    from emostream.evaluation.meld import Utterance, read_meld, text_variant
     from emostream.inference.prompt import PromptBuilder
     from emostream.train.text import predict
     from emostream.train.text_data import encode_split
@@ -120,8 +120,8 @@ def dev_logits(
     out: dict[str, Any] = {}
     for v in variants:
 
-        def rewrite(text: str, v: str = v) -> str:
-            return text_variant(text, v)
+        def rewrite(u: Utterance, v: str = v) -> str:
+            return text_variant(u.text, v)
 
         examples = encode_split(split, builder, None, 0, rewrite)
         out[v], _ = predict(model, examples, batch_size)

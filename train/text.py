@@ -98,6 +98,10 @@ class TextConfig:
     """Punctuation dropout: per epoch, the share of train utterances whose ``!``/``?`` become ``.``."""
     punct_bare: float = 0.0
     """Per epoch, the share of train utterances with all punctuation removed (on top of punct_flat)."""
+    asr_text: list[str] = field(default_factory=list)
+    """ASR-noise augmentation: transcript caches of the train CSV (`emostream train asr-text`, shards)."""
+    p_asr: float = 0.0
+    """Per epoch, the share of train utterances read as their cached transcript (before punct dropout)."""
     select_on: str = "gold"
     """Dev selection score: ``gold`` wF1, or ``mean`` of gold and ``flat`` (punctuation-flattened) wF1."""
     folds: int = 0
@@ -137,6 +141,25 @@ def fold_split(split: MeldSplit, folds: int, fold: int, held_out: bool) -> MeldS
     """The dialogues of fold ``fold`` of ``folds`` (by dialogue id), or all the others."""
     keep = {d: u for d, u in split.dialogues.items() if (d % folds == fold) == held_out}
     return MeldSplit(keep, split.skipped)
+
+
+def asr_transcripts(paths: list[str], split: MeldSplit) -> dict[tuple[int, int], str]:
+    """The transcript caches merged, checked to cover the train split (a wrong CSV's cache would not)."""
+    from emostream.train.asr_text import load_transcripts
+
+    if not paths:
+        raise UserError("p_asr > 0 needs asr_text = [cache files] (`emostream train asr-text`)")
+    heard: dict[tuple[int, int], str] = {}
+    for p in paths:
+        heard.update(load_transcripts(p))
+    keys = [(u.dialogue, u.index) for d in split.dialogues.values() for u in d]
+    covered = sum(k in heard for k in keys) / max(1, len(keys))
+    if covered < 0.9:
+        raise UserError(
+            f"ASR transcripts {paths} cover {covered:.0%} of train: finish `train asr-text` first"
+        )
+    log.info("ASR transcripts for %.1f%% of train utterances", 100 * covered)
+    return heard
 
 
 def seed_everything(seed: int) -> None:
@@ -214,11 +237,13 @@ def train_text(
         len(dev_split),
     )
 
-    noisy = cfg.punct_flat > 0 or cfg.punct_bare > 0
+    noisy = cfg.punct_flat > 0 or cfg.punct_bare > 0 or cfg.p_asr > 0
+    heard = asr_transcripts(cfg.asr_text, train_split) if cfg.p_asr > 0 else {}
 
     def examples_for(context: int, epoch: int = 0) -> list[Example]:
         max_tokens, past = context_setting(context, cfg.max_tokens)
-        augment = spoken_noise(cfg.seed * 1000 + epoch, cfg.punct_flat, cfg.punct_bare) if noisy else None
+        seed = cfg.seed * 1000 + epoch
+        augment = spoken_noise(seed, cfg.punct_flat, cfg.punct_bare, heard, cfg.p_asr) if noisy else None
         return encode_split(
             train_split, PromptBuilder(tok.backend_tokenizer, max_tokens), past, cfg.train_limit, augment
         )
@@ -229,7 +254,7 @@ def train_text(
     )
     dev_builder = PromptBuilder(tok.backend_tokenizer, dev_tokens)
     dev = encode_split(dev_split, dev_builder, dev_past, cfg.dev_limit)
-    flat = lambda t: text_variant(t, "flat")  # noqa: E731
+    flat = lambda u: text_variant(u.text, "flat")  # noqa: E731
     dev_flat = encode_split(dev_split, dev_builder, dev_past, cfg.dev_limit, flat)
     if cfg.select_on not in ("gold", "mean"):
         raise UserError(f"select_on must be gold or mean, not {cfg.select_on!r}")

@@ -9,12 +9,12 @@ longest member and grouping similar lengths cuts compute by a third or more.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
 
-from emostream.evaluation.meld import MeldSplit, speaker_indices, text_variant
+from emostream.evaluation.meld import MeldSplit, Utterance, speaker_indices, text_variant
 from emostream.inference.prompt import PromptBuilder, Turn
 
 
@@ -36,22 +36,36 @@ def context_setting(context: int, max_tokens: int) -> tuple[int, int | None]:
     return context, None
 
 
-def spoken_noise(seed: int, p_flat: float, p_bare: float) -> Callable[[str], str]:
-    """Per-utterance punctuation dropout toward spoken (ASR) text, reproducible from ``seed``.
+def spoken_noise(
+    seed: int,
+    p_flat: float,
+    p_bare: float,
+    transcripts: Mapping[tuple[int, int], str] | None = None,
+    p_asr: float = 0.0,
+) -> Callable[[Utterance], str]:
+    """Per-utterance noise toward spoken (ASR) text, reproducible from ``seed``.
 
-    Each call draws once: with ``p_bare`` all punctuation goes (Whisper on flat speech often writes
-    none), else with ``p_flat`` ``!``/``?`` become ``.``; otherwise the gold text stays. Case needs no
-    dropout: the MiniLM tokenizer is uncased.
+    Each call draws once: with ``p_asr`` the utterance reads as Whisper transcribed it when spoken
+    (``transcripts``, train/asr_text.py; an utterance without one keeps its gold text), else with
+    ``p_bare`` all punctuation goes (Whisper on flat speech often writes none), else with ``p_flat``
+    ``!``/``?`` become ``.``; otherwise the gold text stays. Case needs no dropout: the MiniLM tokenizer
+    is uncased.
     """
     rng = random.Random(seed)
+    heard = transcripts or {}
 
-    def noise(text: str) -> str:
+    def noise(u: Utterance) -> str:
         x = rng.random()
-        if x < p_bare:
-            return text_variant(text, "bare")
-        if x < p_bare + p_flat:
-            return text_variant(text, "flat")
-        return text
+        if x < p_asr:
+            text = heard.get((u.dialogue, u.index))
+            if text is not None:
+                return text
+        x -= p_asr
+        if 0 <= x < p_bare:
+            return text_variant(u.text, "bare")
+        if p_bare <= x < p_bare + p_flat:
+            return text_variant(u.text, "flat")
+        return u.text
 
     return noise
 
@@ -61,7 +75,7 @@ def encode_split(
     builder: PromptBuilder,
     max_past_turns: int | None = None,
     limit: int = 0,
-    augment: Callable[[str], str] | None = None,
+    augment: Callable[[Utterance], str] | None = None,
 ) -> list[Example]:
     """Examples for every utterance of ``split`` (the first ``limit`` if > 0), dialogue by dialogue.
 
@@ -71,9 +85,7 @@ def encode_split(
     out: list[Example] = []
     for dialogue in split.dialogues.values():
         speakers = speaker_indices(dialogue)
-        turns = [
-            Turn(s, augment(u.text) if augment else u.text) for s, u in zip(speakers, dialogue, strict=True)
-        ]
+        turns = [Turn(s, augment(u) if augment else u.text) for s, u in zip(speakers, dialogue, strict=True)]
         for u, p in zip(dialogue, builder.build_dialogue(turns, max_past_turns), strict=True):
             out.append(Example(p.ids, p.mask_pos, u.label, (u.dialogue, u.index)))
         if limit and len(out) >= limit:

@@ -98,7 +98,8 @@ def speak(text: str, voice: str = "en-us", speed: int = 175) -> Audio:
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise UserError("espeak-ng is not installed: `apt-get install espeak-ng` (or `make apt`)")
-    proc = subprocess.run([exe, "-v", voice, "-s", str(speed), "--stdout", text], capture_output=True)
+    cmd = [exe, "-v", voice, "-s", str(speed), "--stdout", "--stdin"]  # stdin: "-leg?" is text, not a flag
+    proc = subprocess.run(cmd, input=text.encode(), capture_output=True)
     if proc.returncode != 0 or not proc.stdout:
         raise UserError(f"espeak-ng failed for voice {voice}: {proc.stderr.decode().strip()[:200]}")
     with wave.open(io.BytesIO(proc.stdout)) as w:

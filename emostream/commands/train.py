@@ -1,4 +1,4 @@
-"""`emostream train text|visual|fusion|dialogue|quantize|calibrate|average`: train emostream's models (`train` extra).
+"""`emostream train text|visual|fusion|dialogue|quantize|calibrate|average|asr-text`: train emostream's models (`train` extra).
 
 torch is imported only inside the chosen subcommand, so `emostream --help` stays light.
 """
@@ -26,6 +26,7 @@ _KINDS = {
 _POSTHOC = {
     "calibrate": "fit a per-class logit bias on dev and fold it into a text checkpoint (train/calibrate.py)",
     "average": "average several text checkpoints' weights into one (train/calibrate.py)",
+    "asr-text": "speak MELD lines with espeak-ng and cache Whisper's transcripts (train/asr_text.py)",
 }
 
 
@@ -160,12 +161,12 @@ def run(args: argparse.Namespace) -> int:
             )
         return int(mod.main(list(args.rest)) or 0)
     if args.kind in _POSTHOC:
-        mod = _import("emostream.train.calibrate")
+        mod = _import("emostream.train.asr_text" if args.kind == "asr-text" else "emostream.train.calibrate")
         if mod is None:
             raise UserError(
                 f"`emostream train {args.kind}` needs the train extra: pip install 'emostream[train]'"
             )
-        return int(mod.main([args.kind, *args.rest]) or 0)
+        return int(mod.main(list(args.rest) if args.kind == "asr-text" else [args.kind, *args.rest]) or 0)
     if args.kind == "features":
         return _features(args)
     module, cfg_name, fn_name = _KINDS[args.kind]
