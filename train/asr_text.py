@@ -26,6 +26,7 @@ from emostream.bench.speech_data import fix_text, normalize, speak
 from emostream.bench.voices import CANDIDATES
 from emostream.errors import UserError
 from emostream.evaluation.meld import Utterance, read_meld
+from emostream.evaluation.transcripts import load_transcripts
 from emostream.ingest.audio import SAMPLE_RATE
 from emostream.progress import Steps
 
@@ -40,24 +41,6 @@ def voice_of(seed: int, dialogue: int, speaker: str) -> tuple[str, int]:
     """The (espeak-ng voice, rate) a dialogue's speaker gets: fixed by ``seed``, dialogue and name."""
     rng = random.Random(f"{seed}/{dialogue}/{speaker}")
     return rng.choice(CANDIDATES), rng.randint(*WPM)
-
-
-def load_transcripts(path: str | Path) -> dict[tuple[int, int], str]:
-    """(dialogue, utterance) -> transcript, from a cache written by this module."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"ASR transcript cache {p} not found: make it with `emostream train asr-text`")
-    out: dict[tuple[int, int], str] = {}
-    with p.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                out[(int(row["dialogue"]), int(row["utterance"]))] = str(row["text"])
-            except (ValueError, KeyError, TypeError):
-                raise UserError(f"{p}:{n}: not a transcript line; delete the line and rerun") from None
-    return out
 
 
 def pending(csv: str | Path, out: Path, shard: int, shards: int) -> list[Utterance]:

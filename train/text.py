@@ -145,7 +145,7 @@ def fold_split(split: MeldSplit, folds: int, fold: int, held_out: bool) -> MeldS
 
 def asr_transcripts(paths: list[str], split: MeldSplit) -> dict[tuple[int, int], str]:
     """The transcript caches merged, checked to cover the train split (a wrong CSV's cache would not)."""
-    from emostream.train.asr_text import load_transcripts
+    from emostream.evaluation.transcripts import load_transcripts
 
     if not paths:
         raise UserError("p_asr > 0 needs asr_text = [cache files] (`emostream train asr-text`)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -35,9 +36,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="score on perturbed gold text: flat (!/? -> .), lower (case folded), flat-lower, "
         "bare (no punctuation); default gold",
     )
+    p.add_argument(
+        "--transcripts",
+        metavar="JSONL",
+        help="score on ASR text instead: each utterance read as these transcripts have it "
+        "(`emostream train asr-text` on the same CSV); utterances without one keep gold text and are counted",
+    )
 
 
-def evaluate(model: Any, csv: str, history: int, limit: int = 0, variant: str = "gold") -> dict[str, Any]:
+def evaluate(
+    model: Any,
+    csv: str,
+    history: int,
+    limit: int = 0,
+    variant: str = "gold",
+    transcripts: Mapping[tuple[int, int], str] | None = None,
+) -> dict[str, Any]:
     """Score a :class:`emostream.inference.text.TextModel` over a MELD CSV exactly as the context worker
     runs it (:class:`DialogueHistory` windows, :meth:`TextModel.decide`); also returns the predictions."""
     from emostream.evaluation.meld import read_meld
@@ -47,6 +61,7 @@ def evaluate(model: Any, csv: str, history: int, limit: int = 0, variant: str = 
     dialogues = list(split.dialogues.values())[: limit or None]
     gold: list[int] = []
     pred: list[int] = []
+    fallback = 0
     from rich.console import Console
     from rich.progress import track
 
@@ -59,7 +74,12 @@ def evaluate(model: Any, csv: str, history: int, limit: int = 0, variant: str = 
     for dialogue in bar:
         turns = DialogueHistory(model.builder, history)
         for utt in dialogue:
-            window = turns.add(str(utt.index), utt.speaker, float(utt.index), utt.text)
+            text = utt.text
+            if transcripts is not None:
+                heard = transcripts.get((utt.dialogue, utt.index))
+                fallback += heard is None
+                text = utt.text if heard is None else heard
+            window = turns.add(str(utt.index), utt.speaker, float(utt.index), text)
             _, logits, encodings = model.decide(window)
             turns.remember(encodings)
             gold.append(utt.label)
@@ -72,6 +92,7 @@ def evaluate(model: Any, csv: str, history: int, limit: int = 0, variant: str = 
         "utterances": len(gold),
         "utterances_per_s": round(len(gold) / elapsed, 2),
         "skipped": dict(split.skipped),
+        **({"gold_text_no_transcript": fallback} if transcripts is not None else {}),
         "predictions": pred,
     }
 
@@ -84,14 +105,22 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     name = args.model or settings.context.model
     model = TextModel.load(name, RuntimeOptions.of(settings.context), settings, settings.context.max_tokens)
-    result = evaluate(model, args.csv, settings.context.history, args.limit, args.text_variant)
+    heard = None
+    if args.transcripts:
+        if args.text_variant != "gold":
+            raise UserError("--transcripts replaces the text: leave --text-variant at gold")
+        from emostream.evaluation.transcripts import load_transcripts
+
+        heard = load_transcripts(args.transcripts)
+    result = evaluate(model, args.csv, settings.context.history, args.limit, args.text_variant, heard)
     result.pop("predictions")
-    result = {"model": name, "csv": args.csv, "text_variant": args.text_variant, **result}
+    variant = f"asr:{args.transcripts}" if heard is not None else args.text_variant
+    result = {"model": name, "csv": args.csv, "text_variant": variant, **result}
     if args.json:
         print(json.dumps(result))
         return 0
     print(
-        f"{name} on {args.csv} ({args.text_variant} text): {result['utterances']} utterances, {result['utterances_per_s']}/s"
+        f"{name} on {args.csv} ({variant} text): {result['utterances']} utterances, {result['utterances_per_s']}/s"
     )
     print(f"weighted-F1 {result['weighted_f1']:.2f}  accuracy {result['accuracy']:.2f}")
     for emotion, f1 in result["per_class_f1"].items():

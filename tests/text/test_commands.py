@@ -64,6 +64,34 @@ def test_eval_meld_text_variant_is_scored_and_reported(
     assert gold["utterances"] == flat["utterances"] == 42
 
 
+def test_eval_meld_transcripts_replace_the_text(
+    tiny_models: TinyModels, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from emostream.evaluation.meld import read_meld, text_variant
+
+    rows = [u for d in read_meld(FIXTURE_CSV).dialogues.values() for u in d]
+    heard = tmp_path / "asr.jsonl"
+
+    def write(utterances: list) -> None:  # "Whisper" heard the punctuation flattened
+        lines = [
+            {"dialogue": u.dialogue, "utterance": u.index, "text": text_variant(u.text, "flat")}
+            for u in utterances
+        ]
+        heard.write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+    base = ["eval", "meld", "--csv", str(FIXTURE_CSV), "--model", str(tiny_models.woq_dq), "--json"]
+    write(rows)
+    assert cli([*base, "--transcripts", str(heard)]) == 0 and cli([*base, "--text-variant", "flat"]) == 0
+    asr, flat = (json.loads(x) for x in capsys.readouterr().out.strip().splitlines())
+    assert asr["text_variant"] == f"asr:{heard}" and asr["gold_text_no_transcript"] == 0
+    assert asr["per_class_f1"] == flat["per_class_f1"] and asr["weighted_f1"] == flat["weighted_f1"]
+    write(rows[2:])
+    assert cli([*base, "--transcripts", str(heard)]) == 0
+    assert json.loads(capsys.readouterr().out)["gold_text_no_transcript"] == 2
+    assert cli([*base, "--transcripts", str(heard), "--text-variant", "flat"]) == 1
+    assert "leave --text-variant at gold" in capsys.readouterr().err
+
+
 def test_eval_meld_missing_csv_is_one_line(
     tiny_models: TinyModels, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,7 +11,8 @@ from emostream.bench.speech_data import normalize, speak
 from emostream.cli import main
 from emostream.evaluation.meld import read_meld
 from emostream.evaluation.scores import edit_distance
-from emostream.train.asr_text import load_transcripts, voice_of
+from emostream.evaluation.transcripts import load_transcripts
+from emostream.train.asr_text import voice_of
 from emostream.train.text import asr_transcripts
 
 
