@@ -10,6 +10,7 @@ the replay pipeline's VisualDescription messages, written as JSONL lines
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +66,16 @@ def teacher_features(
     context_turns: int | None = None,
     folds: int = 0,
     fold: int = 0,
+    transcripts: Mapping[tuple[int, int], str] | None = None,
 ) -> Path:
     """Run a saved text teacher (emostream.train.text_model.save_hf folder) over a MELD CSV, past-only, and cache.
 
     ``variant`` perturbs the text (emostream.evaluation.meld.text_variant); ``context_turns`` caps the past
     turns in each input (default: the model's meta ``context_turns``, else the whole past); with ``folds``
     only the dialogues of held-out fold ``fold`` are scored (out-of-fold features, emostream.train.text.fold_split).
-    The cache also holds ``speakers`` [N], each utterance's first-appearance speaker index in its dialogue.
+    ``transcripts`` (emostream.evaluation.transcripts) replace the text of the utterances they cover (ASR
+    text). The cache also holds ``speakers`` [N], each utterance's first-appearance speaker index in its
+    dialogue.
     """
     from emostream.evaluation.meld import read_meld, speaker_indices
     from emostream.inference.prompt import PromptBuilder
@@ -84,7 +88,9 @@ def teacher_features(
     if folds:
         split = fold_split(split, folds, fold, held_out=True)
     past = meta.get("context_turns") if context_turns is None else context_turns
-    examples = encode_split(split, PromptBuilder(tok.backend_tokenizer, int(meta["max_tokens"])), past)
+    heard = transcripts or {}
+    builder = PromptBuilder(tok.backend_tokenizer, int(meta["max_tokens"]))
+    examples = encode_split(split, builder, past, 0, lambda u: heard.get((u.dialogue, u.index), u.text))
     speakers = [s for d in split.dialogues.values() for s in speaker_indices(d)]
     logits, h = predict(model, examples, batch_size)
     return save_cache(

@@ -149,9 +149,7 @@ def asr_transcripts(paths: list[str], split: MeldSplit) -> dict[tuple[int, int],
 
     if not paths:
         raise UserError("p_asr > 0 needs asr_text = [cache files] (`emostream train asr-text`)")
-    heard: dict[tuple[int, int], str] = {}
-    for p in paths:
-        heard.update(load_transcripts(p))
+    heard = load_transcripts(*paths)
     keys = [(u.dialogue, u.index) for d in split.dialogues.values() for u in d]
     covered = sum(k in heard for k in keys) / max(1, len(keys))
     if covered < 0.9:

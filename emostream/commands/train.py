@@ -74,6 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     f.add_argument("--folds", type=int, default=0, help="teacher: score only held-out fold --fold of K")
     f.add_argument("--fold", type=int, default=0)
+    f.add_argument(
+        "--transcripts", metavar="JSONL[,JSONL]", help="teacher: read utterances as these ASR transcripts"
+    )
     q = sub.add_parser(  # "+" prefix: every "--option" (and --help) is passed through to emostream.train.quantize
         "quantize",
         help="weight-only INT8 export of a trained model (emostream/train/quantize.py)",
@@ -134,6 +137,7 @@ def _features(args: argparse.Namespace) -> int:
             context_turns=args.context_turns,
             folds=args.folds,
             fold=args.fold,
+            transcripts=_transcripts(args.transcripts),
         )
     else:
         out = feats.description_features(
@@ -141,6 +145,12 @@ def _features(args: argparse.Namespace) -> int:
         )
     print(out)
     return 0
+
+
+def _transcripts(paths: str | None) -> dict[tuple[int, int], str] | None:
+    from emostream.evaluation.transcripts import load_transcripts
+
+    return load_transcripts(*paths.split(",")) if paths else None
 
 
 def _settings(args: argparse.Namespace) -> Settings:

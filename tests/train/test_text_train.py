@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
@@ -66,6 +67,21 @@ def test_train_text_cli_end_to_end(minilm_dir: Path, meld_csv: Path, tmp_path: P
     joined = join(load_cache(tmp_path / "t.npz", ("keys",)), load_cache(tmp_path / "d.npz", ("keys",)))
     assert joined["emb"].shape == (5, 384) and joined["confidence"].tolist() == [1.0] * 5
     assert (joined["logits"].argmax(1) == logits[:5].argmax(1)).all()
+
+    # ASR text in the teacher cache: transcripts replace the text they cover, as a variant does
+    from emostream.evaluation.meld import text_variant
+
+    utts = [u for d in read_meld(meld_csv).dialogues.values() for u in d]
+    asr = [{"dialogue": u.dialogue, "utterance": u.index, "text": text_variant(u.text, "flat")} for u in utts]
+    half = len(asr) // 2
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(x) + "\n" for x in asr[:half]))
+    (tmp_path / "b.jsonl").write_text("".join(json.dumps(x) + "\n" for x in asr[half:]))
+    common = ["train", "features", "teacher", "--model", str(best), "--input", str(meld_csv)]
+    assert main([*common, "--variant", "flat", "--out", str(tmp_path / "flat.npz")]) == 0
+    heard = f"{tmp_path / 'a.jsonl'},{tmp_path / 'b.jsonl'}"
+    assert main([*common, "--transcripts", heard, "--out", str(tmp_path / "asr.npz")]) == 0
+    flat, spoken = load_cache(tmp_path / "flat.npz", ("keys",)), load_cache(tmp_path / "asr.npz", ("keys",))
+    assert np.allclose(flat["logits"], spoken["logits"], atol=1e-5)
 
 
 def test_bad_override_is_one_line_error(
