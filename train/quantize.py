@@ -309,6 +309,10 @@ def rekernel(args: argparse.Namespace) -> int:
 
     src = Path(args.checkpoint)
     out = Path(args.out or REPO / "models" / args.model)
+    if out.resolve() == src.resolve():
+        raise UserError(
+            f"--kernel dq would overwrite its source {src}: pass --model emostream-text-qdq (or --out DIR)"
+        )
     out.mkdir(parents=True, exist_ok=True)
     model = onnx.load(str(src / "model.onnx"))
     converted = to_qdq(model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -195,3 +196,28 @@ def test_smoothing_is_exact_in_fp32_and_shares_one_scale_per_input(
     got = TextModel.from_files(tmp_path / "smoothed.onnx", tiny_models.checkpoint / "tokenizer.json")
     for p in _prompts(ref)[:6]:
         np.testing.assert_allclose(got.run([p])[1], ref.run([p])[1], atol=1e-4)
+
+
+def test_rekernel_refuses_to_overwrite_its_source(
+    tiny_models: TinyModels, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from emostream.cli import main as cli
+
+    src = tmp_path / "int8"
+    shutil.copytree(tiny_models.woq_dq, src)
+    before = (src / "model.onnx").read_bytes()
+    argv = [
+        "train",
+        "quantize",
+        "--checkpoint",
+        str(src),
+        "--kernel",
+        "dq",
+        "--out",
+        str(src),
+        "--manifest",
+        "",
+    ]
+    assert cli(argv) == 1
+    assert "would overwrite its source" in capsys.readouterr().err
+    assert (src / "model.onnx").read_bytes() == before

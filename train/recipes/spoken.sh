@@ -4,8 +4,9 @@
 # Steps (each skipped when its output exists):
 #   1. Whisper transcripts of espeak-ng speech of every train and dev line (two shards on two cores);
 #   2. the ASR-augmented utterance encoder on all of train (train/configs/text-utt-asr.toml);
-#   3. out-of-fold ASR-text caches from the fold encoders, dev caches of the averaged encoder;
-#   4. the dialogue model on four text variants (gold, flat, bare, ASR);
+#   3. out-of-fold ASR-text caches from the fold encoders;
+#   4. the dialogue model on four text variants (gold, flat, bare, ASR), epochs picked on utt-full's dev
+#      caches as in dialogue.sh;
 #   5. the weight average of utt-full and utt-asr (same MiniLM start, different text noise) -> RUNS_DIR/soup.
 # Then: emostream train quantize --checkpoint RUNS_DIR/soup/ --dialogue RUNS_DIR/dialogue-spoken ...
 set -euo pipefail
@@ -21,25 +22,19 @@ heard="$asr/train.0.jsonl,$asr/train.1.jsonl"
 [ -d "$runs/utt-asr/best" ] || emostream train text --config train/configs/text-utt-asr.toml \
   --train-csv "$train_csv" --dev-csv "$dev_csv" --run-dir "$runs/utt-asr" --no-progress \
   --set "asr_text=[\"$asr/train.0.jsonl\", \"$asr/train.1.jsonl\"]"
-parts=()
+joined() {  # "cache/oof-0-V.npz,...,cache/oof-(FOLDS-1)-V.npz", quoted for a TOML list
+  local v=$1 k out=""
+  for k in $(seq 0 $((folds - 1))); do out+="${out:+,}$cache/oof-$k-$v.npz"; done
+  printf '"%s"' "$out"
+}
 for k in $(seq 0 $((folds - 1))); do
-  out="$cache/oof-$k-asr.npz"; parts+=("$out")
+  out="$cache/oof-$k-asr.npz"
   [ -f "$out" ] || emostream train features teacher --model "$runs/utt-$k/best" --input "$train_csv" \
     --folds "$folds" --fold "$k" --context-turns 0 --transcripts "$heard" --out "$out"
 done
+emostream train dialogue --config train/configs/dialogue.toml --run-dir "$runs/dialogue-spoken" \
+  --set "train_features=[$(joined gold), $(joined flat), $(joined bare), $(joined asr)]" \
+  --set "variant_weights=[0.25, 0.25, 0.25, 0.25]" \
+  --set "dev_gold=\"$cache/dev-gold.npz\"" --set "dev_flat=\"$cache/dev-flat.npz\""
 [ -d "$runs/soup" ] || emostream train average --checkpoint "$runs/utt-full/best" \
   --state "$runs/utt-full/best" --state "$runs/utt-asr/best" --out "$runs/soup"
-for v in gold flat; do
-  out="$cache/dev-soup-$v.npz"
-  [ -f "$out" ] || emostream train features teacher --model "$runs/soup" --input "$dev_csv" \
-    --variant $v --context-turns 0 --out "$out"
-done
-variants=()
-for v in gold flat bare; do
-  IFS=,; variants+=("\"$(for k in $(seq 0 $((folds - 1))); do printf '%s,' "$cache/oof-$k-$v.npz"; done | sed 's/,$//')\""); unset IFS
-done
-IFS=,; variants+=("\"${parts[*]}\""); unset IFS
-emostream train dialogue --config train/configs/dialogue.toml --run-dir "$runs/dialogue-spoken" \
-  --set "train_features=[${variants[0]}, ${variants[1]}, ${variants[2]}, ${variants[3]}]" \
-  --set "variant_weights=[0.25, 0.25, 0.25, 0.25]" \
-  --set "dev_gold=\"$cache/dev-soup-gold.npz\"" --set "dev_flat=\"$cache/dev-soup-flat.npz\""
