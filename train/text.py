@@ -29,8 +29,9 @@ from emostream.evaluation.meld import MeldSplit, read_meld, text_variant
 from emostream.inference.prompt import PromptBuilder
 from emostream.schema import EMOTIONS
 from emostream.train.config import resolve_model_path
-from emostream.train.losses import class_weights, ema_update, self_distill_loss
+from emostream.train.losses import class_weights, ema_update, pearson_kd, self_distill_loss
 from emostream.train.metrics import scores
+from emostream.train.teacher_targets import TeacherTargets
 from emostream.train.text_data import (
     Example,
     bucketed_batches,
@@ -91,6 +92,9 @@ class TextConfig:
     freeze_word_embeddings: bool = True
     """Keep the 30k x 384 token-embedding table fixed (half the parameters; the speaker tokens keep their
     "speaker"+digit init). Saves optimizer time on this CPU; its effect on accuracy was not ablated."""
+    freeze_layers: int = 0
+    """Keep the lowest N transformer layers fixed: no backward pass through them (the mpnet teacher's
+    steps were ~6x MiniLM's here; freezing 4 of its 12 layers cuts a step by about a fifth)."""
     eval_context: int = -1
     """Context for dev scoring: -1 = the final budget ``max_tokens`` with the whole past; 0 = current
     utterance only (for the context-0 ablation)."""
@@ -102,6 +106,12 @@ class TextConfig:
     """ASR-noise augmentation: transcript caches of the train CSV (`emostream train asr-text`, shards)."""
     p_asr: float = 0.0
     """Per epoch, the share of train utterances read as their cached transcript (before punct dropout)."""
+    teacher_targets: list[str] = field(default_factory=list)
+    """KD from a larger teacher (`emostream train teacher-targets`): from ``kd_start_epoch`` the KD term
+    pulls toward the teacher's logits for the text read instead of the EMA copy's (which then only
+    competes at selection)."""
+    kd_loss: str = "kl"
+    """Response KD: ``kl`` (Hinton, tau^2 KL) or ``dist`` (DDVLM's Pearson inter/intra-class relations)."""
     select_on: str = "gold"
     """Dev selection score: ``gold`` wF1, or ``mean`` of gold and ``flat`` (punctuation-flattened) wF1."""
     folds: int = 0
@@ -235,6 +245,9 @@ def train_text(
         len(dev_split),
     )
 
+    if cfg.kd_loss not in ("kl", "dist"):
+        raise UserError(f"kd_loss must be kl or dist, not {cfg.kd_loss!r}")
+    targets = TeacherTargets(cfg.teacher_targets) if cfg.teacher_targets else None
     noisy = cfg.punct_flat > 0 or cfg.punct_bare > 0 or cfg.p_asr > 0
     heard = asr_transcripts(cfg.asr_text, train_split) if cfg.p_asr > 0 else {}
 
@@ -260,11 +273,22 @@ def train_text(
     for e in examples_for(cfg.curriculum[0]):
         counts[e.label] += 1
     weight = class_weights(counts, cfg.class_weight_power)
+    if targets is not None:
+        covered = targets.coverage(examples_for(cfg.curriculum[0], 1))
+        if covered < 1.0:
+            raise UserError(
+                f"teacher targets {cfg.teacher_targets} cover {covered:.1%} of train texts: rebuild them"
+            )
+        log.info("KD from %d cached teacher targets (%s)", len(targets), cfg.kd_loss)
     log.info("class weights %s", dict(zip(EMOTIONS, [round(float(w), 3) for w in weight], strict=True)))
 
     model = build_teacher(encoder_path, tok, cfg.dropout)
     if cfg.freeze_word_embeddings:
         model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)  # type: ignore[union-attr]
+    if cfg.freeze_layers:
+        frozen = [model.encoder.embeddings, *model.encoder.encoder.layer[: cfg.freeze_layers]]  # type: ignore[union-attr,index]
+        for module in frozen:
+            module.requires_grad_(False)
     ema = copy.deepcopy(model).eval() if cfg.self_distill else None
     head_params = list(model.head.parameters())
     enc_params = [p for n, p in model.named_parameters() if not n.startswith("head.") and p.requires_grad]
@@ -301,7 +325,7 @@ def train_text(
         elif context not in cache:
             cache[context] = examples_for(context)
         batches = bucketed_batches(cache[context], cfg.batch_size, cfg.seed + epoch, cfg.bucket_batches)
-        use_kd = ema is not None and epoch >= cfg.kd_start_epoch
+        use_kd = (ema is not None or targets is not None) and epoch >= cfg.kd_start_epoch
         model.train()
         t0, loss_sum = time.time(), 0.0
         bar = None
@@ -312,11 +336,17 @@ def train_text(
         for step, chunk in enumerate(batches, 1):
             b = collate(chunk)
             _, logits = model(b.input_ids, b.attention_mask, b.mask_pos)
-            ema_logits = None
-            if use_kd and ema is not None:
+            kd_logits = None
+            if use_kd and targets is not None:
+                kd_logits = targets.batch(chunk)
+            elif use_kd and ema is not None:
                 with torch.no_grad():
-                    _, ema_logits = ema(b.input_ids, b.attention_mask, b.mask_pos)
-            loss = self_distill_loss(logits, b.labels, ema_logits, cfg.kd_alpha, cfg.kd_tau, weight)
+                    _, kd_logits = ema(b.input_ids, b.attention_mask, b.mask_pos)
+            if cfg.kd_loss == "dist" and kd_logits is not None:
+                ce = torch.nn.functional.cross_entropy(logits, b.labels, weight=weight)
+                loss = cfg.kd_alpha * ce + (1.0 - cfg.kd_alpha) * pearson_kd(logits, kd_logits, cfg.kd_tau)
+            else:
+                loss = self_distill_loss(logits, b.labels, kd_logits, cfg.kd_alpha, cfg.kd_tau, weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -27,6 +27,8 @@ class Example:
     label: int
     key: tuple[int, int]
     """(dialogue, utterance index) of the utterance being classified."""
+    text: str = ""
+    """The current utterance's text as read (after augmentation): the key of its teacher KD target."""
 
 
 def context_setting(context: int, max_tokens: int) -> tuple[int, int | None]:
@@ -86,8 +88,8 @@ def encode_split(
     for dialogue in split.dialogues.values():
         speakers = speaker_indices(dialogue)
         turns = [Turn(s, augment(u) if augment else u.text) for s, u in zip(speakers, dialogue, strict=True)]
-        for u, p in zip(dialogue, builder.build_dialogue(turns, max_past_turns), strict=True):
-            out.append(Example(p.ids, p.mask_pos, u.label, (u.dialogue, u.index)))
+        for u, t, p in zip(dialogue, turns, builder.build_dialogue(turns, max_past_turns), strict=True):
+            out.append(Example(p.ids, p.mask_pos, u.label, (u.dialogue, u.index), t.text))
         if limit and len(out) >= limit:
             return out[:limit]
     return out

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from emostream.inference.prompt import MASK_TOKEN, PROMPT_FORMAT, SPEAKER_TOKENS
+from emostream.inference.prompt import PROMPT_FORMAT, SPEAKER_TOKENS, SPECIAL_TOKENS
 from emostream.schema import EMOTIONS
 
 
@@ -48,8 +48,10 @@ def load_tokenizer(path: str | Path) -> Any:
         tok.add_special_tokens({"additional_special_tokens": list(SPEAKER_TOKENS)})
     tok.backend_tokenizer.no_padding()
     tok.backend_tokenizer.no_truncation()
-    if tok.mask_token != MASK_TOKEN:
-        raise ValueError(f"{path}: mask token is {tok.mask_token!r}, expected {MASK_TOKEN}")
+    if tok.mask_token not in SPECIAL_TOKENS["mask"]:
+        raise ValueError(
+            f"{path}: mask token is {tok.mask_token!r}, expected one of {SPECIAL_TOKENS['mask']}"
+        )
     return tok
 
 

@@ -27,7 +27,14 @@ _POSTHOC = {
     "calibrate": "fit a per-class logit bias on dev and fold it into a text checkpoint (train/calibrate.py)",
     "average": "average several text checkpoints' weights into one (train/calibrate.py)",
     "asr-text": "speak MELD lines with espeak-ng and cache Whisper's transcripts (train/asr_text.py)",
+    "teacher-targets": "cache a larger teacher's logits for every form of every train line, the student's "
+    "KD targets (train/teacher_targets.py)",
 }
+_POSTHOC_MODULE = {
+    "asr-text": "emostream.train.asr_text",
+    "teacher-targets": "emostream.train.teacher_targets",
+}
+"""Modules whose ``main`` reads the options alone; the others (calibrate.py) take the command name first."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -171,12 +178,13 @@ def run(args: argparse.Namespace) -> int:
             )
         return int(mod.main(list(args.rest)) or 0)
     if args.kind in _POSTHOC:
-        mod = _import("emostream.train.asr_text" if args.kind == "asr-text" else "emostream.train.calibrate")
+        own = _POSTHOC_MODULE.get(args.kind)
+        mod = _import(own or "emostream.train.calibrate")
         if mod is None:
             raise UserError(
                 f"`emostream train {args.kind}` needs the train extra: pip install 'emostream[train]'"
             )
-        return int(mod.main(list(args.rest) if args.kind == "asr-text" else [args.kind, *args.rest]) or 0)
+        return int(mod.main(list(args.rest) if own else [args.kind, *args.rest]) or 0)
     if args.kind == "features":
         return _features(args)
     module, cfg_name, fn_name = _KINDS[args.kind]

@@ -21,6 +21,15 @@ from typing import Protocol
 N_SPEAKER_TOKENS = 9
 SPEAKER_TOKENS: tuple[str, ...] = tuple(f"<s{i}>" for i in range(N_SPEAKER_TOKENS))
 MASK_TOKEN = "[MASK]"
+SPECIAL_TOKENS: dict[str, tuple[str, ...]] = {
+    "cls": ("<s>", "[CLS]"),
+    "sep": ("</s>", "[SEP]"),
+    "mask": ("<mask>", MASK_TOKEN),
+}
+"""Each role's spelling in a RoBERTa-style (MPNet) and a BERT-style (MiniLM) vocabulary, first found wins.
+The runtime student is MiniLM, whose vocabulary has no ``<s>``; the larger teacher it is distilled from
+(train/, all-mpnet-base-v2) was pretrained with ``<s>`` though its vocabulary also lists an unused
+``[CLS]``, hence this order. The prompt text always writes ``[MASK]``; only its id changes."""
 PROMPT_FORMAT = "now {speaker} feels [MASK]"
 """The prompt appended after the history; ``{speaker}`` is the current speaker's token."""
 
@@ -78,7 +87,9 @@ class PromptBuilder:
     def __init__(
         self, tokenizer: TokenizerLike, max_tokens: int = 128, past_turns: int | None = None
     ) -> None:
-        ids = {t: tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", MASK_TOKEN, *SPEAKER_TOKENS)}
+        ids = {t: tokenizer.token_to_id(t) for t in SPEAKER_TOKENS}
+        for role, spellings in SPECIAL_TOKENS.items():
+            ids[role] = next((i for i in map(tokenizer.token_to_id, spellings) if i is not None), None)
         missing = [t for t, i in ids.items() if i is None]
         if missing:
             raise ValueError(f"tokenizer lacks tokens {missing}; add the speaker tokens first")
@@ -89,9 +100,9 @@ class PromptBuilder:
         self.past_turns = past_turns
         """At most this many past turns in an input (None = as many as fit; 0 = the current utterance only,
         for an encoder whose past is read by a dialogue model)."""
-        self._cls = int(ids["[CLS]"] or 0)
-        self._sep = int(ids["[SEP]"] or 0)
-        self._mask = int(ids[MASK_TOKEN] or 0)
+        self._cls = int(ids["cls"] or 0)
+        self._sep = int(ids["sep"] or 0)
+        self._mask = int(ids["mask"] or 0)
         self._prompt = {
             k: self._encode(PROMPT_FORMAT.format(speaker=speaker_token(k)).replace(MASK_TOKEN, ""))
             + [self._mask]

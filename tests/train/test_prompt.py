@@ -78,3 +78,29 @@ def test_builder_rejects_a_tokenizer_without_speaker_tokens(minilm_dir: Path) ->
 
     with pytest.raises(ValueError, match="speaker tokens"):
         PromptBuilder(Tokenizer.from_file(str(minilm_dir / "tokenizer.json")), 128)
+
+
+def test_roberta_style_vocabulary_uses_its_own_special_tokens() -> None:
+    """An MPNet-style vocabulary (the distillation teacher's) lists BERT's [CLS]/[SEP]/[MASK] too, unused
+    in its pretraining: the builder must pick <s>, </s> and <mask>."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {
+        t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<mask>"])
+    }
+    for word in ["hi", "now", "feels", *[f"<s{k}>" for k in range(9)]]:
+        vocab[word] = len(vocab)
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    p = PromptBuilder(tok, 32).build([Turn(0, "hi")])
+    assert [tok.id_to_token(i) for i in p.ids] == [
+        "<s>",
+        "<s0>",
+        "hi",
+        "now",
+        "<s0>",
+        "feels",
+        "<mask>",
+        "</s>",
+    ]
+    assert p.mask_pos == 6
