@@ -36,11 +36,15 @@ def self_distill_loss(
     alpha: float = 0.7,
     tau: float = 2.0,
     weight: torch.Tensor | None = None,
+    kind: str = "kl",
 ) -> torch.Tensor:
-    """alpha*CE + (1-alpha)*tau^2*KL(EMA || model); plain CE when ``ema_logits`` is None (epoch 1)."""
+    """alpha*CE + (1-alpha)*KD toward ``ema_logits`` (the EMA copy's, or a larger teacher's); plain CE when
+    they are None (epoch 1). KD ``kind``: ``kl`` = tau^2*KL(target || model), ``dist`` = :func:`pearson_kd`."""
     ce = F.cross_entropy(logits, labels, weight=weight)
     if ema_logits is None:
         return ce
+    if kind == "dist":
+        return alpha * ce + (1.0 - alpha) * pearson_kd(logits, ema_logits, tau)
     return alpha * ce + (1.0 - alpha) * kd_kl(logits, ema_logits.detach(), tau)
 
 

@@ -29,7 +29,7 @@ from emostream.evaluation.meld import MeldSplit, read_meld, text_variant
 from emostream.inference.prompt import PromptBuilder
 from emostream.schema import EMOTIONS
 from emostream.train.config import resolve_model_path
-from emostream.train.losses import class_weights, ema_update, pearson_kd, self_distill_loss
+from emostream.train.losses import class_weights, ema_update, self_distill_loss
 from emostream.train.metrics import scores
 from emostream.train.teacher_targets import TeacherTargets
 from emostream.train.text_data import (
@@ -342,11 +342,9 @@ def train_text(
             elif use_kd and ema is not None:
                 with torch.no_grad():
                     _, kd_logits = ema(b.input_ids, b.attention_mask, b.mask_pos)
-            if cfg.kd_loss == "dist" and kd_logits is not None:
-                ce = torch.nn.functional.cross_entropy(logits, b.labels, weight=weight)
-                loss = cfg.kd_alpha * ce + (1.0 - cfg.kd_alpha) * pearson_kd(logits, kd_logits, cfg.kd_tau)
-            else:
-                loss = self_distill_loss(logits, b.labels, kd_logits, cfg.kd_alpha, cfg.kd_tau, weight)
+            loss = self_distill_loss(
+                logits, b.labels, kd_logits, cfg.kd_alpha, cfg.kd_tau, weight, cfg.kd_loss
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

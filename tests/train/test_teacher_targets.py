@@ -100,7 +100,7 @@ def test_student_trains_toward_the_cached_teacher(
     teacher: Path, minilm_dir: Path, meld_csv: Path, tmp_path: Path
 ) -> None:
     """Pure KD (alpha 0) from epoch 1 toward the teacher: the student ends closer to the teacher's
-    predictions than the same run with CE only; a cache lacking the bare forms is refused up front."""
+    predictions than the same run with CE only; a cache lacking most train texts is refused up front."""
     from emostream.config import Settings
     from emostream.train.teacher_targets import write_targets
     from emostream.train.text import TextConfig, train_text

@@ -5,7 +5,7 @@
 #   1. the all-mpnet-base-v2 teacher on utterances alone (train/configs/teacher-mpnet.toml, ~14 min/epoch);
 #   2. its logits for every form (gold, flat, bare; + ASR transcripts when RUNS_DIR/asr/train.*.jsonl exist)
 #      of every train line (`emostream train teacher-targets`);
-#   3. the MiniLM student toward those targets (train/configs/text-utt-kd.toml).
+#   3. the MiniLM student toward those targets (train/configs/text-utt-kd.toml, DDVLM Pearson KD).
 # Then, as for round 3: emostream train quantize --checkpoint RUNS_DIR/utt-kd/best --dialogue ... (train/README.md).
 set -euo pipefail
 train_csv=$1 dev_csv=$2 runs=$3
