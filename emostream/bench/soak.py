@@ -132,6 +132,25 @@ class Tail:
                 else:
                     self.dropped.append(decode(e.data, Dropped))
 
+    async def in_flight(self) -> int:
+        """Entries the pipeline's consumer groups hold un-acked or have not read yet: while there are
+        any, events may still come (-1 while Redis does not answer)."""
+        from emostream.runtime.errors import GroupMissing
+        from emostream.runtime.topology import STAGES, TAILED
+
+        n = 0
+        try:
+            for spec in STAGES.values():
+                for stream in spec.inputs if spec.public else ():
+                    if (spec.name, stream) in TAILED or not await self.bus.length(stream):
+                        continue  # tailed (no group), or empty: nothing held
+                    with contextlib.suppress(GroupMissing):  # a stream nobody wrote: nothing held
+                        n += await self.bus.pending_count(stream, spec.name)
+                        n += await self.bus.lag(stream, spec.name)
+        except Exception:  # noqa: BLE001 - Redis is restarting: not settled
+            return -1
+        return n
+
     async def dead_letters(self) -> dict[str, int]:
         out = {}
         for s in STREAM_TYPES:
@@ -224,7 +243,9 @@ async def _talk(stack: SoakStack, opts: Options, out: Path) -> SoakRun:
         accounts = {p.name: await p.leave() for p in people.values()}
         spoken = [s for a in accounts.values() for s in a.spoken]
         ended = time.time()
-        while not _settled(ended, drain_s, opts.quiet_s, events, len(tail.dropped), len(spoken)):
+        while not _settled(
+            ended, drain_s, opts.quiet_s, events, len(tail.dropped), len(spoken), await tail.in_flight()
+        ):
             await _tick(stack, 1.0)
         await _tick(stack, 3.0)  # late duplicates, if any, arrive too
         stack.sample()
@@ -257,11 +278,18 @@ def _settled(
     events: list[tuple[float, EmotionEvent]],
     dropped: int,
     spoken: int,
+    in_flight: int,
 ) -> bool:
-    """Stop waiting for late events: all accounted for, ``drain_s`` passed, or none came for ``quiet_s``."""
+    """Stop waiting for late events once ``drain_s`` passed, or once the pipeline holds nothing
+    (``in_flight``: entries pending or unread in a group) and either every prompt may be accounted for
+    or none came for ``quiet_s``. Counts alone are not enough: a split utterance makes an extra event,
+    and an entry waiting for a reclaim would be cut off."""
     now = time.time()
+    if now > ended + drain_s:
+        return True
     last = max([ended, *(t for t, _ in events[-1:])])
-    return len({e.id for _, e in events}) + dropped >= spoken or now > ended + drain_s or now > last + quiet_s
+    counted = len({e.id for _, e in events}) + dropped >= spoken
+    return in_flight == 0 and (counted or now > last + quiet_s)
 
 
 async def _tick(stack: SoakStack, seconds: float) -> None:

@@ -34,6 +34,11 @@ INFLIGHT = Gauge("emostream_inflight", "Handlers running now in this process", [
 RECLAIMED = Counter(
     "emostream_reclaimed", "Stale messages taken over from other consumers", ["stage", "stream"]
 )
+ORPHANED = Counter(
+    "emostream_orphaned",
+    "Deliveries whose reply never reached this consumer (handed back for a claim)",
+    ["stage", "stream"],
+)
 REFUSED = Counter(
     "emostream_publish_refused",
     "Publishes refused: the stream stayed full of un-acked entries, or the message/blob was too big",

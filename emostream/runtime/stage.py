@@ -138,6 +138,8 @@ class StageStats:
     dead_lettered: int = 0
     reclaimed: int = 0
     released: int = 0
+    orphaned: int = 0
+    """Deliveries whose reply never reached this process, handed back for a claim."""
 
 
 async def run_stage(
@@ -210,6 +212,26 @@ class _Runner:
                 await self.bus.release(stream, self.group, ids)
                 log.info("taking back unfinished work", extra={"stage": self.stage.name, "count": len(ids)})
 
+    async def _take_back_orphans(self) -> None:
+        """Hand back what the bus delivered to this consumer but this process never received.
+
+        A read whose reply is lost (the process paused past the client's socket timeout, a dropped
+        connection) leaves its entries pending on this consumer while nobody handles them; the
+        client's retry reads past them. They would wait ``bus.claim_idle_ms`` (30 s) for a reclaim.
+        Called between reads, so every entry of ours that is neither in flight nor a known failure
+        (retried on the normal ``claim_idle_ms`` schedule) is such an orphan."""
+        for stream in self.streams:
+            ids = await self.bus.pending_ids(stream, self.group, self.consumer, 10_000)
+            lost = [i for i in ids if (stream, i) not in self.inflight and (stream, i) not in self.errors]
+            if lost:
+                await self.bus.release(stream, self.group, lost)
+                metrics.ORPHANED.labels(self.stage.name, stream).inc(len(lost))
+                self.stats.orphaned += len(lost)
+                log.warning(
+                    "taking back deliveries this process never received (reply lost)",
+                    extra={"stage": self.stage.name, "stream": stream, "count": len(lost)},
+                )
+
     async def _read_loop(self, stop: asyncio.Event) -> None:
         next_claim = 0.0
         block_s = self.settings.bus.block_ms / 1000
@@ -253,6 +275,7 @@ class _Runner:
                     self.inflight[key] = asyncio.create_task(self._process(d))
 
     async def _claim(self, free: int) -> list[Delivery]:
+        await self._take_back_orphans()
         out: list[Delivery] = []
         for stream in self.streams:
             if len(out) >= free:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from typing import Any, cast
 
 from emostream.bus import Bus
+from emostream.bus.base import Delivery
 from emostream.runtime.pipeline import Pipeline
 from emostream.runtime.stage import run_stage
 from emostream.testing.harness import SINK, collect, fast_settings, pings, publish_all, wait_until
@@ -87,3 +89,51 @@ async def test_a_restart_under_the_same_name_takes_its_work_back_at_once(bus: Bu
     assert len(seen) == 20 and set(seen.values()) == {1}
     assert stats.reclaimed == 8
     assert await bus.pending_ids(stream_of(0), "toy1", "worker-1", 100) == []
+
+
+class _LosesAReply:
+    """The runner's bus, except that once armed, the reply of one read that delivered something is
+    lost on the way: what a worker paused past its Redis client's socket timeout (SIGSTOP, a VM
+    freeze) suffers, the client then retrying the read past those entries."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+        self.armed = False
+        self.lost: list[Delivery] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._bus, name)
+
+    async def read_group(
+        self, streams: list[str], group: str, consumer: str, count: int, block_ms: int
+    ) -> list[Delivery]:
+        got = await self._bus.read_group(streams, group, consumer, count, block_ms)
+        if got and self.armed:
+            self.armed, self.lost = False, got
+            return []
+        return got
+
+
+async def test_deliveries_whose_reply_was_lost_are_taken_back_in_one_sweep(bus: Bus) -> None:
+    """Entries Redis delivered to a running consumer whose reply never arrived come back within a
+    claim sweep (100 ms here), not after ``bus.claim_idle_ms`` (10 minutes here)."""
+    settings = fast_settings(bus.url, claim_idle_ms=600_000)
+    await bus.ensure_group(stream_of(0), "toy1", "0")
+    await bus.ensure_group(stream_of(1), SINK, "0")
+    lossy = _LosesAReply(bus)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(
+        run_stage(relay(1), cast(Bus, lossy), settings, consumer="w", stop=stop, ready=ready)
+    )
+    await ready.wait()
+    await publish_all(bus, pings(10))
+    assert len(await collect(bus, stream_of(1), {f"m{i}" for i in range(10)}, timeout_s=20)) == 10
+    lossy.armed = True
+    await publish_all(bus, pings(6, start=10))
+    seen = await collect(bus, stream_of(1), {f"m{i}" for i in range(10, 16)}, timeout_s=10)
+    stop.set()
+    stats = await task
+    assert lossy.lost, "no reply was lost: the test did not exercise the take-back"
+    assert len(seen) == 6 and set(seen.values()) == {1}
+    assert stats.orphaned == len(lossy.lost) and stats.reclaimed == len(lossy.lost)
+    assert await bus.pending_count(stream_of(0), "toy1") == 0
