@@ -207,7 +207,8 @@ class _Runner:
         had taken and not acked: hand it back for the first claim now instead of after
         ``bus.claim_idle_ms`` (30 s) of idleness."""
         for stream in self.streams:
-            if ids := await self._ours_unhandled(stream, set()):
+            ids = await self.bus.pending_ids(stream, self.group, self.consumer, 10_000)
+            if ids:
                 await self.bus.release(stream, self.group, ids)
                 log.info("taking back unfinished work", extra={"stage": self.stage.name, "count": len(ids)})
 
@@ -223,7 +224,8 @@ class _Runner:
             # Known before the query: a handler that acks and leaves while XPENDING is in flight is
             # not an orphan (no read runs meanwhile, so nothing new can join).
             known = {i for s, i in (*self.inflight, *self.errors) if s == stream}
-            if lost := await self._ours_unhandled(stream, known):
+            ids = await self.bus.pending_ids(stream, self.group, self.consumer, 10_000)
+            if lost := [i for i in ids if i not in known]:
                 await self.bus.release(stream, self.group, lost)
                 metrics.ORPHANED.labels(self.stage.name, stream).inc(len(lost))
                 self.stats.orphaned += len(lost)
@@ -231,11 +233,6 @@ class _Runner:
                     "taking back deliveries this process never received (reply lost)",
                     extra={"stage": self.stage.name, "stream": stream, "count": len(lost)},
                 )
-
-    async def _ours_unhandled(self, stream: str, known: set[str]) -> list[str]:
-        """Entries of ``stream`` pending on this consumer name, less the ``known`` ones."""
-        ids = await self.bus.pending_ids(stream, self.group, self.consumer, 10_000)
-        return [i for i in ids if i not in known]
 
     async def _read_loop(self, stop: asyncio.Event) -> None:
         next_claim = 0.0
