@@ -65,6 +65,11 @@ class Spoken:
     send_lag: float = 0.0
     """Seconds the publisher sent that sample later than its wall-clock slot (a busy bench process)."""
 
+    @property
+    def sent(self) -> float:
+        """Wall-clock second the last voiced sample actually left the publisher."""
+        return self.voiced_end + self.send_lag
+
 
 @dataclass
 class CallRun:

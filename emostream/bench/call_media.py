@@ -195,10 +195,11 @@ class SpeechTrack(_tracks_base()):  # type: ignore[misc]
             out.append(self._sent_at[i] - (start + i * n / RATE) if i < len(self._sent_at) else 0.0)
         return out
 
-    def spoken(self) -> list[tuple[Prompt, float]]:
+    def spoken(self) -> list[tuple[Prompt, float, float]]:
         """Each prompt whose last voiced sample has been sent so far (looping: every pass over the
-        Program), with the wall-clock second its frame actually left: a publisher starved of CPU sends
-        late, and the speaker's wait starts when the speech really ends, not when it was scheduled."""
+        Program): its wall-clock slot on the sender's timeline (what the server's pts-following clock
+        stamps it with) and how late its frame actually left (a publisher starved of CPU sends late, and
+        the speaker's wait starts when the speech really ends, not when it was scheduled)."""
         if self.started is None:
             return []
         sent_s, dur, n = self._sent / RATE, self.program.duration, int(RATE * PTIME)
@@ -206,8 +207,9 @@ class SpeechTrack(_tracks_base()):  # type: ignore[misc]
         for k in range(int(sent_s // dur) + 1):
             for p, t in zip(self.program.prompts, self.program.voiced_ends(), strict=True):
                 if k * dur + t <= sent_s:
+                    slot = self.started + k * dur + t
                     i = min(int((k * dur + t) * RATE) // n, len(self._sent_at) - 1)
-                    out.append((p, self._sent_at[i]))
+                    out.append((p, slot, self._sent_at[i] - slot))
         return out
 
 

@@ -5,7 +5,9 @@ wall-clock pace into ``emostream serve --redis``; the five stages run as separat
 processes (two asr replicas) over a real redis-server with AOF, all started like ``emostream up``
 (:mod:`emostream.bench.soak_stack`). While they talk, a fault schedule spread over the run kills -9
 each worker type once (restarted at once), restarts Redis (kill -9, AOF reload), drops one
-participant's peer connection and rejoins it, and SIGSTOPs one worker for 30 s.
+participant's peer connection and rejoins it, SIGSTOPs one worker for 30 s, and stalls the whole host
+(every process of the stack and every participant SIGSTOPped together, as a paused VM or a starved
+machine does; on resume each publisher sends what it owes in a burst).
 
 Every utterance spoken must end as exactly one EmotionEvent at the SSE subscriber or a stated reason
 (a ``Dropped`` record / dead letter); anything else is a silent loss. The report
@@ -40,13 +42,13 @@ HELP = (
     "are killed, Redis restarts, a peer drops and a worker hangs; every utterance accounted for."
 )
 ROOM = "soak"
-KINDS = ("kill9", "redis_restart", "rejoin", "sigstop")
+KINDS = ("kill9", "redis_restart", "rejoin", "sigstop", "stall")
 
 
 @dataclass
 class Fault:
     kind: str
-    """``kill9``, ``redis_restart``, ``rejoin`` or ``sigstop``."""
+    """``kill9``, ``redis_restart``, ``rejoin``, ``sigstop`` or ``stall``."""
     target: str
     at: float = 0.0
     """Planned offset (s) from the start of talk; ``started``/``ended`` are wall seconds."""
@@ -65,6 +67,7 @@ def schedule(
         Fault("redis_restart", "redis"),
         Fault("kill9", "vlm-1"),
         Fault("rejoin", f"speaker{min(2, participants)}"),
+        Fault("stall", "host"),
         Fault("kill9", "context-1"),
         Fault("sigstop", "asr-2"),
         Fault("kill9", "fusion-1"),
@@ -161,7 +164,9 @@ class Tail:
         return out
 
 
-async def _apply(fault: Fault, stack: SoakStack, people: dict[str, ParticipantProc], stop_s: float) -> None:
+async def _apply(
+    fault: Fault, stack: SoakStack, people: dict[str, ParticipantProc], stop_s: float, stall_s: float
+) -> None:
     fault.started = time.time()
     if fault.kind == "kill9":
         await stack.kill9(fault.target)
@@ -171,6 +176,8 @@ async def _apply(fault: Fault, stack: SoakStack, people: dict[str, ParticipantPr
         await stack.pause(fault.target, stop_s)
     elif fault.kind == "rejoin":
         await people[fault.target].drop()  # offline for a moment, then the same participant is back
+    elif fault.kind == "stall":
+        await stack.stall([p.proc.pid for p in people.values() if p.proc is not None], stall_s)
     fault.ended = time.time()
 
 
@@ -191,6 +198,9 @@ class Options:
     retention_s: float = 120.0
     """``bus.retention_s`` (and ``context.room_idle_s``) of the stack: Redis holds that much of every
     stream, so its memory only levels off once the talk is longer than this (warm-up past it)."""
+    stall_s: float = 20.0
+    """How long the ``stall`` fault freezes the host (under ``bus.claim_idle_ms`` and ICE consent's
+    30 s, which a real stall that long would also trip)."""
 
 
 async def run_soak(out: Path, opts: Options) -> SoakRun:
@@ -237,7 +247,7 @@ async def _talk(stack: SoakStack, opts: Options, out: Path) -> SoakRun:
         for fault in faults:
             while time.time() < started + fault.at:
                 await _tick(stack, 1.0)
-            await _apply(fault, stack, people, stop_s)
+            await _apply(fault, stack, people, stop_s, opts.stall_s)
         while time.time() < started + talk_s:
             await _tick(stack, 1.0)
         accounts = {p.name: await p.leave() for p in people.values()}
@@ -330,6 +340,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the stack's bus.retention_s: Redis keeps this much of each stream (default 120)",
     )
     parser.add_argument("--stop-s", type=float, default=30.0, metavar="S", help="SIGSTOP length (default 30)")
+    parser.add_argument(
+        "--stall-s", type=float, default=20.0, metavar="S", help="host stall length (default 20)"
+    )
     parser.add_argument("--drain", type=float, default=180.0, metavar="S", help="wait for late events")
     parser.add_argument(
         "--faults", metavar="KINDS", help=f"only these fault kinds, comma-separated ({', '.join(KINDS)})"
@@ -361,7 +374,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--faults {args.faults!r}: choose from {', '.join(KINDS)}", exit_code=2)
     opts = Options(
         args.participants, args.minutes, args.warmup, args.stop_s, args.drain, only, args.fps, args.quiet,
-        args.pause, args.retention,
+        args.pause, args.retention, args.stall_s,
     )  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

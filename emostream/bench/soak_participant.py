@@ -133,7 +133,7 @@ class Participant:
             self.pub = None
 
     def spoken(self) -> list[Spoken]:
-        return [Spoken(self.name, p.name, p.text, t) for tr in self.tracks for p, t in tr.spoken()]
+        return [Spoken(self.name, p.name, p.text, t, lag) for tr in self.tracks for p, t, lag in tr.spoken()]
 
     async def watch(self) -> None:
         """Every second: RTP counters, and a redial when the call ended unasked (logged)."""

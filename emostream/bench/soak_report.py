@@ -1,9 +1,11 @@
 """The soak's account: every utterance spoken -> exactly one event, or a stated reason, or a silent
 loss; per fault, per minute and per process; written as JSON, a per-utterance JSONL and a PNG.
 
-An event belongs to the spoken prompt of its speaker whose last voiced sample lies in the event's span
-(``bench call``'s rule), else
-(media lost on the way shifts the server's clock) the prompt its transcript reads as, shortly before. A prompt without an event is *stated* when the pipeline said why: a
+An event belongs to the spoken prompt of its speaker whose last voiced sample, at its slot on the
+sender's timeline (which the server's pts-following clock keeps to through lost media), lies in the
+event's span (``bench call``'s rule), else the prompt its transcript reads as, shortly before (a server
+clock anchored late). Latency runs from the moment that sample actually left the publisher to the
+event's arrival at the subscriber. A prompt without an event is *stated* when the pipeline said why: a
 ``Dropped`` record for the utterance the segmenter published over it (the dead letter's reason).
 Anything else is a silent loss: no utterance was published for it, or one was and nothing came back.
 """
@@ -27,10 +29,10 @@ DRIFT_S = 20.0
 
 
 def _by_text(ev: EmotionEvent, free: list[Spoken]) -> Spoken | None:
-    """The not yet matched prompt an event is about when its span misses every voiced end: the
-    server's media clock counts samples received, so audio lost on the way puts its spans up to
-    ``DRIFT_S`` before wall time. Among prompts ending in that window, the one its transcript reads
-    as (word error rate under 0.5), nearest first."""
+    """The not yet matched prompt an event is about when its span misses every voiced end (a server
+    clock anchored late, or a bench process too starved to keep its slots: up to ``DRIFT_S``). Among
+    prompts ending in that window, the one its transcript reads as (word error rate under 0.5),
+    nearest first."""
     hyp = words(ev.transcript)
     best: tuple[float, float, Spoken] | None = None
     for s in free:
@@ -76,12 +78,12 @@ def account(run: SoakRun) -> tuple[list[dict[str, Any]], int, int]:
             by_text.add(id(hit))
     dropped = {(d.speaker, d.utterance): d for d in run.dropped if d.room}
     rows = []
-    for s in sorted(run.spoken, key=lambda x: x.voiced_end):
+    for s in sorted(run.spoken, key=lambda x: x.sent):
         evs = sorted(got.get(id(s), []), key=lambda x: x[0])
         row: dict[str, Any] = {
             "speaker": s.speaker,
             "prompt": s.prompt,
-            "t": round(s.voiced_end - run.started, 2),
+            "t": round(s.sent - run.started, 2),
             "events": [e.id for _, e in evs],
         }
         if evs and id(s) in by_text:  # its wall time is unknown (media lost): no latency
@@ -89,7 +91,7 @@ def account(run: SoakRun) -> tuple[list[dict[str, Any]], int, int]:
             row["matched"] = "by transcript"
         elif evs:
             row["status"] = "event"
-            row["latency_ms"] = round((evs[0][0] - s.voiced_end) * 1000, 1)
+            row["latency_ms"] = round((evs[0][0] - s.sent) * 1000, 1)
         else:
             utts = [
                 u for u in run.utterances if u.speaker == s.speaker and _covers(u.start, u.end, s.voiced_end)
@@ -115,14 +117,14 @@ def _transit(run: SoakRun, s: Spoken) -> str:
     """Why the server never heard a prompt, when the transport says so: the server's RTCP receiver
     reports counted audio packets of that speaker lost around it, or its call died (ICE consent
     expired) soon after it, so what was sent in between never arrived."""
-    lo, hi = s.voiced_end - 6.0, s.voiced_end + 2.0
+    lo, hi = s.sent - 6.0, s.sent + 2.0
     rtp = [(t, lost) for t, kind, _, lost in run.rtp.get(s.speaker, []) if kind == "audio"]
     for (t0, l0), (t1, l1) in zip(rtp, rtp[1:], strict=False):
         if t1 >= lo and t0 <= hi and l1 > l0:
             return f"audio lost before the server (RTCP receiver report: +{l1 - l0} packets)"
     for t, what in run.calls.get(s.speaker, []):
         at = run.started + t
-        if "unplanned" in what and s.voiced_end - 6.0 <= at <= s.voiced_end + 36.0:
+        if "unplanned" in what and s.sent - 6.0 <= at <= s.sent + 36.0:
             return "call lost (ICE consent expired): media sent before it never arrived"
     return ""
 

@@ -6,6 +6,7 @@ restart from its AOF, SIGSTOP/SIGCONT) and the RSS of each, sampled from ``/proc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
@@ -130,6 +131,22 @@ class SoakStack:
         finally:
             os.kill(pid, signal.SIGCONT)
             self._hurting.discard(name)
+
+    async def stall(self, others: list[int], seconds: float) -> None:
+        """The whole host stops for ``seconds``: every process of the stack and ``others`` (the
+        participants) SIGSTOPped together, then SIGCONTed together."""
+        names = list(self.procs())
+        pids = [self.pid(n) for n in names] + others
+        self._hurting.update(names)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGCONT)
+            self._hurting.difference_update(names)
 
     def stop(self) -> dict[str, int | None]:
         for name in self.procs():  # nothing may stay stopped while the others drain

@@ -26,6 +26,7 @@ from emostream.bus.base import Bus
 from emostream.config import Settings
 from emostream.ingest.audio import SAMPLE_RATE, Audio, AudioNormalizer, iter_file
 from emostream.ingest.segmenter import Segmenter, SpeechEnd, SpeechEvent, SpeechPartial, SpeechStart
+from emostream.ingest.timeline import AudioTimeline
 from emostream.ingest.vad import SileroModel
 from emostream.schema import (
     FrameRef,
@@ -88,6 +89,7 @@ class SpeechIngest:
         again, or a reused room id, numbers utterances from 0 again without meeting the old ones."""
         self.frames = frames
         self.normalizer = AudioNormalizer()
+        self.timeline = AudioTimeline()
         self.segmenter = Segmenter(
             settings.vad,
             room=room,
@@ -97,6 +99,9 @@ class SpeechIngest:
             model=model or SileroModel.shared(settings),
         )
         self._clock_set = t0 is not None
+        self._hear_s = settings.vad.hangover_ms / 1000 + 0.1
+        """Of audio lost before the ingest, how much the VAD hears as silence: enough to close an
+        utterance the loss cut off where its speech stopped; the rest only moves the clock on."""
         self._pause_seq: dict[int, int] = {}
         """Utterance -> seq of its last pause partial (whose audio the Utterance may repeat)."""
 
@@ -127,8 +132,25 @@ class SpeechIngest:
             self._clock_set = True
 
     def _segment(self, frames: list[Any], sample_rate: int | None) -> list[SpeechEvent]:
-        audio = self.normalizer.push_many(frames, sample_rate)
-        return self.segmenter.push(audio) if audio.size else []
+        events: list[SpeechEvent] = []
+        for lost_s, run in self.timeline.split(frames):
+            if lost_s:
+                events += self._lost(lost_s)
+            audio = self.normalizer.push_many(run, sample_rate)
+            if audio.size:
+                events += self.segmenter.push(audio)
+        return events
+
+    def _lost(self, seconds: float) -> list[SpeechEvent]:
+        """Audio lost before the ingest (a gap in the frames' pts) still took time on the speaker's
+        side: it is heard as silence (at most ``_hear_s`` of it), and the clock steps over the rest, so
+        later utterances keep their true times."""
+        heard = min(seconds, self._hear_s)
+        events = self.segmenter.push(np.zeros(round(heard * SAMPLE_RATE), np.float32))
+        if seconds > heard:
+            events += self.segmenter.flush()
+            self.segmenter.set_time(self.segmenter.time + seconds - heard)
+        return events
 
     async def flush(self) -> list[Message]:
         """End of the track (or a forced boundary): close the utterance in progress."""
