@@ -55,7 +55,12 @@ class TextConfig:
     dev_csv: str = ""
     """MELD dev CSV used for per-epoch scoring and model selection."""
     encoder: str = ""
-    """Encoder folder; empty = the model store's all-MiniLM-L6-v2."""
+    """Encoder folder; empty = the model store's ``encoder_model``."""
+    encoder_model: str = "all-MiniLM-L6-v2"
+    """Model-store name of the encoder read when ``encoder`` is empty."""
+    encoder_layers: int = 0
+    """Keep only the encoder's lowest N transformer layers (0 = all): a shallow student cut from a larger
+    encoder (text-l4-kd.toml: mpnet's first 4 of 12)."""
     run_dir: str = "train/runs/text"
     """Output folder (checkpoints, metrics.json, best/, plots)."""
     max_tokens: int = 128
@@ -231,7 +236,7 @@ def train_text(
     seed_everything(cfg.seed)
     run = Path(cfg.run_dir).resolve()
     run.mkdir(parents=True, exist_ok=True)
-    encoder_path = resolve_model_path(cfg.encoder, "all-MiniLM-L6-v2", settings)
+    encoder_path = resolve_model_path(cfg.encoder, cfg.encoder_model, settings)
     tok = load_tokenizer(encoder_path)
     train_split, dev_split = read_meld(cfg.train_csv), read_meld(cfg.dev_csv)
     if cfg.folds:
@@ -282,7 +287,7 @@ def train_text(
         log.info("KD from %d cached teacher targets (%s)", len(targets), cfg.kd_loss)
     log.info("class weights %s", dict(zip(EMOTIONS, [round(float(w), 3) for w in weight], strict=True)))
 
-    model = build_teacher(encoder_path, tok, cfg.dropout)
+    model = build_teacher(encoder_path, tok, cfg.dropout, cfg.encoder_layers)
     if cfg.freeze_word_embeddings:
         model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)  # type: ignore[union-attr]
     if cfg.freeze_layers:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from emostream.errors import UserError
 from emostream.inference.prompt import PROMPT_FORMAT, SPEAKER_TOKENS, SPECIAL_TOKENS
 from emostream.schema import EMOTIONS
 
@@ -55,15 +56,30 @@ def load_tokenizer(path: str | Path) -> Any:
     return tok
 
 
-def build_teacher(encoder_path: str | Path, tokenizer: Any, dropout: float = 0.1) -> TextTeacher:
+def build_teacher(
+    encoder_path: str | Path, tokenizer: Any, dropout: float = 0.1, layers: int = 0
+) -> TextTeacher:
     """Load the pretrained encoder, grow its vocabulary for the speaker tokens and wrap it.
 
     A new speaker token <sK> starts as the mean of the embeddings of "speaker" and the digit K, so the
-    tokens are distinct and in-distribution from the first step.
+    tokens are distinct and in-distribution from the first step. ``layers`` > 0 keeps only the lowest
+    ``layers`` transformer layers: a shallow student cut from a larger encoder keeps its embeddings and
+    its first layers' weights (the upper layers are not loaded at all).
     """
-    from transformers import AutoModel
+    from transformers import AutoConfig, AutoModel
+    from transformers.utils import logging as hf_logging
 
-    encoder = AutoModel.from_pretrained(str(encoder_path))
+    config = AutoConfig.from_pretrained(str(encoder_path))
+    if layers:
+        if not 0 < layers <= config.num_hidden_layers:
+            raise UserError(f"{encoder_path}: has {config.num_hidden_layers} layers, cannot keep {layers}")
+        config.num_hidden_layers = layers
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the cut layers are reported as unexpected keys: expected here
+    try:
+        encoder = AutoModel.from_pretrained(str(encoder_path), config=config)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     old = encoder.get_input_embeddings().weight.shape[0]
     if len(tokenizer) > old:
         encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)

@@ -43,8 +43,10 @@ class FusionHead:
             raise UserError(
                 f"fusion model {name}: inputs {', '.join(missing)} missing (see emostream/inference/fusion.py)"
             )
-        dim = shapes["visual_embedding"][-1]
+        dim, text_dim = shapes["visual_embedding"][-1], shapes["text_embedding"][-1]
         self.visual_dim = dim if isinstance(dim, int) else None
+        self.text_dim = text_dim if isinstance(text_dim, int) else None
+        self._warned = False
 
     @classmethod
     def from_dir(cls, folder: Path, options: RuntimeOptions | None = None) -> FusionHead:
@@ -52,8 +54,19 @@ class FusionHead:
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         return cls(session(folder / "model.onnx", options or RuntimeOptions.cpu(1)), meta, name=folder.name)
 
-    def usable(self, visual_embedding: list[float] | None) -> bool:
-        """A visual embedding this head can take (present, right width, finite)."""
+    def usable(self, visual_embedding: list[float] | None, text_embedding: list[float] | None = None) -> bool:
+        """A visual embedding this head can take (present, right width, finite), beside a text embedding of
+        the width it was trained on: a head trained on another text model's embeddings is not used (late
+        fusion decides instead), and says so once."""
+        if text_embedding is not None and self.text_dim is not None and len(text_embedding) != self.text_dim:
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "fusion head reads another text model's embeddings: late fusion decides instead",
+                    extra={"head": self.name, "head_text_dim": self.text_dim, "text_dim": len(text_embedding),
+                           "fix": "retrain the fusion head on the installed text model (emostream train fusion)"},
+                )  # fmt: skip
+            return False
         if not visual_embedding:
             return False
         if self.visual_dim is not None and len(visual_embedding) != self.visual_dim:

@@ -164,6 +164,8 @@ def test_fusion_checkpoint_exports_to_the_runtime_contract(tmp_path: Path) -> No
     assert corrected >= 5, "the visual correction should change the logits"
     assert worst > 0  # the head really runs INT8 weights, not a copy of FP32
     assert not head.usable([0.0] * 10) and not head.usable(None) and head.usable([0.1] * 384)
+    assert head.text_dim == 64 and head.usable([0.1] * 384, [0.0] * 64)
+    assert not head.usable([0.1] * 384, [0.0] * 768)  # trained on another text model's embeddings
 
 
 def test_missing_execution_provider_is_one_clear_error(tiny_models: TinyModels) -> None:

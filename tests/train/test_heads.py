@@ -10,9 +10,11 @@ import pytest
 
 from emostream.errors import UserError
 from emostream.train.config import load_config
+from emostream.train.dialogue import DialogueConfig
 from emostream.train.features import join, load_cache
 from emostream.train.fusion import FusionConfig, train_fusion
 from emostream.train.synthetic import make_caches
+from emostream.train.text import TextConfig
 from emostream.train.visual import VisualConfig, load_student, train_visual
 
 
@@ -77,8 +79,29 @@ def test_config_files_and_unknown_keys(tmp_path: Path) -> None:
     cfg_file.write_text("epoch = 3\n")
     with pytest.raises(UserError, match="unknown config keys"):
         load_config(VisualConfig, cfg_file)
+    kinds = {"visual": VisualConfig, "fusion": FusionConfig, "dialogue": DialogueConfig}
     for shipped in Path("emostream/train/configs").glob("*.toml"):
-        kind = shipped.stem.split("-")[0]
-        cls = {"visual": VisualConfig, "fusion": FusionConfig}.get(kind)
-        if cls is not None:
-            load_config(cls, shipped)
+        load_config(kinds.get(shipped.stem.split("-")[0], TextConfig), shipped)
+
+
+def test_a_config_states_only_what_it_changes_from_its_base(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text("epochs = 3\nlr = 0.5\n")
+    (tmp_path / "b.toml").write_text('base = "a.toml"\nlr = 0.01\n')
+    assert (
+        load_config(VisualConfig, tmp_path / "b.toml").epochs,
+        load_config(VisualConfig, tmp_path / "b.toml").lr,
+    ) == (3, 0.01)
+    (tmp_path / "a.toml").write_text('base = "b.toml"\n')
+    with pytest.raises(UserError, match="loops back"):
+        load_config(VisualConfig, tmp_path / "b.toml")
+    (tmp_path / "b.toml").write_text('base = "gone.toml"\n')
+    with pytest.raises(UserError, match="gone.toml"):
+        load_config(VisualConfig, tmp_path / "b.toml")
+    l4 = load_config(TextConfig, "emostream/train/configs/text-l4-kd.toml")
+    kd = load_config(TextConfig, "emostream/train/configs/text-utt-kd.toml")
+    assert (l4.encoder_model, l4.encoder_layers, l4.kd_loss, l4.curriculum) == (
+        "all-mpnet-base-v2",
+        4,
+        kd.kd_loss,
+        kd.curriculum,
+    )

@@ -100,3 +100,20 @@ def test_bad_override_is_one_line_error(
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown config keys ['curriculm']" in err[0]
+
+
+def test_a_shallow_student_keeps_the_lowest_layers_of_its_encoder(
+    minilm_dir: Path, tokenizer: object
+) -> None:
+    import torch
+
+    from emostream.errors import UserError
+    from emostream.train.text_model import build_teacher
+
+    full, cut = build_teacher(minilm_dir, tokenizer), build_teacher(minilm_dir, tokenizer, layers=2)
+    assert (full.encoder.config.num_hidden_layers, cut.encoder.config.num_hidden_layers) == (6, 2)
+    assert len(cut.encoder.encoder.layer) == 2  # type: ignore[union-attr,arg-type]
+    kept = cut.encoder.state_dict()
+    assert kept and all(torch.equal(v, full.encoder.state_dict()[k]) for k, v in kept.items())
+    with pytest.raises(UserError, match="has 6 layers, cannot keep 7"):
+        build_teacher(minilm_dir, tokenizer, layers=7)

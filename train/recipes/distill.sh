@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# [erc] a larger teacher distilled into the MiniLM runtime student:
+# [erc] a larger teacher distilled into the runtime student:
 #   train/recipes/distill.sh TRAIN_CSV DEV_CSV RUNS_DIR [MPNET_DIR]
 # Steps (each skipped when its output exists):
 #   1. the all-mpnet-base-v2 teacher on utterances alone (train/configs/teacher-mpnet.toml, ~14 min/epoch);
 #   2. its logits for every form (gold, flat, bare; + ASR transcripts when RUNS_DIR/asr/train.*.jsonl exist)
 #      of every train line (`emostream train teacher-targets`);
-#   3. the MiniLM student toward those targets (train/configs/text-utt-kd.toml, DDVLM Pearson KD).
-# Then, as for round 3: emostream train quantize --checkpoint RUNS_DIR/utt-kd/best --dialogue ... (train/README.md).
+#   3. the student toward those targets, DDVLM Pearson KD: STUDENT_CONFIG (default train/configs/text-l4-kd.toml,
+#      mpnet's lowest 4 layers, shipped since round 8; text-utt-kd.toml is round 5's MiniLM student)
+#      -> RUNS_DIR/<config name>/best.
+# Then train/recipes/own-dialogue.sh and emostream train quantize (train/README.md).
 set -euo pipefail
 train_csv=$1 dev_csv=$2 runs=$3
 mpnet=${4:-$(emostream models path all-mpnet-base-v2)}
@@ -16,5 +18,6 @@ mkdir -p "$runs"
 heard=$(ls "$runs"/asr/train.*.jsonl 2>/dev/null | paste -sd, || true)
 [ -f "$runs/teacher-targets.npz" ] || emostream train teacher-targets --teacher "$runs/teacher-mpnet/best" \
   --csv "$train_csv" --out "$runs/teacher-targets.npz" ${heard:+--transcripts "$heard"}
-emostream train text --config train/configs/text-utt-kd.toml --train-csv "$train_csv" --dev-csv "$dev_csv" \
-  --run-dir "$runs/utt-kd" --no-progress --set "teacher_targets=[\"$runs/teacher-targets.npz\"]"
+student=${STUDENT_CONFIG:-train/configs/text-l4-kd.toml}
+emostream train text --config "$student" --train-csv "$train_csv" --dev-csv "$dev_csv" \
+  --run-dir "$runs/$(basename "$student" .toml)" --no-progress --set "teacher_targets=[\"$runs/teacher-targets.npz\"]"
