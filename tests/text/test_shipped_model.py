@@ -50,7 +50,7 @@ def test_int8_agrees_with_its_fp32_teacher_on_the_fixture(shipped: Path) -> None
     # gold and flat text (models/emostream-text-int8/README.md), which is what the criterion protects.
     assert q["check"]["top1_agreement"] >= 0.96
     size = (shipped / "model.onnx").stat().st_size / 1e6
-    assert size < 30 and q["fp32_onnx_mb"] / size >= 3.5
+    assert size <= 120 and q["fp32_onnx_mb"] / size >= 3.5  # [erc]: at most 120 MB, ~4x under FP32
 
 
 def test_the_shipped_model_reads_utterances_alone_and_the_dialogue_through_its_dialogue_model(
@@ -100,7 +100,8 @@ async def test_context_worker_process_publishes_text_context(shipped: Path, flus
                 c = schema.decode(d.data, TextContext)
                 got[c.utterance] = c
         assert len(got) == 2, proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "timeout"
-        assert len(got[1].logits) == 7 and len(got[1].embedding) == 384
+        width = json.loads((shipped / "meta.json").read_text())["head"]["in"]
+        assert len(got[1].logits) == 7 and len(got[1].embedding) == width
         assert got[1].model == NAME and got[1].trace["context"] >= got[1].trace["asr"]
     finally:
         try:

@@ -9,7 +9,8 @@
 #      -> RUNS_DIR/NAME-fK;
 #   2. out-of-fold train caches: each fold student scores the dialogues it never saw, per text variant (gold,
 #      flat, bare, and the ASR transcripts); dev caches (gold, flat) from ENCODER -> RUNS_DIR/cache-NAME;
-#   3. the dialogue model over the four variants, 1/4 each (train/configs/dialogue.toml) -> RUNS_DIR/dialogue-NAME.
+#   3. the dialogue model over the four variants, weights gold/flat/bare/ASR 0.25/0.25/0.1/0.4, seeds 1-6 (round 8's
+#      choice on dev; round 6 used 1/4 each, seeds 1-3) (train/configs/dialogue.toml) -> RUNS_DIR/dialogue-NAME.
 # Then: emostream train quantize --checkpoint ENCODER --dialogue RUNS_DIR/dialogue-NAME --alpha 0.8 \
 #         --calib-csv TRAIN_CSV --csv DEV_CSV --out DIR   (models/emostream-text/MODEL_CARD.md, round 8)
 set -euo pipefail
@@ -47,5 +48,5 @@ for v in gold flat; do
 done
 IFS=,; list="${features[*]}"; unset IFS
 emostream train dialogue --config train/configs/dialogue.toml --run-dir "$runs/dialogue-$name" \
-  --set "train_features=[$list]" --set 'variant_weights=[0.25, 0.25, 0.25, 0.25]' \
+  --set "train_features=[$list]" --set 'variant_weights=[0.25, 0.25, 0.1, 0.4]' --set 'seeds=[1, 2, 3, 4, 5, 6]' \
   --set "dev_gold=\"$cache/dev-gold.npz\"" --set "dev_flat=\"$cache/dev-flat.npz\""
