@@ -24,7 +24,9 @@ def test_qdq_has_only_standard_operators_and_the_same_int8_weights() -> None:
     q, int8 = onnx.load(str(QDQ)), [n.op_type for n in onnx.load(str(INT8)).graph.node]
     ops = [n.op_type for n in q.graph.node]
     # every integer-kernel MatMul becomes DequantizeLinear -> MatMul; the DQ nodes already there stay
-    assert ops.count("DequantizeLinear") == int8.count("DynamicQuantizeMatMul") + int8.count("DequantizeLinear")
+    assert ops.count("DequantizeLinear") == int8.count("DynamicQuantizeMatMul") + int8.count(
+        "DequantizeLinear"
+    )
     assert int8.count("DynamicQuantizeMatMul") >= 12 and "DynamicQuantizeMatMul" not in ops
     src = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(INT8)).graph.initializer}
     for init in q.graph.initializer:
