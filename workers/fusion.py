@@ -85,7 +85,10 @@ class FusionStage(Stage):
             visual = await self.cache.wait(key, wait)
         else:
             visual = self.cache.get(key)
-        status = self.status(visual, message.embedding)
+        head = self.head  # checked once per decision: usable() scans the embedding
+        if head is None or visual is None or not head.usable(visual.embedding, message.embedding):
+            head = None
+        status = self.status(visual, head is not None)
         self.cache.decided(key, status)
         text_probs = softmax(np.asarray(message.logits, dtype=np.float32))
         face = visual.face if visual is not None and visual.face_found else None
@@ -93,8 +96,8 @@ class FusionStage(Stage):
         if status == "used" and visual is not None:
             if self.settings.fusion.mode == "face" and face is not None:
                 probs, rule = np.asarray(face.probs, dtype=np.float64), "face"
-            elif self.head is not None and self.head.usable(visual.embedding, message.embedding):
-                fuse = self.head.fuse
+            elif head is not None:
+                fuse = head.fuse
                 logits = await asyncio.to_thread(
                     fuse, message.embedding, message.logits, visual.embedding or [], visual.confidence
                 )
@@ -132,7 +135,7 @@ class FusionStage(Stage):
         )
         return [Emit(msgspec.structs.replace(event, driver=driver_of(event)))]
 
-    def status(self, visual: VisualDescription | None, text_embedding: list[float]) -> VisualStatus:
+    def status(self, visual: VisualDescription | None, head_usable: bool) -> VisualStatus:
         """``used`` when the face takes part in this decision (head, late fusion or face mode)."""
         mode = self.settings.fusion.mode
         if mode == "text":
@@ -141,7 +144,7 @@ class FusionStage(Stage):
             return "absent"
         if not visual.face_found:
             return "expired" if visual.media_expired else "no_face"
-        if mode == "fused" and self.head is not None and self.head.usable(visual.embedding, text_embedding):
+        if mode == "fused" and head_usable:
             return "used"
         if visual.face is None:
             return "absent"
