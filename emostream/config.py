@@ -162,6 +162,12 @@ class AsrSettings(Section):
     beam_size: Count = 5
     """Beam search width. Measured (bench asr, tiny.en, 200 MELD lines, first voice set): 5 -> WER 17.6%, RTF 0.13;
     1 (greedy) -> WER 21.8%, RTF 0.10. Early partials hide most of the extra time."""
+    hypotheses: Count = 2
+    """Best beam hypotheses kept per utterance (at most the pass's beam width) and sent on as
+    ``Transcript.hypotheses``; the text model averages its reading of them, weighted by their beam
+    probability, so one guessed "." or "!" decides less. On espeak-ng speech of all of MELD dev (tiny.en):
+    2 -> weighted-F1 52.15 against 51.18 for 1, one extra text-encoder pass (~7 ms) per utterance
+    (models/emostream-text/MODEL_CARD.md, round 9). 1 = the best transcript alone."""
     busy_beam_size: OffOrCount = 0
     """Beam width of a pass that starts while other passes wait (several speakers stopping at once on
     a saturated box): a narrower beam there trades a little WER for the queue's wait. 0 = always

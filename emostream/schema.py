@@ -171,6 +171,13 @@ class Word(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     probability: float = 1.0
 
 
+class Hypothesis(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """One of the ASR's best readings of an utterance and its share of their beam probability."""
+
+    text: str
+    weight: float
+
+
 class Transcript(Keyed, frozen=True, kw_only=True):
     stream: ClassVar[str] = "transcripts"
     start: float
@@ -180,6 +187,9 @@ class Transcript(Keyed, frozen=True, kw_only=True):
     language: str = "en"
     model: str = ""
     eos_at: float = 0.0
+    hypotheses: list[Hypothesis] = []
+    """The ASR's best distinct readings, best first (the first is ``text``), weights summing to 1
+    (``asr.hypotheses``); empty when only ``text`` was kept or the text was given."""
 
 
 # ------------------------------------------------------------------------------------------ visual

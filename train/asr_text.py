@@ -61,18 +61,31 @@ def _speak(u: Utterance, voice: str, wpm: int) -> np.ndarray | None:
 
 
 def transcribe_rows(
-    rows: list[Utterance], out: Path, seed: int, model: str, batch: int, config: str | None
+    rows: list[Utterance],
+    out: Path,
+    seed: int,
+    model: str,
+    batch: int,
+    config: str | None,
+    hypotheses: int = 0,
 ) -> tuple[int, int]:
     """Speak and transcribe ``rows``, appending one JSON line each to ``out``.
 
-    Returns (lines written, utterances espeak-ng could not speak: left out, so they train on gold text)."""
+    ``hypotheses`` > 0 overrides ``asr.hypotheses`` (the best readings kept per line). Returns (lines
+    written, utterances espeak-ng could not speak: left out, so they train on gold text)."""
     import msgspec
 
     from emostream.config import load_settings
     from emostream.inference.whisper import WhisperEngine, WhisperOptions
 
     settings = load_settings(config)
-    asr = msgspec.structs.replace(settings.asr, model=model, cpu_threads=1, word_timestamps=False)
+    asr = msgspec.structs.replace(
+        settings.asr,
+        model=model,
+        cpu_threads=1,
+        word_timestamps=False,
+        hypotheses=hypotheses or settings.asr.hypotheses,
+    )
     engine = WhisperEngine(WhisperOptions.from_settings(asr), settings)
     pad = np.zeros(int(SAMPLE_RATE * SILENCE_S), np.float32)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -87,6 +100,8 @@ def transcribe_rows(
             heard = engine.transcribe_batch([np.concatenate([pad, clips[u], pad]) for u, _, _ in kept])
             for (u, v, wpm), t in zip(kept, heard, strict=True):
                 line = {"dialogue": u.dialogue, "utterance": u.index, "voice": v, "wpm": wpm, "text": t.text}
+                if t.hypotheses:
+                    line["hypotheses"] = [[text, w] for text, w in t.hypotheses]
                 fh.write(json.dumps(line) + "\n")
             fh.flush()
             written += len(chunk)
@@ -104,6 +119,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--model", default="whisper-tiny.en", help="ASR model in the store (whisper-tiny.en)")
     p.add_argument("--seed", type=int, default=1, help="voice draw (1)")
     p.add_argument("--batch", type=int, default=8, help="clips per Whisper pass (8)")
+    p.add_argument(
+        "--hypotheses", type=int, default=0, help="best readings kept per line (default: asr.hypotheses)"
+    )
     p.add_argument("--config", help="emostream settings file (model store location)")
     return p.parse_args(argv)
 
@@ -119,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     rows = pending(args.csv, out, shard, shards)
     t0 = time.perf_counter()
-    n, failed = transcribe_rows(rows, out, args.seed, args.model, args.batch, args.config)
+    n, failed = transcribe_rows(
+        rows, out, args.seed, args.model, args.batch, args.config, max(0, args.hypotheses)
+    )
     seconds = round(time.perf_counter() - t0, 1)
     print(json.dumps({"out": str(out), "written": n, "unspoken": failed, "seconds": seconds}))
     return 0

@@ -36,7 +36,7 @@ from emostream.ingest.audio import SAMPLE_RATE
 from emostream.runtime.bounded import remember
 from emostream.runtime.errors import BlobExpired
 from emostream.runtime.stage import Emit, Stage, StageContext
-from emostream.schema import PartialAudio, Transcript, Utterance, Word, derive
+from emostream.schema import Hypothesis, PartialAudio, Transcript, Utterance, Word, derive
 
 RESULTS = Counter("emostream_asr_utterances", "Utterances transcribed, by how", ["how"])
 """how: ``speculative`` (reused a partial's pass), ``fresh``, ``gold`` (text given), ``empty`` (no audio)."""
@@ -253,7 +253,16 @@ class AsrStage(Stage):
             Word(start=msg.start + w.start, end=msg.start + w.end, word=w.word, probability=w.probability)
             for w in r.words
         ]
-        return derive(msg, Transcript, text=r.text, words=words, language=r.language, model=model)
+        hypotheses = [Hypothesis(text=t, weight=w) for t, w in r.hypotheses]
+        return derive(
+            msg,
+            Transcript,
+            text=r.text,
+            words=words,
+            language=r.language,
+            model=model,
+            hypotheses=hypotheses,
+        )
 
     async def close(self) -> None:
         if self.scheduler is not None:

@@ -64,7 +64,8 @@ class Rooms:
             self.end(t.room)  # a reused room id: the earlier conversation is not this one's context
         if at > last:
             self.last_at[t.room] = at
-        return self.get(t.room).add(t.key, t.speaker, t.start, t.text)
+        heard = [(h.text, h.weight) for h in t.hypotheses]
+        return self.get(t.room).add(t.key, t.speaker, t.start, t.text, heard)
 
     def remember(self, room: str, encodings: dict[str, Encoding]) -> None:
         """Keep turn encodings computed for a decision (a room forgotten meanwhile keeps nothing)."""

@@ -18,6 +18,7 @@ import numpy as np
 from emostream.errors import UserError
 from emostream.evaluation.meld import TEXT_VARIANTS
 from emostream.evaluation.scores import scores
+from emostream.evaluation.transcripts import Heard
 
 HELP = "Evaluate the runtime emotion model on a MELD-format CSV (weighted-F1, accuracy, per class)."
 
@@ -42,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="score on ASR text instead: each utterance read as these transcripts have it "
         "(`emostream train asr-text` on the same CSV); utterances without one keep gold text and are counted",
     )
+    p.add_argument(
+        "--best-only",
+        action="store_true",
+        help="with --transcripts: read only each line's best hypothesis, not the weighted mean over the "
+        "cache's hypotheses (asr.hypotheses = 1)",
+    )
 
 
 def evaluate(
@@ -50,7 +57,7 @@ def evaluate(
     history: int,
     limit: int = 0,
     variant: str = "gold",
-    transcripts: Mapping[tuple[int, int], str] | None = None,
+    transcripts: Mapping[tuple[int, int], Heard] | None = None,
 ) -> dict[str, Any]:
     """Score a :class:`emostream.inference.text.TextModel` over a MELD CSV exactly as the context worker
     runs it (:class:`DialogueHistory` windows, :meth:`TextModel.decide`); also returns the predictions."""
@@ -74,12 +81,13 @@ def evaluate(
     for dialogue in bar:
         turns = DialogueHistory(model.builder, history)
         for utt in dialogue:
-            text = utt.text
+            text: str = utt.text
+            hypotheses: tuple[tuple[str, float], ...] = ()
             if transcripts is not None:
                 heard = transcripts.get((utt.dialogue, utt.index))
                 fallback += heard is None
-                text = utt.text if heard is None else heard
-            window = turns.add(str(utt.index), utt.speaker, float(utt.index), text)
+                text, hypotheses = (utt.text, ()) if heard is None else heard
+            window = turns.add(str(utt.index), utt.speaker, float(utt.index), text, hypotheses)
             _, logits, encodings = model.decide(window)
             turns.remember(encodings)
             gold.append(utt.label)
@@ -109,12 +117,16 @@ def run(args: argparse.Namespace) -> int:
     if args.transcripts:
         if args.text_variant != "gold":
             raise UserError("--transcripts replaces the text: leave --text-variant at gold")
-        from emostream.evaluation.transcripts import load_transcripts
+        from emostream.evaluation.transcripts import load_heard
 
-        heard = load_transcripts(args.transcripts)
+        heard = load_heard(args.transcripts)
+        if args.best_only:
+            heard = {key: (text, ()) for key, (text, _) in heard.items()}
     result = evaluate(model, args.csv, settings.context.history, args.limit, args.text_variant, heard)
     result.pop("predictions")
     variant = f"asr:{args.transcripts}" if heard is not None else args.text_variant
+    if heard is not None and args.best_only:
+        variant += " (best hypothesis only)"
     result = {"model": name, "csv": args.csv, "text_variant": variant, **result}
     if args.json:
         print(json.dumps(result))

@@ -9,7 +9,9 @@ index of their first appearance in the room, kept even after their turns fall ou
 A model with a dialogue model (emostream.inference.dialogue_model) encodes each turn alone and reads the
 window of encodings; the history keeps each turn's encoding (:meth:`DialogueHistory.remember`), so a
 turn is encoded once, and one never encoded here (added by the tail or a rebuild) is encoded when first
-needed.
+needed. A turn heard as several ASR hypotheses (``Transcript.hypotheses``) keeps each distinct reading
+with its weight, and its encoding is their weighted mean: the prompt of a model without a dialogue model
+reads the best one only.
 """
 
 from __future__ import annotations
@@ -36,7 +38,11 @@ class _Turn:
     key: str
     speaker: int = field(compare=False)
     segment: tuple[int, ...] = field(compare=False)
+    readings: Readings = field(default=(), compare=False)
 
+
+Readings = tuple[tuple[tuple[int, ...], float], ...]
+"""A turn's distinct ASR readings as (segment token ids, weight), best first; empty: ``segment`` alone."""
 
 Encoding = tuple[np.ndarray, np.ndarray]
 """One turn's encoder output alone: ([MASK] state [H], logits [7])."""
@@ -54,6 +60,8 @@ class Window:
     segments: tuple[tuple[int, ...], ...]
     encodings: tuple[Encoding | None, ...]
     """Each turn's encoding alone, where this history already holds it."""
+    readings: tuple[Readings, ...] = ()
+    """Each turn's ASR readings (empty tuple per turn: its segment alone); empty: none has any."""
 
 
 class DialogueHistory:
@@ -80,21 +88,44 @@ class DialogueHistory:
             self.speakers[speaker] = index
         return index
 
-    def add(self, key: str, speaker: str, start: float, text: str) -> Window:
+    def add(
+        self,
+        key: str,
+        speaker: str,
+        start: float,
+        text: str,
+        hypotheses: Sequence[tuple[str, float]] = (),
+    ) -> Window:
         """Insert a turn (once per ``key``: redelivery changes nothing) and return its :class:`Window`.
 
-        The window is taken before the history is trimmed, so even a turn older than the whole window gets
-        its own (short) context instead of none.
+        ``hypotheses``: the ASR's (text, weight) readings, best first (``text`` is the first). The window is
+        taken before the history is trimmed, so even a turn older than the whole window gets its own
+        (short) context instead of none.
         """
         if not any(t.key == key for t in self.turns):
             index = self.speaker_index(speaker)
             segment = tuple(self.builder.turn_ids(Turn(speaker=index, text=text)))
-            bisect.insort(self.turns, _Turn(start=start, key=key, speaker=index, segment=segment))
+            readings = self._readings(index, hypotheses)
+            bisect.insort(
+                self.turns, _Turn(start=start, key=key, speaker=index, segment=segment, readings=readings)
+            )
         window = self.window(key)
         for gone in self.turns[: max(0, len(self.turns) - self.limit)]:
             self.encodings.pop(gone.key, None)
         del self.turns[: max(0, len(self.turns) - self.limit)]
         return window
+
+    def _readings(self, speaker: int, hypotheses: Sequence[tuple[str, float]]) -> Readings:
+        """Distinct token segments of the hypotheses with summed weights (readings that differ only in
+        what the tokenizer folds, such as case, are one); empty when one reading is left."""
+        merged: dict[tuple[int, ...], float] = {}
+        for text, weight in hypotheses:
+            seg = tuple(self.builder.turn_ids(Turn(speaker=speaker, text=text)))
+            merged[seg] = merged.get(seg, 0.0) + max(0.0, float(weight))
+        total = sum(merged.values())
+        if len(merged) < 2 or total <= 0:
+            return ()
+        return tuple((seg, w / total) for seg, w in merged.items())
 
     def window(self, key: str) -> Window:
         """The window of turn ``key``: the turns before it (at most ``limit`` - 1 of them) and itself."""
@@ -107,6 +138,7 @@ class DialogueHistory:
                     speakers=tuple(t.speaker for t in past),
                     segments=tuple(t.segment for t in past),
                     encodings=tuple(self.encodings.get(t.key) for t in past),
+                    readings=tuple(t.readings for t in past) if any(t.readings for t in past) else (),
                 )
         raise KeyError(key)
 

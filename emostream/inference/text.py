@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emostream.errors import UserError
-from emostream.inference.dialogue import Encoding, Window
+from emostream.inference.dialogue import Encoding, Readings, Window
 from emostream.inference.dialogue_model import DialogueModel
 from emostream.inference.onnx import RuntimeOptions, session
 from emostream.inference.prompt import PromptBuilder, PromptInput, Turn
@@ -158,23 +158,34 @@ class TextModel:
 
         Without a dialogue model: the encoder over the turn's prompt. With one: every turn of the window
         not yet encoded is encoded alone (one at a time: INT8 activation scales are per batch, so a batch
-        would change the numbers), then the dialogue model reads them all.
+        would change the numbers; a turn with ASR readings is their weighted mean), then the dialogue
+        model reads them all.
         """
         if self.dialogue is None:
             embedding, logits = self.run([window.prompt])
             return embedding[0], logits[0], {}
         new: dict[str, Encoding] = {}
         encodings: list[Encoding] = []
-        for key, speaker, segment, known in zip(
-            window.keys, window.speakers, window.segments, window.encodings, strict=True
+        readings = window.readings or ((),) * len(window.keys)
+        for key, speaker, segment, known, heard in zip(
+            window.keys, window.speakers, window.segments, window.encodings, readings, strict=True
         ):
             if known is None:
-                e, z = self.run([self.builder.assemble([segment], speaker)])
-                known = new[key] = (e[0], z[0])
+                known = new[key] = self._encode(heard or ((segment, 1.0),), speaker)
             encodings.append(known)
         h = np.stack([e for e, _ in encodings])
         z = np.stack([z for _, z in encodings])
         return h[-1], self.dialogue.decide(h, z, window.speakers), new
+
+    def _encode(self, readings: Readings, speaker: int) -> Encoding:
+        """One turn's encoding: the weighted mean over its readings of each one encoded alone."""
+        states, logits = [], []
+        for segment, _ in readings:
+            e, z = self.run([self.builder.assemble([segment], speaker)])
+            states.append(e[0])
+            logits.append(z[0])
+        w = np.array([weight for _, weight in readings], dtype=np.float32)[:, None]
+        return (w * np.stack(states)).sum(0), (w * np.stack(logits)).sum(0)
 
     def predict(self, turns: Sequence[Turn]) -> tuple[np.ndarray, np.ndarray]:
         """Embedding and logits of ``turns[-1]`` given the past turns before it."""

@@ -55,6 +55,9 @@ class Transcription:
     """True when the short window looped and the stock 30 s window was used."""
     beam: int = 0
     """Beam width of the pass (0: the stock path, which does not say)."""
+    hypotheses: tuple[tuple[str, float], ...] = ()
+    """The pass's best distinct hypotheses as (text, weight), best first (``text`` is the first), weights
+    from their beam log-probabilities summing to 1; empty when only ``text`` was kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,7 @@ class WhisperOptions:
     workers: int
     language: str
     beam_size: int
+    hypotheses: int
     word_timestamps: bool
     min_window_s: float
 
@@ -81,6 +85,7 @@ class WhisperOptions:
             workers=s.workers,
             language=s.language,
             beam_size=s.beam_size,
+            hypotheses=s.hypotheses,
             word_timestamps=s.word_timestamps,
             min_window_s=s.min_window_s,
         )
@@ -184,14 +189,20 @@ class WhisperEngine:
             enc,
             prompts,
             beam_size=beam,
+            num_hypotheses=max(1, min(self.opts.hypotheses, beam)),
             max_length=budget,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
             suppress_tokens=self.suppress,
         )
-        tokens = [[t for t in r.sequences_ids[0] if t < self.tokenizer.eot] for r in res]
-        texts = [self._tokenizer(lang).decode(tk).strip() for lang, tk in zip(langs, tokens, strict=True)]
+        kept = [[[t for t in seq if t < self.tokenizer.eot] for seq in r.sequences_ids] for r in res]
+        tokens = [k[0] for k in kept]
+        hyps = [
+            _weighted([self._tokenizer(lang).decode(tk).strip() for tk in k], r.scores, [len(tk) for tk in k])
+            for lang, k, r in zip(langs, kept, res, strict=True)
+        ]
+        texts = [h[0][0] for h in hyps]
         words: list[list[WordTiming]] = [[] for _ in audios]
         if self.opts.word_timestamps and any(tokens):
             frames = [min(n_frames, a.size // 160) for a in audios]
@@ -212,6 +223,7 @@ class WhisperEngine:
                     compute_s=dt,
                     batch=len(audios),
                     beam=beam,
+                    hypotheses=hyps[i] if len(hyps[i]) > 1 else (),
                 )
             )
         return out
@@ -286,6 +298,20 @@ def _looped(text: str, n_tokens: int, budget: int) -> bool:
         return True
     sentences = [s.strip(" ,").lower() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
     return any(a == b and len(a.split()) >= 3 for a, b in zip(sentences, sentences[1:], strict=False))
+
+
+def _weighted(texts: list[str], scores: list[float], lengths: list[int]) -> tuple[tuple[str, float], ...]:
+    """(text, weight) per distinct text, best first: CTranslate2's scores are log-probabilities divided by
+    the length (length_penalty 1), so a hypothesis's probability is exp(score * length); two token
+    sequences that decode to the same text share one entry."""
+    logp = np.array([s * max(1, n) for s, n in zip(scores, lengths, strict=True)], dtype=np.float64)
+    p = np.exp(logp - logp.max())
+    merged: dict[str, float] = {}
+    for i, (text, w) in enumerate(zip(texts, p / p.sum(), strict=True)):
+        if text or not i:  # an empty runner-up says nothing the best one does not
+            merged[text] = merged.get(text, 0.0) + float(w)
+    total = sum(merged.values())
+    return tuple((t, round(w / total, 4)) for t, w in merged.items())
 
 
 def _fields(t: Transcription) -> dict[str, Any]:

@@ -150,11 +150,13 @@ def replay_meld(args: argparse.Namespace) -> dict[str, Any]:
         progress.console.print(f"[yellow]warning:[/] {message}")
 
     def say(line: str) -> None:
-        """Event lines go to stdout (above the live bars when stdout is the terminal)."""
-        if sys.stdout.isatty():
+        """Event lines go to stdout (above the live bars when stdout is the terminal); with ``--json``
+        stdout holds the JSON alone, so they go to stderr."""
+        stream = sys.stderr if args.json else sys.stdout
+        if stream.isatty():
             progress.console.print(line, markup=False, soft_wrap=True, highlight=False)
         else:
-            print(line, flush=True)
+            print(line, file=stream, flush=True)
 
     with progress:
         if not args.quiet:

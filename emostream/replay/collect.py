@@ -35,7 +35,10 @@ def _round(values: list[float] | None, digits: int = 5) -> list[float] | None:
 def feature_of(message: Message) -> dict[str, Any]:
     """The trainable part of an intermediate message (no blobs, floats rounded)."""
     if isinstance(message, Transcript):
-        return {"transcript": message.text, "asr_model": message.model}
+        out: dict[str, Any] = {"transcript": message.text, "asr_model": message.model}
+        if message.hypotheses:
+            out["hypotheses"] = [[h.text, h.weight] for h in message.hypotheses]
+        return out
     if isinstance(message, KeyFrames):
         frames = [
             {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -36,6 +37,20 @@ def test_csv_only_root_replays_text_only_like_eval_meld(
     assert evaluated["utterances"] == 42
     assert metrics["weighted_f1"] == evaluated["weighted_f1"]
     assert metrics["per_class_f1"] == evaluated["per_class_f1"]
+
+
+def test_json_stdout_holds_the_json_alone_and_event_lines_go_to_stderr(
+    tmp_path: Path, make_csv: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_csv(tmp_path / "root" / "dev_sent_emo.csv", (0, 1))
+    args = ["replay", "meld", "--root", str(tmp_path / "root"), "--out", str(tmp_path / "out"), "--json"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    metrics = json.loads(captured.out)  # the whole of stdout, not its last line
+    assert metrics["utterances"] == metrics["answered"] > 0
+    assert "dialog speaker" in captured.err
+    events = [line for line in captured.err.splitlines() if re.match(r"dia\d", line)]
+    assert len(events) == metrics["utterances"]
 
 
 def test_asr_without_clips_says_so_and_a_finished_rerun_keeps_its_figures(

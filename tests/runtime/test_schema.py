@@ -112,6 +112,7 @@ def test_schema_evolution_old_and_new_producers_stay_readable() -> None:
     old = {"room": "r", "speaker": "s", "utterance": 3, "start": 0.5, "end": 1.5, "text": "hi"}
     msg = decode(msgspec.msgpack.encode(old), Transcript)  # written before v/trace/words existed
     assert msg.v == SCHEMA_VERSION and msg.trace == {} and msg.words == [] and msg.language == "en"
+    assert msg.hypotheses == []  # one transcript, as before Transcript.hypotheses
     newer = {**old, "v": SCHEMA_VERSION, "field_added_later": [1, 2]}  # unknown fields are ignored
     assert decode_checked(msgspec.msgpack.encode(newer), Transcript).text == "hi"
 

@@ -161,3 +161,48 @@ async def test_scheduler_runs_one_pass_at_a_time() -> None:
 def test_early_partials_off_consumes_utterances_only() -> None:
     assert set(AsrStage(Settings()).inputs) == {"utterances", "partials"}
     assert set(AsrStage(Settings(asr=AsrSettings(early_partials=False))).inputs) == {"utterances"}
+
+
+def test_engine_keeps_the_beams_best_readings_with_their_weights() -> None:
+    """asr.hypotheses = 2: the best text first, then a distinct runner-up; weights sum to 1 and the best
+    text is the one a single-hypothesis pass gives. With a beam of 1 only the best is left."""
+    two = WhisperEngine.shared(WhisperOptions.from_settings(AsrSettings(hypotheses=2)), Settings())
+    one = WhisperEngine.shared(WhisperOptions.from_settings(AsrSettings(hypotheses=1)), Settings())
+    audio = trimmed(speak("Oh my god, he is lost it. He is totally lost it!", "en-us"))
+    best = one.transcribe(audio)
+    heard = two.transcribe(audio)
+    assert best.hypotheses == () and heard.text == best.text
+    assert len(heard.hypotheses) == 2 and heard.hypotheses[0][0] == heard.text
+    assert heard.hypotheses[0][0] != heard.hypotheses[1][0]
+    assert abs(sum(w for _, w in heard.hypotheses) - 1.0) < 1e-3
+    assert all(0.0 < w < 1.0 for _, w in heard.hypotheses)
+    assert two.transcribe_batch([audio], beam_size=1)[0].hypotheses == ()
+
+
+def test_hypothesis_weights_merge_duplicates_and_drop_empty_runners_up() -> None:
+    from emostream.inference.whisper import _weighted
+
+    # scores are per-token log-probabilities: -0.1 x 10 tokens against -0.2 x 10 -> e^-1 : e^-2
+    got = dict(_weighted(["a b", "a b!", ""], [-0.1, -0.2, -0.05], [10, 10, 1]))
+    assert set(got) == {"a b", "a b!"}
+    assert abs(got["a b"] / got["a b!"] - np.exp(1.0)) < 1e-2
+    assert _weighted(["same", "same"], [-0.1, -0.3], [5, 5]) == (("same", 1.0),)
+
+
+async def test_stage_sends_hypotheses_on_and_gold_text_has_none() -> None:
+    bus = MemoryBus()
+    stage = create(Settings(asr=AsrSettings(hypotheses=2, early_partials=False)))
+    ctx = _ctx(bus)
+    await stage.setup(ctx)
+    try:
+        audio = trimmed(speak("Are you kidding me? That is amazing!", "en-us"))
+        ref = await bus.put_blob("u0", audio.astype(np.float32).tobytes(), 60)
+        spoken = Utterance(room="r", speaker="ann", utterance=0, start=0.0, end=3.0, audio=ref)
+        ((emit,),) = [await stage.process(spoken, ctx)]
+        t = emit.message
+        assert isinstance(t, Transcript) and len(t.hypotheses) == 2 and t.hypotheses[0].text == t.text
+        gold = Utterance(room="r", speaker="ann", utterance=1, start=4.0, end=5.0, text="Fine.")
+        ((emit,),) = [await stage.process(gold, ctx)]
+        assert isinstance(emit.message, Transcript) and emit.message.hypotheses == []
+    finally:
+        await stage.close()

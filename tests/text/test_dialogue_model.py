@@ -155,3 +155,52 @@ def test_quantize_ships_the_dialogue_model_only_beside_an_utterance_encoder(tmp_
     assert DialogueModel.present(out) and (out / "dialogue.npz").is_file()
     copy_dialogue(None, out, {})  # re-quantizing without one removes the stale files
     assert not DialogueModel.present(out) and not (out / "dialogue.npz").exists()
+
+
+def test_a_turn_heard_several_ways_is_the_weighted_mean_of_its_readings(dialogue_dir: Path) -> None:
+    """ASR hypotheses: each distinct reading encoded alone, mixed by weight; readings the tokenizer folds
+    into one (case) and a single hypothesis change nothing."""
+    model = TextModel.from_dir(dialogue_dir)
+    plain = DialogueHistory(model.builder, limit=4)
+    heard = DialogueHistory(model.builder, limit=4)
+    plain.add("k0", "alice", 0.0, "we won")
+    heard.add("k0", "alice", 0.0, "we won", [("we won", 1.0)])
+    assert heard.turns[0].readings == ()  # one reading: the segment alone
+    folded = heard.add("k1", "bob", 1.0, "No way.", [("No way.", 0.7), ("no way.", 0.3)])
+    assert folded.readings == ()  # the tokenizer lowercases: one reading, no extra encoding
+    window = heard.add("k2", "alice", 2.0, "we did it.", [("we did it.", 0.75), ("we did it!", 0.25)])
+    (seg_a, w_a), (seg_b, w_b) = window.readings[-1]
+    assert (w_a, w_b) == (0.75, 0.25) and seg_a != seg_b
+    _, logits, new = model.decide(window)
+    one = [model.run([model.builder.assemble([seg], 0)]) for seg in (seg_a, seg_b)]
+    assert np.allclose(new["k2"][0], 0.75 * one[0][0][0] + 0.25 * one[1][0][0], atol=1e-5)
+    assert np.allclose(new["k2"][1], 0.75 * one[0][1][0] + 0.25 * one[1][1][0], atol=1e-5)
+    plain.add("k1", "bob", 1.0, "No way.")
+    _, alone, _ = model.decide(plain.add("k2", "alice", 2.0, "we did it."))
+    assert not np.allclose(logits, alone, atol=1e-4)  # the runner-up moved the decision
+    _, same, _ = model.decide(plain.window("k0"))
+    _, again, _ = model.decide(heard.window("k0"))
+    assert np.array_equal(same, again)
+
+
+def test_eval_meld_reads_cached_hypotheses_unless_best_only(dialogue_dir: Path, tmp_path: Path) -> None:
+    from emostream.evaluation.meld import read_meld
+    from emostream.evaluation.transcripts import load_heard, load_transcripts
+
+    rows = [u for d in read_meld(FIXTURE_CSV).dialogues.values() for u in d]
+    cache = tmp_path / "heard.jsonl"
+    with cache.open("w") as fh:
+        for u in rows:
+            runner_up = u.text.rstrip(".!?") + ("?" if u.index % 2 else "!")
+            line = {"dialogue": u.dialogue, "utterance": u.index, "text": u.text}
+            fh.write(json.dumps({**line, "hypotheses": [[u.text, 0.6], [runner_up, 0.4]]}) + "\n")
+    assert load_transcripts(cache) == {(u.dialogue, u.index): u.text for u in rows}
+    heard = load_heard(cache)
+    model = TextModel.from_dir(dialogue_dir)
+    mixed = evaluate(model, str(FIXTURE_CSV), history=32, transcripts=heard)
+    best = evaluate(
+        model, str(FIXTURE_CSV), history=32, transcripts={k: (t, ()) for k, (t, _) in heard.items()}
+    )
+    gold = evaluate(model, str(FIXTURE_CSV), history=32)
+    assert best["predictions"] == gold["predictions"] and mixed["gold_text_no_transcript"] == 0
+    assert mixed["predictions"] != gold["predictions"]
