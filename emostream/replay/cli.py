@@ -18,7 +18,7 @@ from emostream.replay.layout import count_mojibake, describe_missing, load_split
 from emostream.replay.metrics import RowResult, summarize
 from emostream.replay.report import write_report
 from emostream.replay.run import ReplayPlan, TextSource, default_out, run_replay
-from emostream.replay.state import RunState, write_descriptions
+from emostream.replay.state import RunState, write_descriptions, write_transcripts
 
 
 def _event_line(r: RowResult) -> str:
@@ -178,6 +178,8 @@ def replay_meld(args: argparse.Namespace) -> dict[str, Any]:
     metrics["features"] = str(features)
     if media:
         metrics["descriptions"] = write_descriptions(features, out / "descriptions.jsonl")
+    if media and text == "asr":
+        metrics["transcripts"] = write_transcripts(features, out / "transcripts.jsonl")
     report = write_report(results, metrics, out, timelines=args.timelines)
     stream = sys.stderr if args.json else sys.stdout
     speed = (

@@ -99,6 +99,24 @@ def write_descriptions(features: Path, out: Path) -> int:
     return n
 
 
+def write_transcripts(features: Path, out: Path) -> int:
+    """``transcripts.jsonl`` in the form ``train asr-text`` writes (emostream/evaluation/transcripts.py): one
+    line ``{"dialogue", "utterance", "text"[, "hypotheses"]}`` per row the ASR transcribed, so ``eval meld
+    --transcripts`` scores exactly what this replay's text model read."""
+    n = 0
+    with out.open("w") as fh:
+        for line in features.read_text().splitlines():
+            f = json.loads(line) if line.strip() else {}
+            if "transcript" not in f or f.get("asr_model") in ("", "gold"):
+                continue
+            record = {"dialogue": f["dialogue"], "utterance": f["utterance_id"], "text": f["transcript"]}
+            if f.get("hypotheses"):
+                record["hypotheses"] = f["hypotheses"]
+            fh.write(json.dumps(record) + "\n")
+            n += 1
+    return n
+
+
 def _atomic_lines(path: Path, records: list[dict[str, Any]]) -> None:
     tmp = path.with_suffix(".tmp")
     with tmp.open("w") as fh:
