@@ -158,8 +158,8 @@ class TextModel:
 
         Without a dialogue model: the encoder over the turn's prompt. With one: every turn of the window
         not yet encoded is encoded alone (one at a time: INT8 activation scales are per batch, so a batch
-        would change the numbers; a turn with ASR readings is their weighted mean), then the dialogue
-        model reads them all.
+        would change the numbers; a turn with several ASR readings is their weighted mean, see
+        :meth:`_encode`), then the dialogue model reads them all.
         """
         if self.dialogue is None:
             embedding, logits = self.run([window.prompt])
@@ -178,14 +178,12 @@ class TextModel:
         return h[-1], self.dialogue.decide(h, z, window.speakers), new
 
     def _encode(self, readings: Readings, speaker: int) -> Encoding:
-        """One turn's encoding: the weighted mean over its readings of each one encoded alone."""
-        states, logits = [], []
-        for segment, _ in readings:
-            e, z = self.run([self.builder.assemble([segment], speaker)])
-            states.append(e[0])
-            logits.append(z[0])
+        """One turn's encoding: the weighted mean over its readings, encoded as one batch (a turn with one
+        reading is its encoding alone, as before hypotheses; two in a batch cost ~1.2x one, not 2x, and the
+        INT8 activation scales they share move the numbers by noise: dev 52.23 batched, 52.04 one by one)."""
+        e, z = self.run([self.builder.assemble([segment], speaker) for segment, _ in readings])
         w = np.array([weight for _, weight in readings], dtype=np.float32)[:, None]
-        return (w * np.stack(states)).sum(0), (w * np.stack(logits)).sum(0)
+        return (w * e).sum(0), (w * z).sum(0)
 
     def predict(self, turns: Sequence[Turn]) -> tuple[np.ndarray, np.ndarray]:
         """Embedding and logits of ``turns[-1]`` given the past turns before it."""

@@ -158,8 +158,8 @@ def test_quantize_ships_the_dialogue_model_only_beside_an_utterance_encoder(tmp_
 
 
 def test_a_turn_heard_several_ways_is_the_weighted_mean_of_its_readings(dialogue_dir: Path) -> None:
-    """ASR hypotheses: each distinct reading encoded alone, mixed by weight; readings the tokenizer folds
-    into one (case) and a single hypothesis change nothing."""
+    """ASR hypotheses: the distinct readings encoded as one batch, mixed by weight; readings the tokenizer
+    folds into one (case) and a single hypothesis change nothing."""
     model = TextModel.from_dir(dialogue_dir)
     plain = DialogueHistory(model.builder, limit=4)
     heard = DialogueHistory(model.builder, limit=4)
@@ -172,9 +172,9 @@ def test_a_turn_heard_several_ways_is_the_weighted_mean_of_its_readings(dialogue
     (seg_a, w_a), (seg_b, w_b) = window.readings[-1]
     assert (w_a, w_b) == (0.75, 0.25) and seg_a != seg_b
     _, logits, new = model.decide(window)
-    one = [model.run([model.builder.assemble([seg], 0)]) for seg in (seg_a, seg_b)]
-    assert np.allclose(new["k2"][0], 0.75 * one[0][0][0] + 0.25 * one[1][0][0], atol=1e-5)
-    assert np.allclose(new["k2"][1], 0.75 * one[0][1][0] + 0.25 * one[1][1][0], atol=1e-5)
+    e, z = model.run([model.builder.assemble([seg], 0) for seg in (seg_a, seg_b)])  # one batch
+    assert np.allclose(new["k2"][0], 0.75 * e[0] + 0.25 * e[1], atol=1e-5)
+    assert np.allclose(new["k2"][1], 0.75 * z[0] + 0.25 * z[1], atol=1e-5)
     plain.add("k1", "bob", 1.0, "No way.")
     _, alone, _ = model.decide(plain.add("k2", "alice", 2.0, "we did it."))
     assert not np.allclose(logits, alone, atol=1e-4)  # the runner-up moved the decision
