@@ -166,7 +166,8 @@ class AsrSettings(Section):
     """Best beam hypotheses kept per utterance (at most the pass's beam width) and sent on as
     ``Transcript.hypotheses``; the text model averages its reading of them, weighted by their beam
     probability, so one guessed "." or "!" decides less. On espeak-ng speech of all of MELD dev (tiny.en):
-    2 -> weighted-F1 52.15 against 51.18 for 1, one extra text-encoder pass (~7 ms) per utterance
+    2 -> weighted-F1 52.23 against 51.18 for 1, and the replay of dialogues 0-19 46.03 / 47.26 (two CPU
+    kinds) against 45.87 / 43.51, for ~3 ms more text model per utterance
     (models/emostream-text/MODEL_CARD.md, round 9). 1 = the best transcript alone."""
     busy_beam_size: OffOrCount = 0
     """Beam width of a pass that starts while other passes wait (several speakers stopping at once on
