@@ -204,3 +204,41 @@ def test_eval_meld_reads_cached_hypotheses_unless_best_only(dialogue_dir: Path, 
     gold = evaluate(model, str(FIXTURE_CSV), history=32)
     assert best["predictions"] == gold["predictions"] and mixed["gold_text_no_transcript"] == 0
     assert mixed["predictions"] != gold["predictions"]
+
+
+async def test_context_stage_reads_transcript_hypotheses_as_eval_does(dialogue_dir: Path) -> None:
+    """The live context stage and `eval meld --transcripts` decide the same from the same hypotheses."""
+    from emostream.bus import open_bus
+    from emostream.config import BusSettings, Settings
+    from emostream.runtime.stage import StageContext
+    from emostream.schema import Hypothesis, TextContext, Transcript
+    from emostream.workers.context import ContextStage
+
+    settings = Settings(bus=BusSettings(url="memory://"))
+    bus = open_bus("memory://", settings.bus)
+    model = TextModel.from_dir(dialogue_dir)
+    stage = ContextStage(settings, model=model, follow=False)
+    ctx = StageContext(bus=bus, settings=settings, stage="context", consumer="c")
+    await stage.setup(ctx)
+    said = [
+        ("alice", [("i can't believe it.", 0.6), ("i can't believe it!", 0.4)]),
+        ("bob", [("what happened?", 1.0)]),
+        ("alice", [("we won.", 0.55), ("we won!", 0.45)]),
+    ]
+    history = DialogueHistory(model.builder, settings.context.history)
+    try:
+        for i, (speaker, heard) in enumerate(said):
+            hyps = [Hypothesis(text=t, weight=w) for t, w in heard] if len(heard) > 1 else []
+            msg = Transcript(
+                room="r", speaker=speaker, utterance=i, start=float(i), end=i + 0.9, text=heard[0][0],
+                hypotheses=hyps,
+            )  # fmt: skip
+            (out,) = await stage.handle(msg, ctx)
+            assert isinstance(out.message, TextContext)
+            window = history.add(msg.key, speaker, float(i), heard[0][0], heard if hyps else ())
+            _, logits, new = model.decide(window)
+            history.remember(new)
+            assert np.allclose(out.message.logits, logits, atol=1e-5)
+    finally:
+        await stage.close()
+        await bus.close()
