@@ -68,7 +68,7 @@ def evaluate(
     dialogues = list(split.dialogues.values())[: limit or None]
     gold: list[int] = []
     pred: list[int] = []
-    fallback = 0
+    fallback = several = 0
     from rich.console import Console
     from rich.progress import track
 
@@ -88,6 +88,7 @@ def evaluate(
                 fallback += heard is None
                 text, hypotheses = (utt.text, ()) if heard is None else heard
             window = turns.add(str(utt.index), utt.speaker, float(utt.index), text, hypotheses)
+            several += bool(window.readings and window.readings[-1])
             _, logits, encodings = model.decide(window)
             turns.remember(encodings)
             gold.append(utt.label)
@@ -101,6 +102,7 @@ def evaluate(
         "utterances_per_s": round(len(gold) / elapsed, 2),
         "skipped": dict(split.skipped),
         **({"gold_text_no_transcript": fallback} if transcripts is not None else {}),
+        **({"several_readings": several} if transcripts is not None else {}),
         "predictions": pred,
     }
 

@@ -17,6 +17,7 @@ reads the best one only.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 
 MAX_SPEAKERS = 1024
 """Bound on remembered speaker indices per room (indices wrap modulo the 9 speaker tokens anyway)."""
+MAX_READINGS = 8
+"""Bound on the ASR readings read per turn (each is one more encoder row); the best ones are kept."""
 
 
 @dataclass(frozen=True, order=True)
@@ -119,9 +122,11 @@ class DialogueHistory:
         """Distinct token segments of the hypotheses with summed weights (readings that differ only in
         what the tokenizer folds, such as case, are one); empty when one reading is left."""
         merged: dict[tuple[int, ...], float] = {}
-        for text, weight in hypotheses:
+        for text, weight in hypotheses[:MAX_READINGS]:
+            if not math.isfinite(weight) or weight <= 0:  # a broken producer's weight says nothing
+                continue
             seg = tuple(self.builder.turn_ids(Turn(speaker=speaker, text=text)))
-            merged[seg] = merged.get(seg, 0.0) + max(0.0, float(weight))
+            merged[seg] = merged.get(seg, 0.0) + float(weight)
         total = sum(merged.values())
         if len(merged) < 2 or total <= 0:
             return ()

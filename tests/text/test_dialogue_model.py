@@ -181,6 +181,10 @@ def test_a_turn_heard_several_ways_is_the_weighted_mean_of_its_readings(dialogue
     _, same, _ = model.decide(plain.window("k0"))
     _, again, _ = model.decide(heard.window("k0"))
     assert np.array_equal(same, again)
+    broken = heard.add("k3", "bob", 3.0, "ok.", [("ok.", float("nan")), ("ok!", -1.0), ("ok?", float("inf"))])
+    assert broken.readings[-1] == ()  # no usable weight: the best text alone
+    many = [(f"reading {i}.", 1.0) for i in range(50)]
+    assert len(heard.add("k4", "bob", 4.0, "reading 0.", many).readings[-1]) == 8  # bounded per turn
 
 
 def test_eval_meld_reads_cached_hypotheses_unless_best_only(dialogue_dir: Path, tmp_path: Path) -> None:
@@ -203,6 +207,8 @@ def test_eval_meld_reads_cached_hypotheses_unless_best_only(dialogue_dir: Path, 
     )
     gold = evaluate(model, str(FIXTURE_CSV), history=32)
     assert best["predictions"] == gold["predictions"] and mixed["gold_text_no_transcript"] == 0
+    differ = sum(u.text.rstrip(".!?") + ("?" if u.index % 2 else "!") != u.text for u in rows)
+    assert mixed["several_readings"] == differ > 0 and best["several_readings"] == 0
     assert mixed["predictions"] != gold["predictions"]
 
 
