@@ -18,7 +18,7 @@ import numpy as np
 from emostream.errors import UserError
 from emostream.evaluation.meld import TEXT_VARIANTS
 from emostream.evaluation.scores import scores
-from emostream.evaluation.transcripts import Heard
+from emostream.evaluation.transcripts import Heard, Hypotheses
 
 HELP = "Evaluate the runtime emotion model on a MELD-format CSV (weighted-F1, accuracy, per class)."
 
@@ -82,7 +82,7 @@ def evaluate(
         turns = DialogueHistory(model.builder, history)
         for utt in dialogue:
             text: str = utt.text
-            hypotheses: tuple[tuple[str, float], ...] = ()
+            hypotheses: Hypotheses = ()
             if transcripts is not None:
                 heard = transcripts.get((utt.dialogue, utt.index))
                 fallback += heard is None

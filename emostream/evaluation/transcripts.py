@@ -12,8 +12,10 @@ from pathlib import Path
 
 from emostream.errors import UserError
 
-Heard = tuple[str, tuple[tuple[str, float], ...]]
-"""What Whisper heard for one line: the best text and its (text, weight) hypotheses (empty: one kept)."""
+Hypotheses = tuple[tuple[str, float], ...]
+"""(text, weight) readings of one line, best first; empty: only the best text was kept."""
+Heard = tuple[str, Hypotheses]
+"""What Whisper heard for one line: the best text and its hypotheses."""
 
 
 def load_heard(*paths: str | Path) -> dict[tuple[int, int], Heard]:

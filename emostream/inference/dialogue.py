@@ -64,7 +64,7 @@ class Window:
     encodings: tuple[Encoding | None, ...]
     """Each turn's encoding alone, where this history already holds it."""
     readings: tuple[Readings, ...] = ()
-    """Each turn's ASR readings (empty tuple per turn: its segment alone); empty: none has any."""
+    """Each turn's ASR readings (an empty tuple: its segment alone); empty: a window built without them."""
 
 
 class DialogueHistory:
@@ -143,7 +143,7 @@ class DialogueHistory:
                     speakers=tuple(t.speaker for t in past),
                     segments=tuple(t.segment for t in past),
                     encodings=tuple(self.encodings.get(t.key) for t in past),
-                    readings=tuple(t.readings for t in past) if any(t.readings for t in past) else (),
+                    readings=tuple(t.readings for t in past),
                 )
         raise KeyError(key)
 
